@@ -1,0 +1,153 @@
+"""Monoclonal-antibody fed-batch CHO culture (Xing et al. 2010 kinetics) as a Pyomo DAE.
+
+States (user-facing units): viable and dead cell density ``Xv``, ``Xd`` [Mcell/mL =
+1e6 cells/mL], glucose ``Glc``, glutamine ``Gln``, lactate ``Lac``, ammonia ``Amm``
+[mM], antibody ``titer`` [g/L], broth volume ``V`` [L]. Time in hours.
+
+Kinetics: Xing et al. (2010), Biotechnol Prog 26:208, in the form of the
+independent implementation kkiviat/of-compartments (see :mod:`biotwin.kinetics`):
+
+    mu     = mu_max Glc/(K_Glc+Glc) Gln/(K_Gln+Gln) KI_Lac/(KI_Lac+Lac) KI_Amm/(KI_Amm+Amm)
+    mu_d   = mu_d_max Lac/(KD_Lac+Lac) Amm/(KD_Amm+Amm)
+    q_Glc  = m_Glc s(Glc) + mu/Y_X_Glc                      glucose uptake [mmol/cell/h]
+    q_Gln  = a1_Gln Gln/(a2_Gln+Gln) + mu/Y_X_Gln            glutamine uptake
+    q_Lac  = Y_Lac_Glc q_Glc                                 lactate from glucose
+    q_Amm  = Y_Amm_Gln mu/Y_X_Gln - r_Amm s(Amm)             ammonia from glutamine, Xing's removal term
+    d_Gln                                                    first-order glutamine degradation (gives ammonia)
+    q_P    = alpha_P mu + beta_P                             Luedeking-Piret antibody productivity [pg/cell/d]
+
+s(c) is a smooth switch (algebraic sigmoid, centre C_exh = 1e-3 mM, width
+W_exh = 1e-5 mM) that stops the zero-order glucose maintenance and ammonia removal
+terms at exhaustion, so the concentrations stay non-negative; above 0.01 mM it
+changes those terms by less than 3e-7 relative. Concentrations enter the rate
+laws through a smooth positive part (``C_eps`` = 1e-6 mM), so a collocation
+polynomial dipping slightly below zero at exhaustion meets no Monod pole.
+
+Fed-batch balances with a continuous feed ``F_cont`` (composition ``Glc_feed``,
+``Gln_feed``), bolus pulses ``F_bolus`` (composition inputs ``Glc_bolus``,
+``Gln_bolus``) and broth withdrawal ``F_out`` (samples), all in L/h:
+
+    dV/dt      = F_cont + F_bolus - F_out
+    dXv/dt     = (mu - mu_d) Xv - D Xv,       D = (F_cont + F_bolus)/V
+    dXd/dt     = mu_d Xv - k_lys Xd - D Xd
+    dGlc/dt    = -q_Glc Xv + F_cont/V (Glc_feed - Glc) + F_bolus/V (Glc_bolus - Glc)
+    dGln/dt    = -q_Gln Xv - d_Gln Gln + F_cont/V (Gln_feed - Gln) + F_bolus/V (Gln_bolus - Gln)
+    dLac/dt    = q_Lac Xv - D Lac
+    dAmm/dt    = q_Amm Xv + d_Gln Gln - D Amm
+    dtiter/dt  = q_P Xv - D titer
+
+Withdrawal removes broth at its own composition, so it changes V but no concentration.
+"""
+
+import pyomo.environ as pyo
+
+from biotwin.kinetics import (positive_part, smooth_switch, xing_death_rate, xing_glutamine_maintenance,
+                              xing_growth_rate)
+from biotwin.culture_scenario import read_culture_scenario
+from biotwin.modeling import derivative, time_set
+from biotwin.units import parse_unit
+
+TIME_UNIT = "h"
+
+STATES = {"Xv": "Mcell/mL", "Xd": "Mcell/mL", "Glc": "mM", "Gln": "mM", "Lac": "mM", "Amm": "mM",
+          "titer": "g/L", "V": "L"}
+INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM"}
+
+PARAMETER_UNITS = {
+    "mu_max": "1/h", "mu_d_max": "1/h", "K_Glc": "mM", "K_Gln": "mM", "KI_Lac": "mM", "KI_Amm": "mM",
+    "KD_Lac": "mM", "KD_Amm": "mM", "Y_X_Glc": "cell/mmol", "Y_X_Gln": "cell/mmol",
+    "Y_Lac_Glc": "dimensionless", "Y_Amm_Gln": "dimensionless", "m_Glc": "mmol/cell/h",
+    "a1_Gln": "mmol/cell/h", "a2_Gln": "mM", "d_Gln": "1/h", "r_Amm": "mmol/cell/h",
+    "alpha_P": "pg/cell", "beta_P": "pg/cell/d", "k_lys": "1/h",
+    "Glc_feed": "mM", "Gln_feed": "mM",
+    "C_exh": "mM", "W_exh": "mM", "C_eps": "mM",
+    "Xv0": "Mcell/mL", "Xd0": "Mcell/mL", "Glc0": "mM", "Gln0": "mM", "Lac0": "mM", "Amm0": "mM",
+    "titer0": "g/L", "V0": "L",
+}
+
+
+def build(settings=None):
+    """Build the (not discretized) fed-batch model; ``settings['t_end']`` [h]."""
+    u = pyo.units
+    m = pyo.ConcreteModel(name="mab_fedbatch")
+    m.t = time_set(settings, 336.0)
+    for name, unit in PARAMETER_UNITS.items():
+        m.add_component(name, pyo.Var(units=parse_unit(unit)))
+    for name, unit in STATES.items():
+        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=1.0))
+    for name, unit in INPUTS.items():
+        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
+        getattr(m, name).fix()
+    for name in STATES:
+        m.add_component(f"d{name}", derivative(getattr(m, name), m.t, TIME_UNIT))
+
+    conc_rate = u.mM / u.h
+
+    def pos(c):
+        return positive_part(c, m.C_eps)
+
+    @m.Expression(m.t, doc="specific growth rate [1/h]")
+    def mu(m, t):
+        return xing_growth_rate(pos(m.Glc[t]), pos(m.Gln[t]), pos(m.Lac[t]), pos(m.Amm[t]), m.mu_max,
+                                m.K_Glc, m.K_Gln, m.KI_Lac, m.KI_Amm)
+
+    @m.Expression(m.t, doc="specific death rate [1/h]")
+    def mu_d(m, t):
+        return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm)
+
+    @m.Expression(m.t, doc="specific glucose uptake [mmol/cell/h]")
+    def q_Glc(m, t):
+        return m.m_Glc * smooth_switch(m.Glc[t], m.C_exh, m.W_exh) + m.mu[t] / m.Y_X_Glc
+
+    @m.Expression(m.t, doc="specific glutamine uptake [mmol/cell/h]")
+    def q_Gln(m, t):
+        return xing_glutamine_maintenance(pos(m.Gln[t]), m.a1_Gln, m.a2_Gln) + m.mu[t] / m.Y_X_Gln
+
+    @m.Expression(m.t, doc="specific ammonia production by cells [mmol/cell/h]")
+    def q_Amm(m, t):
+        return m.Y_Amm_Gln * m.mu[t] / m.Y_X_Gln - m.r_Amm * smooth_switch(m.Amm[t], m.C_exh, m.W_exh)
+
+    @m.Expression(m.t, doc="specific antibody productivity [pg/cell/d]")
+    def q_P(m, t):
+        return m.alpha_P * u.convert(m.mu[t], to_units=1 / u.d) + m.beta_P
+
+    @m.Expression(m.t, doc="dilution rate by feeding [1/h]")
+    def D(m, t):
+        return (m.F_cont[t] + m.F_bolus[t]) / m.V[t]
+
+    @m.Expression(m.t, doc="viability [%]")
+    def viability(m, t):
+        return 100 * m.Xv[t] / (m.Xv[t] + m.Xd[t])
+
+    def per_volume(rate_per_cell, t, to_units):
+        """Specific rate times viable cell density, in the balance's units."""
+        return u.convert(rate_per_cell * m.Xv[t], to_units=to_units)
+
+    m.V_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] - m.F_out[t])
+    m.Xv_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXv[t] == (m.mu[t] - m.mu_d[t] - m.D[t]) * m.Xv[t])
+    m.Xd_balance = pyo.Constraint(
+        m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t] - (m.k_lys + m.D[t]) * m.Xd[t])
+    m.Glc_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dGlc[t] == -per_volume(m.q_Glc[t], t, conc_rate)
+                                   + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
+                                   + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t]))
+    m.Gln_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dGln[t] == -per_volume(m.q_Gln[t], t, conc_rate)
+                                   - m.d_Gln * m.Gln[t]
+                                   + m.F_cont[t] / m.V[t] * (m.Gln_feed - m.Gln[t])
+                                   + m.F_bolus[t] / m.V[t] * (m.Gln_bolus[t] - m.Gln[t]))
+    m.Lac_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dLac[t] == per_volume(
+        m.Y_Lac_Glc * m.q_Glc[t], t, conc_rate) - m.D[t] * m.Lac[t])
+    m.Amm_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate)
+                                   + m.d_Gln * m.Gln[t] - m.D[t] * m.Amm[t])
+    m.titer_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dtiter[t] == per_volume(
+        m.q_P[t], t, u.g / u.L / u.h) - m.D[t] * m.titer[t])
+
+    t0 = m.t.first()
+    for name in STATES:
+        state, init = getattr(m, name), getattr(m, f"{name}0")
+        m.add_component(f"{name}_init", pyo.Constraint(expr=state[t0] == init))
+    return m
+
+
+def read_scenario(raw, where):
+    """Translate this model's recipe schema (see :mod:`biotwin.culture_scenario`) to the generic one."""
+    return read_culture_scenario(raw, where, STATES, ["Glc", "Gln"])

@@ -1,0 +1,27 @@
+"""biotwin: bioprocess digital twins as Pyomo DAEs, calibrated with Ipopt, explored in Jupyter.
+
+Importing biotwin points Pyomo at the PyNumero library built into the active
+environment (see :mod:`biotwin._config`), so no environment variable is needed.
+"""
+
+from biotwin._config import configure_pyomo_config_dir as _configure
+
+_configure()
+
+from biotwin.errors import (  # noqa: E402
+    BiotwinError,
+    DataError,
+    ModelDefinitionError,
+    ScenarioError,
+    SolverError,
+    SolverSetupError,
+)
+from biotwin.model import Model, available_models, load_model  # noqa: E402
+from biotwin.results import SimulationResult  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BiotwinError", "DataError", "ModelDefinitionError", "ScenarioError", "SolverError", "SolverSetupError",
+    "Model", "SimulationResult", "available_models", "load_model", "__version__",
+]

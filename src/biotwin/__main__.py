@@ -1,0 +1,5 @@
+import sys
+
+from biotwin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""Piecewise-linear input programs (feed rates, shelf temperature, pressure, ...).
+
+A program is a list of ``[time, value]`` points with non-decreasing times. Two
+points at the same time make a step. Between points the value is linear.
+
+At a step time the value used by the collocation equations is the *left*
+limit: with Radau collocation the equations at an element's right end belong to
+that element, so the old value holds up to and including the step time, and the
+new value from the next collocation point on. At the first time the right limit
+is used (there is no left).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from biotwin.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class Program:
+    """A validated piecewise-linear program.
+
+    Attributes
+    ----------
+    name : str
+        The input it drives.
+    times : numpy.ndarray
+        Point times [model time unit], non-decreasing.
+    values : numpy.ndarray
+        Point values [the input's model unit].
+    """
+
+    name: str
+    times: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def from_points(cls, name: str, points, where: str = "scenario", scale: float = 1.0) -> "Program":
+        """Validate ``[[t, v], ...]`` points; ``scale`` converts values to model units."""
+        label = f"{where}: input '{name}'"
+        if not isinstance(points, (list, tuple)) or len(points) == 0:
+            raise ScenarioError(f"{label}: expected a non-empty list of [time, value] points")
+        times, values = [], []
+        for i, point in enumerate(points):
+            if not isinstance(point, (list, tuple)) or len(point) != 2:
+                raise ScenarioError(f"{label}, point {i}: expected [time, value], got {point!r}")
+            for x in point:
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                    raise ScenarioError(f"{label}, point {i}: {point!r} has a non-numeric or non-finite entry")
+            times.append(float(point[0]))
+            values.append(float(point[1]) * scale)
+        t = np.asarray(times)
+        if t[0] < 0:
+            raise ScenarioError(f"{label}, point 0: negative time {t[0]}")
+        for i in range(1, len(t)):
+            if t[i] < t[i - 1]:
+                raise ScenarioError(f"{label}, point {i}: time {t[i]} is before the previous time {t[i - 1]} "
+                                    "(points must be sorted by time)")
+            if i >= 2 and t[i] == t[i - 1] == t[i - 2]:
+                raise ScenarioError(f"{label}, point {i}: three points at time {t[i]}; a step needs exactly two")
+        return cls(name, t, np.asarray(values))
+
+    @property
+    def corners(self) -> list[float]:
+        """Times where the program's slope or value changes."""
+        return sorted(set(self.times.tolist()))
+
+    def check_covers(self, t_end: float, where: str = "scenario"):
+        """Raise if the program does not span ``[0, t_end]``."""
+        if self.times[0] > 0:
+            raise ScenarioError(f"{where}: input '{self.name}' starts at {self.times[0]}, not at time 0")
+        if self.times[-1] < t_end:
+            raise ScenarioError(f"{where}: input '{self.name}' ends at {self.times[-1]}, before the end of the "
+                                f"simulation ({t_end}); extend the program or shorten t_end")
+
+    def __call__(self, t, side: str = "left") -> np.ndarray:
+        """Value at time(s) ``t``.
+
+        Parameters
+        ----------
+        t : float or array
+        side : {"left", "right"}
+            Which limit to take at a step.
+        """
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        out = np.empty_like(t)
+        times, values = self.times, self.values
+        for k, tk in enumerate(t):
+            if side == "left":
+                j = int(np.searchsorted(times, tk, side="left"))
+                # j: first index with times[j] >= tk
+                if j == 0:
+                    out[k] = values[0]
+                elif j >= len(times):
+                    out[k] = values[-1]
+                else:
+                    t0, t1 = times[j - 1], times[j]
+                    v0, v1 = values[j - 1], values[j]
+                    out[k] = v1 if t1 == t0 else v0 + (v1 - v0) * (tk - t0) / (t1 - t0)
+            else:
+                j = int(np.searchsorted(times, tk, side="right"))
+                # j: first index with times[j] > tk
+                if j == 0:
+                    out[k] = values[0]
+                elif j >= len(times):
+                    out[k] = values[-1]
+                else:
+                    t0, t1 = times[j - 1], times[j]
+                    v0, v1 = values[j - 1], values[j]
+                    out[k] = v0 + (v1 - v0) * (tk - t0) / (t1 - t0)
+        return out
+
+    def at_collocation_point(self, t: float, t_start: float) -> float:
+        """Value the collocation equations use at ``t``: left limit, right limit at ``t_start``."""
+        return float(self(t, side="right" if t <= t_start else "left")[0])

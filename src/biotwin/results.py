@@ -1,0 +1,73 @@
+"""Simulation results as pandas tables with units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass
+class SimulationResult:
+    """Trajectories of one simulation.
+
+    Attributes
+    ----------
+    wide : pandas.DataFrame
+        One row per output time: column ``time`` [``time_unit``] and one column per
+        state, output, input and expression; ``wide.attrs["units"]`` maps each
+        column to its unit.
+    units : dict[str, str]
+        Unit of each column.
+    time_unit : str
+    model_name : str
+    scenario_name : str
+    parameters : dict[str, float]
+        Parameter values used, each in its ``parameters.yaml`` unit.
+    stats : dict
+        Timings [s], Ipopt iterations, termination condition, initialization kind.
+    kinds : dict[str, str]
+        ``state``, ``output``, ``input`` or ``expression`` for each column.
+    """
+
+    wide: pd.DataFrame
+    units: dict
+    time_unit: str
+    model_name: str
+    scenario_name: str
+    parameters: dict
+    stats: dict = field(default_factory=dict)
+    kinds: dict = field(default_factory=dict)
+    pyomo_model: object = field(default=None, repr=False)
+
+    @property
+    def tidy(self) -> pd.DataFrame:
+        """Long table: columns ``time``, ``variable``, ``value``, ``unit``."""
+        long = self.wide.melt(id_vars="time", var_name="variable", value_name="value")
+        long["unit"] = long["variable"].map(self.units)
+        long.attrs["time_unit"] = self.time_unit
+        return long
+
+    def final(self) -> dict[str, float]:
+        """Value of every column at the last output time."""
+        row = self.wide.iloc[-1]
+        return {c: float(row[c]) for c in self.wide.columns if c != "time"}
+
+    def summary(self) -> dict:
+        """Key numbers: final and maximum of each state, and the solve statistics."""
+        states = [c for c, k in self.kinds.items() if k == "state"]
+        return {
+            "model": self.model_name,
+            "scenario": self.scenario_name,
+            "t_end": float(self.wide["time"].iloc[-1]),
+            "time_unit": self.time_unit,
+            "final": {c: float(self.wide[c].iloc[-1]) for c in states},
+            "max": {c: float(self.wide[c].max()) for c in states},
+            "units": {c: self.units[c] for c in states},
+            "stats": dict(self.stats),
+        }
+
+    def to_csv(self, path) -> None:
+        """Write the wide table with ``name [unit]`` headers."""
+        table = self.wide.rename(columns={c: f"{c} [{self.units[c]}]" for c in self.wide.columns})
+        table.to_csv(path, index=False)

@@ -1,0 +1,308 @@
+"""The simulation engine: time grid, discretization, initialization, solve, results.
+
+One call of :func:`simulate`:
+
+1. reads the scenario, checks parameter overrides and input programs;
+2. builds the time grid: recipe corners and requested output times are element
+   boundaries, the rest of about ``nfe`` elements are spread by length;
+3. builds the model and applies Radau collocation (``pyomo.dae``), or reuses a
+   model built before for the same grid and settings (the cache);
+4. initializes from a forward integration (:mod:`biotwin.forward`), or, when
+   reusing a model that solved, warm-starts from its last solution;
+5. solves the square system with Ipopt (:mod:`biotwin.solver`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+from pyomo.core.base.units_container import UnitsError
+
+from biotwin.errors import ModelDefinitionError, ScenarioError, SolverError
+from biotwin.forward import ForwardIntegrator, UnsupportedStructure
+from biotwin.programs import Program
+from biotwin.results import SimulationResult
+from biotwin.solver import degrees_of_freedom, solve
+from biotwin.units import convert_value, parse_unit, unit_string
+
+CACHE_SIZE = 4
+
+
+def time_grid(t_end: float, nfe: int, fixed=()) -> list[float]:
+    """Element boundaries: ``0``, ``t_end`` and every fixed point, plus points to reach about ``nfe`` elements.
+
+    Parameters
+    ----------
+    t_end : float
+        End time [time unit].
+    nfe : int
+        Target number of finite elements; each interval between fixed points gets
+        ``max(1, round(nfe * length / t_end))`` elements.
+    fixed : iterable of float
+        Times that must be element boundaries (recipe corners, measurement times).
+    """
+    anchors = sorted({0.0, float(t_end)} | {float(f) for f in fixed if 0.0 < f < t_end})
+    grid = [anchors[0]]
+    for a, b in zip(anchors[:-1], anchors[1:]):
+        n = max(1, int(round(nfe * (b - a) / t_end)))
+        grid.extend(np.linspace(a, b, n + 1)[1:].tolist())
+        grid[-1] = b
+    return grid
+
+
+class _Discretized:
+    """A built, discretized model kept for reuse."""
+
+    def __init__(self, model, settings, grid, ncp, progress):
+        t0 = time.perf_counter()
+        self.m = model.build(settings)
+        self.build_s = time.perf_counter() - t0
+        m = self.m
+        lo, hi = m.t.first(), m.t.last()
+        if lo != 0 or not math.isclose(hi, grid[-1]):
+            raise ScenarioError(f"model '{model.name}': build(settings) made m.t span [{lo}, {hi}] "
+                                f"but the simulation asks for [0, {grid[-1]}]; build must use settings['t_end']")
+        t0 = time.perf_counter()
+        try:
+            self.integrator = ForwardIntegrator(m, m.t)
+            self.unsupported = None
+        except UnsupportedStructure as exc:
+            self.integrator, self.unsupported = None, str(exc)
+        self.template_s = time.perf_counter() - t0  # sympy compile of the forward integrator
+        tstar = m.t.last()
+        import pyomo.dae as dae
+
+        derivs = list(m.component_objects(dae.DerivativeVar, descend_into=True))
+        self.state_names = {dv.get_state_var().local_name for dv in derivs}
+        self.derivative_ids = {id(dv) for dv in derivs}
+        input_vars = [v for v in m.component_objects(pyo.Var, descend_into=True)
+                      if v.is_indexed() and v.index_set() is m.t and not _is_derivative(v) and v[tstar].fixed]
+        t0 = time.perf_counter()
+        for point in grid:
+            m.t.add(point)
+        # ContinuousSet keeps its finite-element boundaries in _fe (set at construction and by
+        # pyomo.dae.misc.generate_finite_elements); points added by hand must be registered there
+        # too, or the collocation equations are written for the construction-time elements only.
+        # The squareness check below catches a Pyomo that changes this.
+        m.t._fe = sorted(m.t)
+        m.t.set_changed(True)
+        pyo.TransformationFactory("dae.collocation").apply_to(
+            m, wrt=m.t, nfe=len(grid) - 1, ncp=ncp, scheme="LAGRANGE-RADAU")
+        for v in input_vars:  # points added by the discretization are inputs too
+            default = v[tstar].value
+            for t in m.t:
+                if not v[t].fixed:
+                    v[t].fix(default)
+        self.discretize_s = time.perf_counter() - t0
+        n_var, n_eq = degrees_of_freedom(m)
+        if n_var != n_eq:
+            raise ModelDefinitionError(
+                f"model '{model.name}': the simulation problem is not square ({n_var} unfixed variables in "
+                f"{n_eq} equations); every state needs an initial condition and every output an equation at "
+                "every time, and inputs must be fixed in build")
+        self.solved = False
+        self.time_vars = [v for v in m.component_objects(pyo.Var, descend_into=True)
+                          if v.is_indexed() and v.index_set() is m.t and id(v) not in self.derivative_ids]
+        self.time_exprs = [e for e in m.component_objects(pyo.Expression, descend_into=True)
+                           if e.is_indexed() and e.index_set() is m.t]
+        self.inputs = {v.local_name for v in self.time_vars if all(v[t].fixed for t in m.t)}
+
+
+def _is_derivative(v) -> bool:
+    import pyomo.dae as dae
+
+    return isinstance(v, dae.DerivativeVar)
+
+
+def _programs(model, scenario, m, t_end):
+    """Validated input programs in model units, by input name."""
+    programs = {}
+    where = f"scenario {scenario.source}"
+    for name, spec in scenario.inputs.items():
+        var = getattr(m, name, None)
+        if var is None or not isinstance(var, pyo.Var) or not var.is_indexed() or var.index_set() is not m.t:
+            candidates = [v.local_name for v in m.component_objects(pyo.Var) if v.is_indexed()
+                          and v.index_set() is m.t and all(v[t].fixed for t in m.t)]
+            raise ScenarioError(f"{where}: unknown input '{name}'; inputs of model '{model.name}': "
+                                f"{', '.join(candidates) or 'none'}")
+        if not all(var[t].fixed for t in m.t):
+            raise ScenarioError(f"{where}: '{name}' is a model variable, not an input (inputs are fixed in build)")
+        unit, points = None, spec
+        if isinstance(spec, dict):
+            extra = set(spec) - {"unit", "points"}
+            if extra or "points" not in spec:
+                raise ScenarioError(f"{where}: input '{name}': expected {{unit, points}}, got keys {sorted(spec)}")
+            unit, points = spec.get("unit"), spec["points"]
+        model_unit = pyo.units.get_units(var)
+        scale = 1.0
+        if unit is not None:
+            try:
+                scale = convert_value(1.0, parse_unit(unit, f"{where}: input '{name}'"), model_unit)
+            except ValueError as exc:
+                raise ScenarioError(str(exc)) from None
+            except UnitsError:
+                raise ScenarioError(f"{where}: input '{name}': unit {unit!r} does not convert to the model's "
+                                    f"{unit_string(model_unit)!r}") from None
+        program = Program.from_points(name, points, where, scale)
+        program.check_covers(t_end, where)
+        programs[name] = program
+    return programs
+
+
+def _check_times(times, t_end):
+    if times is None:
+        return None
+    arr = np.asarray(list(times), dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ScenarioError("times: expected a non-empty list of output times")
+    if not np.all(np.isfinite(arr)):
+        raise ScenarioError(f"times: non-finite output time at position {int(np.argmin(np.isfinite(arr)))}")
+    if np.any(arr < 0):
+        raise ScenarioError(f"times: negative output time {arr[arr < 0][0]}")
+    if np.any(np.diff(arr) <= 0):
+        i = int(np.argmax(np.diff(arr) <= 0)) + 1
+        raise ScenarioError(f"times: output times must be strictly increasing (position {i}: {arr[i]} after {arr[i-1]})")
+    if arr[-1] > t_end * (1 + 1e-12):
+        raise ScenarioError(f"times: output time {arr[-1]} is after t_end {t_end}")
+    return arr
+
+
+def _apply_inputs(d: _Discretized, programs):
+    m = d.m
+    t_start = m.t.first()
+    for name, prog in programs.items():
+        var = getattr(m, name)
+        for t in m.t:
+            var[t].fix(prog.at_collocation_point(t, t_start))
+
+
+def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=None, options=None,
+             tee=False, progress=None) -> SimulationResult:
+    """See :meth:`biotwin.model.Model.simulate`."""
+    say = progress or (lambda text: None)
+    wall0 = time.perf_counter()
+    sc = model.load_scenario(scenario)
+    if t_end is None:
+        t_end = sc.t_end
+    if t_end is None:
+        raise ScenarioError(f"no end time: give t_end or set t_end in the scenario ({sc.source})")
+    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not math.isfinite(t_end) or t_end <= 0:
+        raise ScenarioError(f"t_end must be a positive number [{model.time_unit}], got {t_end!r}")
+    t_end = float(t_end)
+    if not isinstance(nfe, int) or nfe < 1 or not isinstance(ncp, int) or ncp < 1:
+        raise ScenarioError(f"nfe and ncp must be positive integers, got nfe={nfe!r}, ncp={ncp!r}")
+    out_times = _check_times(times, t_end)
+    values = model.parameter_values(sc.parameters, where=f"scenario {sc.source}")
+    values = model.parameter_values({**values, **(params or {})}, where="params")
+
+    # Input programs are validated against a throw-away build only when not cached: the
+    # names and units are checked on the cached model otherwise.
+    settings = dict(sc.settings)
+    settings["t_end"] = t_end
+    key_settings = json.dumps(settings, sort_keys=True, default=str)
+    # corners must be known before the grid: read programs without a model first
+    corners = set()
+    for name, spec in sc.inputs.items():
+        pts = spec.get("points") if isinstance(spec, dict) else spec
+        prog = Program.from_points(name, pts, f"scenario {sc.source}")
+        corners.update(prog.corners)
+    fixed = set(corners) | (set(out_times.tolist()) if out_times is not None else set())
+    grid = time_grid(t_end, nfe, fixed)
+    key = (key_settings, tuple(grid), ncp)
+    cache = model._simulations
+    reused = key in cache
+    if reused:
+        d = cache.pop(key)
+        cache[key] = d  # most recently used last
+    else:
+        say(f"building and discretizing {model.name} ({len(grid) - 1} elements x {ncp} points)")
+        d = _Discretized(model, settings, grid, ncp, say)
+        cache[key] = d
+        while len(cache) > CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+    m = d.m
+    programs = _programs(model, sc, m, t_end)
+    model.set_parameters(m, values)
+    _apply_inputs(d, programs)
+
+    timings = {"build_s": 0.0, "template_s": 0.0, "discretize_s": 0.0} if reused else {
+        "build_s": d.build_s, "template_s": d.template_s, "discretize_s": d.discretize_s}
+
+    def forward_init():
+        if d.integrator is None:
+            warnings.warn(f"model '{model.name}': no forward-integration start ({d.unsupported}); "
+                          "Ipopt starts from the model's initial values", stacklevel=3)
+            return "model initial values"
+        say("initializing by forward integration")
+        t0 = time.perf_counter()
+        try:
+            traj = d.integrator.integrate(programs, list(m.t))
+        except (FloatingPointError, np.linalg.LinAlgError, ValueError, ZeroDivisionError, OverflowError) as exc:
+            warnings.warn(f"model '{model.name}': forward integration failed ({exc}); "
+                          "Ipopt starts from the current values", stacklevel=3)
+            return "forward integration failed"
+        finally:
+            timings["initialize_s"] = time.perf_counter() - t0
+        d.integrator.load(traj)
+        return "forward integration"
+
+    what = f"simulation of {model.name} ({sc.name})"
+    if reused and d.solved:
+        init = "warm start"
+        timings["initialize_s"] = 0.0
+    else:
+        init = forward_init()
+    say("solving with Ipopt")
+    try:
+        stats = solve(m, options=options, tee=tee, what=what)
+    except SolverError:
+        d.solved = False
+        if init != "warm start":
+            raise
+        init = forward_init() + " (after warm start failed)"
+        stats = solve(m, options=options, tee=tee, what=what)
+    d.solved = True
+    timings["solve_s"] = stats.wall_time_s
+    timings["total_s"] = time.perf_counter() - wall0
+    result = _collect(model, d, sc, values, out_times)
+    result.stats = {**timings, "iterations": stats.iterations, "termination": stats.termination_condition,
+                    "initialization": init, "reused_model": reused, "n_elements": len(grid) - 1, "ncp": ncp}
+    return result
+
+
+def _collect(model, d, sc, values, out_times) -> SimulationResult:
+    m = d.m
+    points = list(m.t)
+    if out_times is not None:
+        lookup = np.asarray(points)
+        chosen = []
+        for t in out_times:
+            j = int(np.argmin(np.abs(lookup - t)))
+            chosen.append(points[j])
+        points = chosen
+    state_names = d.state_names
+    columns, units, kinds = {"time": np.asarray(points, dtype=float)}, {"time": model.time_unit}, {}
+    for v in d.time_vars:
+        name = v.local_name
+        columns[name] = np.array([pyo.value(v[t]) for t in points], dtype=float)
+        units[name] = unit_string(pyo.units.get_units(v))
+        kinds[name] = "state" if name in state_names else ("input" if name in d.inputs else "output")
+    for e in d.time_exprs:
+        name = e.local_name
+        columns[name] = np.array([pyo.value(e[t]) for t in points], dtype=float)
+        try:
+            units[name] = unit_string(pyo.units.get_units(e[points[-1]]))
+        except Exception:  # inconsistent units inside a user expression
+            units[name] = "?"
+        kinds[name] = "expression"
+    wide = pd.DataFrame(columns)
+    wide.attrs["units"] = dict(units)
+    return SimulationResult(wide=wide, units=units, time_unit=model.time_unit, model_name=model.name,
+                            scenario_name=sc.name, parameters=dict(values), kinds=kinds, pyomo_model=m)

@@ -1,0 +1,244 @@
+"""Ipopt through cyipopt (Pyomo's PyNumero interface): options, solve, errors.
+
+The default options live in :data:`DEFAULT_IPOPT_OPTIONS` and nowhere else.
+They were chosen from measurements (``benchmarks/engine.py``; DESIGN.md, "Solver
+path"): with Ipopt's default MUMPS scaling a 640-element collocation problem did
+not finish in 5 minutes, with ``mumps_permuting_scaling=0`` and
+``mumps_scaling=0`` it solves in about 2 s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyomo.environ as pyo
+from pyomo.opt import TerminationCondition
+
+from biotwin._config import configure_pyomo_config_dir
+from biotwin.errors import SolverError, SolverSetupError
+
+#: Ipopt options used by every biotwin solve unless overridden.
+DEFAULT_IPOPT_OPTIONS: dict[str, object] = {
+    # MUMPS: the default scaling/permutation makes large collocation systems
+    # crawl (measured: >300 s vs ~2 s at 640 elements); see benchmarks/engine.py.
+    "mumps_permuting_scaling": 0,
+    "mumps_scaling": 0,
+    # Collocation systems from a forward-simulation start converge in tens of
+    # iterations; 3000 leaves room for estimation problems from poor starts.
+    "max_iter": 3000,
+    "tol": 1e-8,
+    "print_level": 0,
+    "sb": "yes",  # no Ipopt banner
+}
+
+_OK = {TerminationCondition.optimal, TerminationCondition.locallyOptimal, TerminationCondition.feasible}
+
+
+@dataclass
+class SolveStats:
+    """What one Ipopt solve did.
+
+    Attributes
+    ----------
+    termination_condition : str
+    iterations : int
+    wall_time_s : float
+        Wall time of the whole solve call including the NLP interface set-up [s].
+    objective : float or None
+    options : dict
+        The Ipopt options actually used.
+    """
+
+    termination_condition: str
+    iterations: int
+    wall_time_s: float
+    objective: float | None = None
+    options: dict = field(default_factory=dict)
+    message: str = ""
+
+
+def solver_options(overrides: dict | None = None) -> dict:
+    """Default Ipopt options updated with ``overrides`` (a ``None`` value removes a key)."""
+    options = dict(DEFAULT_IPOPT_OPTIONS)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            options.pop(key, None)
+        else:
+            options[key] = value
+    return options
+
+
+def pynumero_library_status() -> tuple[bool, str]:
+    """Whether PyNumero's ASL library loads, and where it was looked for.
+
+    Returns
+    -------
+    (bool, str)
+        ``(True, path)`` when it loads, else ``(False, reason)``.
+    """
+    folder = configure_pyomo_config_dir()
+    from pyomo.common.fileutils import find_library
+
+    path = find_library("pynumero_ASL")
+    if path is None:
+        return False, f"libpynumero_ASL not found (looked in {folder / 'lib'}); run `biotwin setup-solver`"
+    try:
+        from pyomo.contrib.pynumero.asl import AmplInterface
+
+        if not AmplInterface.available():
+            return False, f"{path} exists but does not load"
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return False, f"{path}: {exc}"
+    return True, path
+
+
+def _check_available():
+    try:
+        import cyipopt  # noqa: F401
+    except ImportError:
+        raise SolverSetupError(
+            "cyipopt is not installed: `pip install cyipopt-wheels` (PyPI wheel bundling Ipopt) "
+            "or `conda install -c conda-forge cyipopt`") from None
+    ok, where = pynumero_library_status()
+    if not ok:
+        raise SolverSetupError(f"PyNumero's ASL library is not usable: {where}")
+
+
+def largest_residuals(model, count: int = 5) -> list[tuple[str, float]]:
+    """The ``count`` largest constraint violations at the model's current values.
+
+    Parameters
+    ----------
+    model : pyomo block
+    count : int
+
+    Returns
+    -------
+    list of (constraint name, violation)
+        Violations in the constraint's own units; evaluation errors are reported
+        as ``inf``.
+    """
+    rows = []
+    for con in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+        try:
+            body = pyo.value(con.body, exception=False)
+            if body is None:
+                raise ValueError
+            lower = pyo.value(con.lower) if con.has_lb() else None
+            upper = pyo.value(con.upper) if con.has_ub() else None
+            violation = max(0.0, (lower - body) if lower is not None else 0.0,
+                            (body - upper) if upper is not None else 0.0)
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            violation = float("inf")
+        if violation != violation:  # NaN
+            violation = float("inf")
+        if violation > 0:
+            rows.append((con.name, violation))
+    rows.sort(key=lambda r: -r[1])
+    return rows[:count]
+
+
+def solve(model, options: dict | None = None, tee: bool = False, what: str = "model") -> SolveStats:
+    """Solve a Pyomo model with Ipopt through ``SolverFactory('cyipopt')``.
+
+    Parameters
+    ----------
+    model : pyomo.environ.ConcreteModel
+        A discretized model; square (simulation) or with one objective.
+    options : dict, optional
+        Ipopt options overriding :data:`DEFAULT_IPOPT_OPTIONS`.
+    tee : bool
+        Stream Ipopt's log.
+    what : str
+        What is being solved, for error messages (e.g. ``"simulation of mab_fedbatch"``).
+
+    Returns
+    -------
+    SolveStats
+
+    Raises
+    ------
+    SolverError
+        If Ipopt stops without a (locally) optimal point; the message gives the
+        termination condition, the iterations and the largest constraint residuals.
+    SolverSetupError
+        If cyipopt or the PyNumero library is missing.
+    """
+    _check_available()
+    opts = solver_options(options)
+    if tee:
+        opts["print_level"] = max(int(opts.get("print_level", 5)), 5)
+    iterations = [0]
+
+    def count_iterations(nlp, problem, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm,
+                         regularization_size, alpha_du, alpha_pr, ls_trials):
+        iterations[0] = int(iter_count)
+        return True
+
+    solver = pyo.SolverFactory("cyipopt")
+    solver.config.intermediate_callback = count_iterations
+    solver.config.halt_on_evaluation_error = False
+    for key, value in opts.items():
+        solver.config.options[key] = value
+    start = time.perf_counter()
+    try:
+        results = solver.solve(model, tee=tee)
+    except Exception as exc:
+        residuals = largest_residuals(model)
+        raise SolverError(
+            f"Ipopt failed on {what}: {type(exc).__name__}: {exc}. "
+            + _format_residuals(residuals), "error", iterations[0], residuals) from exc
+    wall = time.perf_counter() - start
+    condition = results.solver.termination_condition
+    message = results.solver.message or ""
+    if isinstance(message, bytes):
+        message = message.decode(errors="replace")
+    if condition not in _OK:
+        residuals = largest_residuals(model)
+        raise SolverError(
+            f"Ipopt did not converge on {what}: termination condition '{condition}' after "
+            f"{iterations[0]} iterations ({message}). " + _format_residuals(residuals),
+            str(condition), iterations[0], residuals)
+    objective = results.problem.upper_bound if results.problem.upper_bound is not None else None
+    return SolveStats(str(condition), iterations[0], wall, objective, opts, message)
+
+
+def _format_residuals(residuals) -> str:
+    if not residuals:
+        return "No constraint is violated at the last iterate."
+    parts = ", ".join(f"{name}: {value:.3g}" for name, value in residuals)
+    return f"Largest constraint residuals: {parts}."
+
+
+def tiny_nlp_check() -> SolveStats:
+    """Solve Rosenbrock's problem (optimum x = y = 1) as a smoke test of the solver path."""
+    m = pyo.ConcreteModel(name="rosenbrock")
+    m.x = pyo.Var(initialize=-1.2)
+    m.y = pyo.Var(initialize=1.0)
+    m.obj = pyo.Objective(expr=(1 - m.x) ** 2 + 100 * (m.y - m.x**2) ** 2)
+    stats = solve(m, what="Rosenbrock test problem")
+    if abs(pyo.value(m.x) - 1) > 1e-6 or abs(pyo.value(m.y) - 1) > 1e-6:
+        raise SolverError(f"Rosenbrock test problem solved to ({pyo.value(m.x)}, {pyo.value(m.y)}), not (1, 1)")
+    return stats
+
+
+def degrees_of_freedom(model) -> tuple[int, int]:
+    """Unfixed variables appearing in active equality constraints, and those constraints.
+
+    Returns
+    -------
+    (n_variables, n_equations) : (int, int)
+        A simulation problem is square when they are equal.
+    """
+    from pyomo.core.expr.visitor import identify_variables
+
+    seen = set()
+    n_eq = 0
+    for con in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+        if not con.equality:
+            continue
+        n_eq += 1
+        for v in identify_variables(con.body, include_fixed=False):
+            seen.add(id(v))
+    return len(seen), n_eq
