@@ -1,0 +1,73 @@
+"""Plotly figures of simulation results, with units on every axis."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from biotwin.units import convert_value, parse_unit
+
+
+def _time_factor(result, time_unit: str | None) -> tuple[float, str]:
+    if time_unit is None or time_unit == result.time_unit:
+        return 1.0, result.time_unit
+    return convert_value(1.0, parse_unit(result.time_unit), parse_unit(time_unit)), time_unit
+
+
+def plot_trajectories(results, variables=None, data=None, time_unit: str | None = None, columns: int = 3,
+                      title: str | None = None, height_per_row: int = 260) -> go.Figure:
+    """Trajectories of one or more simulations, one panel per variable.
+
+    Parameters
+    ----------
+    results : SimulationResult or dict[str, SimulationResult]
+        One result, or several by label (overlaid in each panel).
+    variables : list of str, optional
+        Columns to plot; default: the states.
+    data : pandas.DataFrame, optional
+        Measurements with a ``time`` column (in the model's time unit) and columns named
+        like the variables; drawn as markers.
+    time_unit : str, optional
+        Unit of the time axis (e.g. ``"d"``); default the model's.
+    columns : int
+        Panels per row.
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    if not isinstance(results, dict):
+        results = {"simulation": results}
+    first = next(iter(results.values()))
+    if variables is None:
+        variables = [c for c, k in first.kinds.items() if k == "state"]
+    factor, t_label = _time_factor(first, time_unit)
+    rows = math.ceil(len(variables) / columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=list(variables),
+                        horizontal_spacing=0.08, vertical_spacing=0.12 if rows > 1 else 0.2)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for k, (label, result) in enumerate(results.items()):
+        for i, name in enumerate(variables):
+            if name not in result.wide:
+                raise KeyError(f"'{name}' is not a column of the result; columns: {', '.join(result.wide.columns)}")
+            fig.add_trace(go.Scatter(x=result.wide["time"] * factor, y=result.wide[name], mode="lines",
+                                     name=label, legendgroup=label, showlegend=(i == 0),
+                                     line=dict(color=palette[k % len(palette)])),
+                          row=i // columns + 1, col=i % columns + 1)
+    if data is not None:
+        for i, name in enumerate(variables):
+            if name in data:
+                fig.add_trace(go.Scatter(x=data["time"] * factor, y=data[name], mode="markers", name="data",
+                                         legendgroup="data", showlegend=(i == 0),
+                                         marker=dict(color="black", size=6)),
+                              row=i // columns + 1, col=i % columns + 1)
+    for i, name in enumerate(variables):
+        fig.update_yaxes(title_text=f"{name} [{first.units.get(name, '?')}]", row=i // columns + 1,
+                         col=i % columns + 1)
+        fig.update_xaxes(title_text=f"time [{t_label}]", row=i // columns + 1, col=i % columns + 1)
+    fig.update_layout(height=height_per_row * rows + 80, title=title, template="plotly_white",
+                      margin=dict(l=60, r=20, t=60 if title else 40, b=40))
+    return fig

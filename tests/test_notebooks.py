@@ -1,0 +1,50 @@
+"""Notebooks executed by papermill; their key numbers compared with stored references.
+
+References live in tests/references/<notebook>.json. Each entry states whether it is
+independent (other code, the recipe by hand) or a regression value (biotwin's own earlier
+output, which guards against change but proves nothing about correctness).
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from biotwin.notebooks import run_notebook
+from conftest import ROOT
+
+REFERENCES = ROOT / "tests" / "references"
+
+
+def lookup(data, dotted):
+    head, _, rest = dotted.partition(".")
+    return data[head][rest] if rest in data[head] else lookup(data[head], rest)
+
+
+def check_against_references(data, reference_file):
+    refs = json.loads(reference_file.read_text())
+    failures = []
+    for key, ref in refs.items():
+        if key.startswith("_"):
+            continue
+        got = lookup(data, key)
+        if "rel_tol" in ref:
+            ok = got == pytest.approx(ref["value"], rel=ref["rel_tol"])
+        else:
+            ok = got == pytest.approx(ref["value"], abs=ref["abs_tol"])
+        if not ok:
+            failures.append(f"{key}: got {got!r}, reference {ref['value']!r} ({ref['kind']}: {ref['source']})")
+    assert not failures, "\n".join(failures)
+
+
+def test_quickstart_reference_matches_shared_data(shared_data):
+    """The stored independent numbers are those of the reference file (no drift)."""
+    refs = json.loads((REFERENCES / "00_quickstart.json").read_text())
+    csv = pd.read_csv(shared_data / "mab_fedbatch" / "xing2010_kkiviat_batch_singlecompartment.csv").set_index("t_h")
+    for col in ["Xv_cells_per_L", "Glc_mM", "Gln_mM", "Lac_mM", "Amm_mM"]:
+        assert refs[f"xing2010_batch_240h.{col}"]["value"] == csv.loc[240, col]
+
+
+def test_quickstart_notebook(tmp_path):
+    data = run_notebook(ROOT / "notebooks" / "00_quickstart.ipynb", out_dir=tmp_path, progress_bar=False)
+    check_against_references(data, REFERENCES / "00_quickstart.json")
