@@ -72,3 +72,32 @@ def test_simulate_bad_input_exit_code_and_message(tmp_path, args, message):
 def test_unknown_model(tmp_path):
     done = biotwin("simulate", "no_such_model", "--out", str(tmp_path / "x.csv"))
     assert done.returncode == 2 and "no model named or at 'no_such_model'" in done.stderr
+
+
+def test_calibrate_cli(tmp_path, shared_data):
+    frame = pd.read_csv(shared_data / "estimation_benchmarks" / "cops_gasoil" / "data.csv").rename(columns={"t": "time"})
+    data = tmp_path / "gasoil.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "fit.json"
+    args = ("calibrate", str(TEST_MODELS / "cops_gasoil"), "--data", str(data), "--estimate", "theta1,theta2,theta3",
+            "--nfe", "100", "--out", str(out))
+    done = biotwin(*args)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for key in ("objective", "status", "n_observations", "wall_time_s", "parameters"):
+        assert key in result
+    assert result["objective"] == pytest.approx(5.2366e-3, rel=1e-3)
+    assert set(result["parameters"]["theta1"]) >= {"value", "std_error", "ci95_low", "ci95_high"}
+    assert "[biotwin] solving the estimation problem" in done.stderr
+    before = out.read_bytes()
+    again = biotwin(*args)
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    assert out.read_bytes() == before
+
+
+def test_calibrate_cli_bad_estimate(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("time,X\n1,0.2\n2,0.4\n3,0.8\n")
+    done = biotwin("calibrate", str(TEST_MODELS / "monod_switch"), "--data", str(data), "--estimate", "mu_max,Kss",
+                   "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 2 and "cannot estimate 'Kss'" in done.stderr and "Traceback" not in done.stderr

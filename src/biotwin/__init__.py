@@ -18,10 +18,12 @@ from biotwin.errors import (  # noqa: E402
 )
 from biotwin.model import Model, available_models, load_model  # noqa: E402
 from biotwin.results import SimulationResult  # noqa: E402
+from biotwin.calibration import CalibrationResult, calibrate  # noqa: E402
+from biotwin.data import Experiment, read_experiment  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BiotwinError", "DataError", "ModelDefinitionError", "ScenarioError", "SolverError", "SolverSetupError",
-    "Model", "SimulationResult", "available_models", "load_model", "__version__",
+    "Model", "SimulationResult", "CalibrationResult", "Experiment", "calibrate", "read_experiment", "available_models", "load_model", "__version__",
 ]

@@ -4,6 +4,7 @@
 ``biotwin setup-solver [--force]``       (re)build PyNumero's ASL library
 ``biotwin models``                       list the shipped models
 ``biotwin simulate MODEL --scenario FILE --out CSV [--summary JSON]``
+``biotwin calibrate MODEL --data CSV [--data CSV ...] --estimate p1,p2 --out result.json``
 ``biotwin notebooks run [--dir notebooks] [--out out]``
 """
 
@@ -114,6 +115,49 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _parse_sigma(items) -> dict:
+    sigma = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            sigma[name.strip()] = float(value)
+        except ValueError:
+            raise BiotwinError(f"--sigma {item!r}: expected NAME=VALUE with a number") from None
+        if not sigma[name.strip()] > 0:
+            raise BiotwinError(f"--sigma {item!r}: sigma must be positive")
+    return sigma
+
+
+def _names(text) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def cmd_calibrate(args) -> int:
+    import datetime
+
+    from biotwin.data import read_experiment
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise BiotwinError(f"{out} exists; not overwriting a calibration result (use --overwrite or another --out)")
+    model = biotwin.load_model(args.model)
+    experiments = [read_experiment(path, scenario=args.scenario) for path in args.data]
+    result = biotwin.calibrate(model, experiments, _names(args.estimate), local=_names(args.local),
+                               sigma=_parse_sigma(args.sigma), nfe=args.nfe, ncp=args.ncp,
+                               multistart=args.multistart, seed=args.seed, profile=_names(args.profile),
+                               progress=lambda s: _stderr(f"[biotwin] {s}"))
+    try:
+        path = result.save(out, overwrite=args.overwrite)
+    except BiotwinError:
+        # the file appeared while we were fitting: keep the result under another name rather than lose it
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        path = result.save(out.with_name(f"{out.stem}.{stamp}{out.suffix}"))
+        _stderr(f"[biotwin] {out} appeared during the fit; saved to {path} instead")
+    print(result.summary())
+    _stderr(f"[biotwin] wrote {path}")
+    return 0
+
+
 def cmd_notebooks_run(args) -> int:
     from biotwin.notebooks import find_notebooks, run_notebook
 
@@ -183,6 +227,24 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="parameter override in its parameters.yaml unit (repeatable)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("calibrate", help="estimate parameters from experiment CSV files")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--data", action="append", required=True, metavar="CSV",
+                   help="experiment file (repeatable); its recipe is <stem>.yaml next to it, else --scenario")
+    p.add_argument("--scenario", help="recipe for experiments without a <stem>.yaml (default: the model's default)")
+    p.add_argument("--estimate", required=True, help="comma-separated parameters shared by all experiments")
+    p.add_argument("--local", help="comma-separated parameters estimated per experiment (e.g. X0)")
+    p.add_argument("--sigma", action="append", metavar="NAME=VALUE",
+                   help="default measurement standard deviation of a variable (repeatable)")
+    p.add_argument("--nfe", type=int, default=50, help="about this many finite elements per experiment")
+    p.add_argument("--ncp", type=int, default=3, help="Radau collocation points per element")
+    p.add_argument("--multistart", type=int, default=0, help="Latin-hypercube starts solved in parallel first")
+    p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design")
+    p.add_argument("--profile", help="comma-separated parameters to profile (likelihood intervals)")
+    p.add_argument("--out", required=True, help="JSON file for the result")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("notebooks", help="notebook tasks")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)

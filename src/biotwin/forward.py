@@ -145,12 +145,13 @@ class ForwardIntegrator:
 
         p = sympy.symbols(f"p0:{len(self.params)}") if self.params else ()
         args = list(x) + list(z) + list(u) + list(p)
-        D = sympy.Matrix(differential)
-        A = D.jacobian(dx)
-        b = D.xreplace({d: 0 for d in dx})
-        self._A = sympy.lambdify(args, A, "numpy")
-        self._b = sympy.lambdify(args, b, "numpy")
         self.n_x, self.n_z = len(x), len(z)
+        if x:
+            D = sympy.Matrix(differential)
+            A = D.jacobian(dx)
+            b = D.xreplace({d: 0 for d in dx})
+            self._A = sympy.lambdify(args, A, "numpy")
+            self._b = sympy.lambdify(args, b, "numpy")
         if z:
             G = sympy.Matrix(algebraic)
             self._g = sympy.lambdify(args, G, "numpy")
@@ -203,6 +204,8 @@ class ForwardIntegrator:
 
     def rates(self, x, z, u, p) -> np.ndarray:
         """Time derivatives of the states [state unit / time unit]."""
+        if not self.n_x:
+            return np.zeros(0)
         a = list(x) + list(z) + list(u) + p
         A = np.asarray(self._A(*a), dtype=float).reshape(self.n_x, self.n_x)
         b = np.asarray(self._b(*a), dtype=float).ravel()
@@ -248,6 +251,15 @@ class ForwardIntegrator:
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z_guess)
         out_t, out_x, out_dx, out_z = [t0], [x], [self.rates(x, z, inputs_at(t0, "right"), p)], [z]
         scale = np.maximum(np.abs(x), 1e-6)
+        if not self.n_x:  # purely algebraic model: solve the outputs point by point
+            for tk in points[1:]:
+                uk = inputs_at(tk, "left")
+                z = self._solve_algebraic(x, uk, p, z)
+                out_t.append(tk)
+                out_x.append(x)
+                out_z.append(z)
+                out_dx.append(np.zeros(0))
+            corners = []
         for a, b in zip(corners[:-1], corners[1:]):
             zc = [z]
 
@@ -271,7 +283,9 @@ class ForwardIntegrator:
                 out_dx.append(self.rates(xk, zk, uk, p))
             x = sol.y[:, -1] if sol.y.shape[1] else x
             scale = np.maximum(scale, np.abs(x))
-        return {"t": np.array(out_t), "x": np.array(out_x), "dx": np.array(out_dx), "z": np.array(out_z)}
+        n = len(out_t)
+        return {"t": np.array(out_t), "x": np.array(out_x).reshape(n, self.n_x),
+                "dx": np.array(out_dx).reshape(n, self.n_x), "z": np.array(out_z).reshape(n, self.n_z)}
 
     def load(self, trajectory: dict):
         """Write a trajectory from :meth:`integrate` into the (discretized) model's variables."""

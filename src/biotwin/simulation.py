@@ -18,7 +18,7 @@ import json
 import math
 import time
 import warnings
-from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -183,11 +183,29 @@ def _apply_inputs(d: _Discretized, programs):
             var[t].fix(prog.at_collocation_point(t, t_start))
 
 
-def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=None, options=None,
-             tee=False, progress=None) -> SimulationResult:
-    """See :meth:`biotwin.model.Model.simulate`."""
+@dataclass
+class Prepared:
+    """A discretized model with a scenario's parameters and inputs applied, ready to solve."""
+
+    d: _Discretized
+    scenario: object
+    values: dict
+    programs: dict
+    grid: list
+    reused: bool
+    out_times: object
+    timings: dict
+
+
+def prepare(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=None, use_cache=True,
+            progress=None, extra_points=()) -> Prepared:
+    """Validate a simulation request and return the discretized model with it applied.
+
+    ``extra_points`` are times that must be element boundaries without being output times
+    (measurement times in calibration). With ``use_cache=False`` the model is always built
+    fresh and not remembered (calibration attaches it to a larger problem).
+    """
     say = progress or (lambda text: None)
-    wall0 = time.perf_counter()
     sc = model.load_scenario(scenario)
     if t_end is None:
         t_end = sc.t_end
@@ -201,83 +219,97 @@ def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times
     out_times = _check_times(times, t_end)
     values = model.parameter_values(sc.parameters, where=f"scenario {sc.source}")
     values = model.parameter_values({**values, **(params or {})}, where="params")
-
-    # Input programs are validated against a throw-away build only when not cached: the
-    # names and units are checked on the cached model otherwise.
     settings = dict(sc.settings)
     settings["t_end"] = t_end
     key_settings = json.dumps(settings, sort_keys=True, default=str)
-    # corners must be known before the grid: read programs without a model first
+    # recipe corners must be element boundaries: read the programs' times before building
     corners = set()
     for name, spec in sc.inputs.items():
         pts = spec.get("points") if isinstance(spec, dict) else spec
-        prog = Program.from_points(name, pts, f"scenario {sc.source}")
-        corners.update(prog.corners)
-    fixed = set(corners) | (set(out_times.tolist()) if out_times is not None else set())
+        corners.update(Program.from_points(name, pts, f"scenario {sc.source}").corners)
+    fixed = set(corners) | set(float(x) for x in extra_points)
+    if out_times is not None:
+        fixed |= set(out_times.tolist())
     grid = time_grid(t_end, nfe, fixed)
     key = (key_settings, tuple(grid), ncp)
     cache = model._simulations
-    reused = key in cache
+    reused = use_cache and key in cache
     if reused:
         d = cache.pop(key)
         cache[key] = d  # most recently used last
     else:
         say(f"building and discretizing {model.name} ({len(grid) - 1} elements x {ncp} points)")
         d = _Discretized(model, settings, grid, ncp, say)
-        cache[key] = d
-        while len(cache) > CACHE_SIZE:
-            cache.pop(next(iter(cache)))
-    m = d.m
-    programs = _programs(model, sc, m, t_end)
-    model.set_parameters(m, values)
+        if use_cache:
+            cache[key] = d
+            while len(cache) > CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+    programs = _programs(model, sc, d.m, t_end)
+    model.set_parameters(d.m, values)
     _apply_inputs(d, programs)
-
     timings = {"build_s": 0.0, "template_s": 0.0, "discretize_s": 0.0} if reused else {
         "build_s": d.build_s, "template_s": d.template_s, "discretize_s": d.discretize_s}
+    return Prepared(d, sc, values, programs, grid, reused, out_times, timings)
 
-    def forward_init():
-        if d.integrator is None:
-            warnings.warn(f"model '{model.name}': no forward-integration start ({d.unsupported}); "
-                          "Ipopt starts from the model's initial values", stacklevel=3)
-            return "model initial values"
-        say("initializing by forward integration")
-        t0 = time.perf_counter()
-        try:
-            traj = d.integrator.integrate(programs, list(m.t))
-        except (FloatingPointError, np.linalg.LinAlgError, ValueError, ZeroDivisionError, OverflowError) as exc:
-            warnings.warn(f"model '{model.name}': forward integration failed ({exc}); "
-                          "Ipopt starts from the current values", stacklevel=3)
-            return "forward integration failed"
-        finally:
-            timings["initialize_s"] = time.perf_counter() - t0
-        d.integrator.load(traj)
-        return "forward integration"
 
-    what = f"simulation of {model.name} ({sc.name})"
-    if reused and d.solved:
+def forward_initialize(model, prep: Prepared, progress=None) -> str:
+    """Load a forward integration of the prepared model into its variables; say how it started."""
+    d, say = prep.d, progress or (lambda text: None)
+    if d.integrator is None:
+        warnings.warn(f"model '{model.name}': no forward-integration start ({d.unsupported}); "
+                      "Ipopt starts from the model's initial values", stacklevel=3)
+        return "model initial values"
+    say("initializing by forward integration")
+    t0 = time.perf_counter()
+    try:
+        traj = d.integrator.integrate(prep.programs, list(d.m.t))
+    except (FloatingPointError, np.linalg.LinAlgError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        warnings.warn(f"model '{model.name}': forward integration failed ({exc}); "
+                      "Ipopt starts from the current values", stacklevel=3)
+        return "forward integration failed"
+    finally:
+        prep.timings["initialize_s"] = prep.timings.get("initialize_s", 0.0) + time.perf_counter() - t0
+    d.integrator.load(traj)
+    return "forward integration"
+
+
+def solve_prepared(model, prep: Prepared, options=None, tee=False, progress=None) -> dict:
+    """Initialize (forward integration, or warm start when reusing a solved model) and solve."""
+    d, say = prep.d, progress or (lambda text: None)
+    what = f"simulation of {model.name} ({prep.scenario.name})"
+    if prep.reused and d.solved:
         init = "warm start"
-        timings["initialize_s"] = 0.0
+        prep.timings["initialize_s"] = 0.0
     else:
-        init = forward_init()
+        init = forward_initialize(model, prep, progress)
     say("solving with Ipopt")
     try:
-        stats = solve(m, options=options, tee=tee, what=what)
+        stats = solve(d.m, options=options, tee=tee, what=what)
     except SolverError:
         d.solved = False
         if init != "warm start":
             raise
-        init = forward_init() + " (after warm start failed)"
-        stats = solve(m, options=options, tee=tee, what=what)
+        init = forward_initialize(model, prep, progress) + " (after warm start failed)"
+        stats = solve(d.m, options=options, tee=tee, what=what)
     d.solved = True
-    timings["solve_s"] = stats.wall_time_s
-    timings["total_s"] = time.perf_counter() - wall0
-    result = _collect(model, d, sc, values, out_times)
-    result.stats = {**timings, "iterations": stats.iterations, "termination": stats.termination_condition,
-                    "initialization": init, "reused_model": reused, "n_elements": len(grid) - 1, "ncp": ncp}
+    prep.timings["solve_s"] = stats.wall_time_s
+    return {"iterations": stats.iterations, "termination": stats.termination_condition, "initialization": init}
+
+
+def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=None, options=None,
+             tee=False, progress=None) -> SimulationResult:
+    """See :meth:`biotwin.model.Model.simulate`."""
+    wall0 = time.perf_counter()
+    prep = prepare(model, scenario, params, t_end, nfe, ncp, times, progress=progress)
+    info = solve_prepared(model, prep, options, tee, progress)
+    prep.timings["total_s"] = time.perf_counter() - wall0
+    result = collect(model, prep.d, prep.scenario, prep.values, prep.out_times)
+    result.stats = {**prep.timings, **info, "reused_model": prep.reused, "n_elements": len(prep.grid) - 1,
+                    "ncp": ncp}
     return result
 
 
-def _collect(model, d, sc, values, out_times) -> SimulationResult:
+def collect(model, d, sc, values, out_times) -> SimulationResult:
     m = d.m
     points = list(m.t)
     if out_times is not None:

@@ -14,6 +14,7 @@ Nielsen & Lidén, Bioreaction Engineering Principles, 3rd ed., ch. 9.)
 
 import pyomo.environ as pyo
 
+from biotwin.kinetics import positive_part
 from biotwin.modeling import derivative, time_set
 
 TIME_UNIT = "h"
@@ -38,7 +39,10 @@ def build(settings=None):
     m.dX = derivative(m.X, m.t, TIME_UNIT)
     m.dS = derivative(m.S, m.t, TIME_UNIT)
     m.dV = derivative(m.V, m.t, TIME_UNIT)
-    m.mu = pyo.Expression(m.t, rule=lambda m, t: m.mu_max * m.S[t] / (m.Ks + m.S[t]))
+    # the rate law sees a smooth positive part of S (eps 1e-6 g/L), so a collocation polynomial or
+    # an Ipopt iterate with S < 0 meets no pole at S = -Ks
+    m.mu = pyo.Expression(m.t, rule=lambda m, t: m.mu_max * positive_part(m.S[t], 1e-6 * u.g / u.L)
+                          / (m.Ks + positive_part(m.S[t], 1e-6 * u.g / u.L)))
 
     def x_balance(m, t):
         return m.dX[t] == m.mu[t] * m.X[t] - m.F[t] / m.V[t] * m.X[t]

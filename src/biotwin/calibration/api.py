@@ -1,0 +1,244 @@
+"""``biotwin.calibrate``: data in, a :class:`CalibrationResult` out."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from biotwin.calibration import statistics as st
+from biotwin.calibration.multistart import distinct_optima, run_multistart
+from biotwin.calibration.problem import EstimationProblem
+from biotwin.calibration.profile import profile_parameter
+from biotwin.calibration.result import CalibrationResult
+from biotwin.calibration.sensitivity import Sensitivities
+from biotwin.data import Experiment, read_experiment
+from biotwin.errors import ScenarioError
+from biotwin.model import Model, folder_sha256, load_model
+from biotwin.solver import solve, solver_options
+from biotwin.units import unit_string
+
+
+def _experiments(data) -> list[Experiment]:
+    if isinstance(data, (str, Path, Experiment, pd.DataFrame, tuple)):
+        data = [data]
+    out = []
+    for i, item in enumerate(data):
+        if isinstance(item, Experiment):
+            out.append(item)
+        elif isinstance(item, pd.DataFrame):
+            out.append(Experiment.from_frame(item, name=f"experiment_{i + 1}"))
+        elif isinstance(item, tuple):
+            path, scenario = item
+            out.append(read_experiment(path, scenario=scenario))
+        else:
+            out.append(read_experiment(item))
+    return out
+
+
+def _versions():
+    out = {"python": platform.python_version()}
+    for dist in ("biotwin", "pyomo", "numpy", "scipy", "pandas", "cyipopt-wheels", "cyipopt"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    try:
+        import cyipopt
+
+        out["ipopt"] = ".".join(str(v) for v in cyipopt.IPOPT_VERSION)
+    except ImportError:
+        pass
+    return out
+
+
+def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50, ncp=3, multistart=0, seed=0,
+              workers=None, profile=(), options=None, progress=None, bands=True) -> CalibrationResult:
+    """Estimate parameters from one or more experiments.
+
+    Parameters
+    ----------
+    model : biotwin.Model, str or path
+    data : experiment or list of experiments
+        CSV paths (recipe from a ``<stem>.yaml`` next to the file, else the model's default
+        scenario), ``(path, scenario)`` pairs, :class:`~biotwin.data.Experiment` objects or
+        DataFrames.
+    estimate : list of str
+        Parameters shared by all experiments.
+    local : list of str, optional
+        Parameters estimated per experiment (e.g. seeding density).
+    start : dict, optional
+        Starting values by label (``name`` or ``name[experiment]``) [parameter unit].
+    sigma : dict, optional
+        Default measurement standard deviation per variable [variable unit].
+    nfe, ncp : int
+        Collocation elements (about) and Radau points per experiment.
+    multistart : int
+        Number of Latin-hypercube starts solved in parallel before the final fit (0: none).
+    seed : int
+        Seed of the Latin hypercube.
+    workers : int, optional
+        Parallel processes for multi-start (default: number of CPUs).
+    profile : list of str
+        Labels of parameters to profile (likelihood-based intervals).
+    options : dict, optional
+        Ipopt options.
+    progress : callable, optional
+        Receives one line of text per stage.
+    bands : bool
+        Compute fitted trajectories with 95 % confidence bands.
+
+    Returns
+    -------
+    CalibrationResult
+    """
+    wall0 = time.perf_counter()
+    say = progress or (lambda text: None)
+    if not isinstance(model, Model):
+        model = load_model(model)
+    experiments = _experiments(data)
+    estimate = [estimate] if isinstance(estimate, str) else list(estimate)
+    local = [local] if isinstance(local, str) else list(local or [])
+    problem = EstimationProblem(model, experiments, estimate, local, start, sigma, nfe, ncp, options, progress)
+    labels = [p.label for p in problem.parameters]
+    unknown_profiles = set(profile) - set(labels)
+    if unknown_profiles:
+        raise ScenarioError(f"cannot profile {sorted(unknown_profiles)}: not estimated ({', '.join(labels)})")
+
+    runs, optima = [], []
+    if multistart:
+        say(f"multi-start: {multistart} Latin-hypercube starts (seed {seed})")
+        spec = {"model_folder": str(model.folder), "experiments": experiments, "estimate": estimate, "local": local,
+                "sigma": sigma, "nfe": nfe, "ncp": ncp, "options": options}
+        runs = run_multistart(spec, problem.parameters, multistart, seed, workers, progress)
+        optima = distinct_optima(runs, labels)
+        best = next((r for r in runs if r["objective"] is not None), None)
+        if best is not None:
+            better_start = dict(zip(labels, best["values"]))
+            problem = EstimationProblem(model, experiments, estimate, local, better_start, sigma, nfe, ncp,
+                                        options, progress)
+    problem.build()
+    say(f"solving the estimation problem: {len(labels)} parameters, {problem.n_observations} observations, "
+        f"{len(experiments)} experiment(s)")
+    stats = solve(problem.m, options=options, what=f"calibration of {model.name}")
+
+    # -- uncertainty -------------------------------------------------------------
+    values = problem.values()
+    residuals = problem.residuals()
+    objective = problem.objective()
+    n, weights = problem.n_observations, problem.weights
+    scales = np.array([p.scale for p in problem.parameters])
+    bound_flags = [st.at_bound(v, p.lower, p.upper, p.scale) for v, p in zip(values, problem.parameters)]
+    free = np.array([b is None for b in bound_flags])
+    q = int(free.sum())
+    say("computing sensitivities, covariance and identifiability")
+    sens = Sensitivities(problem.m)
+    jac_phi = np.array([sens.of(c) for c in problem.obs_components])
+    jac = jac_phi / scales[None, :]
+    cov, s2, _ = st.covariance(jac, weights, residuals, free, problem.weighted)
+    se, lo, hi, quantile = st.wald_intervals(values, cov, n, q, problem.weighted)
+    corr = st.correlation(cov)
+    result_warnings = []
+    for a, b, r in st.high_correlations(corr, labels):
+        result_warnings.append(f"estimates of {a} and {b} are correlated ({r:+.3f}): the data hardly separate them")
+    ident = st.identifiability(jac, weights, values, labels, free)
+    for d in ident["null_directions"]:
+        result_warnings.append(f"near-null direction (relative singular value {d['singular_value_ratio']:.1e}): "
+                               f"{d['combination']}")
+    for label, flag in zip(labels, bound_flags):
+        if flag:
+            result_warnings.append(f"{label} is at its {flag} bound; no interval is given")
+    ident["high_correlations"] = [{"a": a, "b": b, "correlation": r} for a, b, r in st.high_correlations(corr, labels)]
+
+    params = {}
+    for k, p in enumerate(problem.parameters):
+        ok = free[k]
+        params[p.label] = {
+            "value": float(values[k]), "unit": p.unit, "std_error": float(se[k]) if ok else None,
+            "ci95_low": float(lo[k]) if ok else None, "ci95_high": float(hi[k]) if ok else None,
+            "at_bound": bound_flags[k], "lower": p.lower, "upper": p.upper, "start": p.start,
+            "experiment": p.experiment, "profile_ci95_low": None, "profile_ci95_high": None}
+
+    profiles = {}
+    for label in profile:
+        k = labels.index(label)
+        say(f"profile likelihood of {label}")
+        se_phi = se[k] / scales[k] if free[k] else float("nan")
+        prof = profile_parameter(problem, k, se_phi, problem.weighted, n, q, options, progress=progress)
+        profiles[label] = prof
+        params[label]["profile_ci95_low"] = prof["ci95_low"] if not prof["open_low"] else p_bound(problem, k, "low")
+        params[label]["profile_ci95_high"] = prof["ci95_high"] if not prof["open_high"] else p_bound(problem, k, "high")
+
+    diagnostics = st.fit_statistics(problem.observations, residuals, weights, q, problem.weighted, objective)
+    diagnostics["residual_variance_factor"] = s2
+    diagnostics["interval_quantile"] = quantile
+    fitted = [o.value - r for o, r in zip(problem.observations, residuals)]
+    residual_rows = [{"experiment": experiments[o.experiment].name, "variable": o.variable, "time": o.time,
+                      "value": o.value, "fitted": f, "sigma": o.sigma} for o, f in zip(problem.observations, fitted)]
+    trajectories = _trajectories(problem, sens, cov, scales, free, quantile) if bands else {}
+
+    provenance = {
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model_folder": str(model.folder), "model_sha256": folder_sha256(model.folder),
+        "data": [{"experiment": e.name, "path": str(e.path) if e.path else None, "sha256": e.sha256,
+                  "scenario": e.scenario if isinstance(e.scenario, (str, type(None))) else "<dict>"}
+                 for e in experiments],
+        "estimate": estimate, "local": local, "sigma_defaults": sigma or {}, "nfe": nfe, "ncp": ncp,
+        "solver_options": solver_options(options), "seed": seed if multistart else None,
+        "multistart": multistart, "iterations": stats.iterations, "versions": _versions(),
+    }
+    units = {"time": model.time_unit}
+    for o, comp in zip(problem.observations, problem.obs_components):
+        if o.variable not in units:
+            try:
+                units[o.variable] = unit_string(pyo.units.get_units(comp))
+            except Exception:  # inconsistent units inside a user expression
+                units[o.variable] = "?"
+    result = CalibrationResult(
+        model=model.name, objective=objective, objective_kind="weighted SSE" if problem.weighted else "SSE",
+        status=stats.termination_condition, parameters=params,
+        covariance={"labels": labels, "matrix": cov.tolist()}, correlation={"labels": labels, "matrix": corr.tolist()},
+        n_observations=n, wall_time_s=time.perf_counter() - wall0, diagnostics=diagnostics, identifiability=ident,
+        multistart=optima, profiles=profiles, residuals=residual_rows, trajectories=trajectories,
+        warnings=result_warnings, provenance=provenance, units=units)
+    for w in result_warnings:
+        if "correlated" in w or "near-null" in w:
+            warnings.warn(w, stacklevel=2)
+    result._problem = problem  # in-memory only: the solved Pyomo problem, for further analysis
+    say(f"done in {result.wall_time_s:.2f} s: {result.objective_kind} {objective:.6g}")
+    return result
+
+
+def p_bound(problem, k, side):
+    p = problem.parameters[k]
+    return p.lower if side == "low" else p.upper
+
+
+def _trajectories(problem, sens, cov, scales, free, quantile):
+    """Fitted trajectories of the measured variables with 95 % bands from the covariance."""
+    cov_phi = np.where(np.isfinite(cov), cov, 0.0) / np.outer(scales, scales)
+    out = {}
+    for i, exp in enumerate(problem.experiments):
+        block = problem.blocks[i]
+        points = list(block.t)
+        entry = {"time": [float(t) for t in points]}
+        for var in exp.variables:
+            comp = getattr(block, var)
+            vals, sds = [], []
+            for t in points:
+                g = sens.of(comp[t])
+                vals.append(float(pyo.value(comp[t])))
+                sds.append(float(np.sqrt(max(g @ cov_phi @ g, 0.0))))
+            vals, sds = np.array(vals), np.array(sds)
+            entry[var] = vals.tolist()
+            entry[f"{var}_low"] = (vals - quantile * sds).tolist()
+            entry[f"{var}_high"] = (vals + quantile * sds).tolist()
+        out[exp.name] = entry
+    return out

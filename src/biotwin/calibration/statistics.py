@@ -1,0 +1,155 @@
+"""Uncertainty, identifiability and goodness of fit from a solved estimation problem.
+
+Covariance (Gauss-Newton): ``C = s^2 (J^T W J)^-1`` with ``J`` the sensitivities of the
+model values at the observations to the free parameters, ``W`` the weights
+``1/sigma^2``, and ``s^2 = 1`` when sigmas are given or ``SSE/(n - p)`` when not
+(Bates & Watts 1988, Nonlinear Regression Analysis and Its Applications, ch. 2).
+Wald intervals use Student's t with ``n - p`` degrees of freedom when ``s^2`` is
+estimated and the normal quantile when sigmas are known.
+
+Parameters at a bound are excluded from ``J`` (held at the bound) and reported as such.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+CORRELATION_WARNING = 0.95
+
+
+def at_bound(value, lower, upper, scale, rel_tol=1e-4):
+    """``'lower'``/``'upper'`` when ``value`` sits on that bound (within ``rel_tol * scale``), else None."""
+    tol = rel_tol * max(scale, 1e-300)
+    if lower is not None and value - lower <= tol:
+        return "lower"
+    if upper is not None and upper - value <= tol:
+        return "upper"
+    return None
+
+
+def covariance(jac, weights, residuals, free, weighted):
+    """Gauss-Newton covariance of the free parameters (in the units of ``jac``'s columns).
+
+    Parameters
+    ----------
+    jac : (n, p) array
+        d model value / d parameter at each observation.
+    weights : (n,) array
+    residuals : (n,) array
+        ``y - y_model``.
+    free : (p,) bool array
+        Columns that are not at a bound.
+    weighted : bool
+        True when sigmas are known.
+
+    Returns
+    -------
+    cov : (p, p) array
+        NaN in rows/columns of parameters at a bound.
+    s2 : float
+        Residual variance factor used.
+    fisher : (q, q) array
+        ``J^T W J`` of the free parameters.
+    """
+    n, p = jac.shape
+    q = int(free.sum())
+    sse = float(np.sum(weights * residuals**2))
+    s2 = 1.0 if weighted else sse / max(n - q, 1)
+    J = jac[:, free]
+    fisher = J.T @ (weights[:, None] * J)
+    cov = np.full((p, p), np.nan)
+    try:
+        inv = np.linalg.inv(fisher)
+    except np.linalg.LinAlgError:
+        inv = np.linalg.pinv(fisher)
+    cov[np.ix_(free, free)] = s2 * inv
+    return cov, s2, fisher
+
+
+def wald_intervals(values, cov, n, q, weighted, level=0.95):
+    """Standard errors and two-sided Wald intervals."""
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    quantile = stats.norm.ppf(0.5 + level / 2) if weighted else stats.t.ppf(0.5 + level / 2, max(n - q, 1))
+    return se, values - quantile * se, values + quantile * se, float(quantile)
+
+
+def correlation(cov):
+    sd = np.sqrt(np.diag(cov))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cov / np.outer(sd, sd)
+
+
+def high_correlations(corr, labels, threshold=CORRELATION_WARNING):
+    """Pairs of estimates whose |correlation| exceeds ``threshold``."""
+    pairs = []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            if np.isfinite(corr[i, j]) and abs(corr[i, j]) > threshold:
+                pairs.append((labels[i], labels[j], float(corr[i, j])))
+    return pairs
+
+
+def identifiability(jac, weights, values, labels, free, rel_threshold=1e-3):
+    """SVD of the relative sensitivity matrix ``W^1/2 J diag(theta)``.
+
+    Columns are scaled by the parameter values, so singular values compare relative
+    changes. A right singular vector whose singular value is below ``rel_threshold``
+    times the largest is a near-null direction: that combination of (log) parameters
+    barely changes the fit.
+
+    Returns
+    -------
+    dict
+        ``singular_values``, ``condition_number``, ``null_directions`` (each with its
+        singular value ratio and the parameter loadings above 0.1), ``labels``.
+    """
+    idx = np.flatnonzero(free)
+    scale = np.where(np.abs(values[idx]) > 0, np.abs(values[idx]), 1.0)
+    A = np.sqrt(weights)[:, None] * jac[:, idx] * scale[None, :]
+    if A.size == 0:
+        return {"labels": [], "singular_values": [], "condition_number": None, "null_directions": []}
+    _, s, vt = np.linalg.svd(A, full_matrices=False)
+    directions = []
+    smax = s[0] if s.size and s[0] > 0 else 1.0
+    for k, sv in enumerate(s):
+        ratio = sv / smax
+        if ratio < rel_threshold:
+            loadings = {labels[idx[j]]: float(vt[k, j]) for j in np.argsort(-np.abs(vt[k])) if abs(vt[k, j]) > 0.1}
+            text = " ".join(f"{w:+.2f}*log({name})" for name, w in loadings.items())
+            directions.append({"singular_value_ratio": float(ratio), "loadings": loadings, "combination": text})
+    cond = float(s[0] / s[-1]) if s.size and s[-1] > 0 else float("inf")
+    return {"labels": [labels[i] for i in idx], "singular_values": s.tolist(), "condition_number": cond,
+            "null_directions": directions}
+
+
+def fit_statistics(observations, residuals, weights, n_free, weighted, sse_weighted):
+    """Per-variable RMSE and R^2, chi^2 with its expected range, AIC and BIC."""
+    n = len(observations)
+    per_var = {}
+    variables = sorted({o.variable for o in observations})
+    for var in variables:
+        mask = np.array([o.variable == var for o in observations])
+        y = np.array([o.value for o in observations])[mask]
+        r = residuals[mask]
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        per_var[var] = {"n": int(mask.sum()), "rmse": float(np.sqrt(np.mean(r**2))),
+                        "r2": float(1 - np.sum(r**2) / ss_tot) if ss_tot > 0 else None,
+                        "weighted_sse": float(np.sum(weights[mask] * r**2))}
+    dof = n - n_free
+    out = {"per_variable": per_var, "n_observations": n, "n_parameters": n_free, "dof": dof}
+    if weighted:
+        lo, hi = stats.chi2.ppf([0.025, 0.975], max(dof, 1))
+        out["chi2"] = sse_weighted
+        out["chi2_expected_95"] = [float(lo), float(hi)]
+        out["chi2_p_value"] = float(stats.chi2.sf(sse_weighted, max(dof, 1)))
+        out["chi2_verdict"] = ("consistent with the stated sigmas" if lo <= sse_weighted <= hi else
+                               "larger than expected: model misfit or sigmas too small" if sse_weighted > hi else
+                               "smaller than expected: sigmas too large or overfitting")
+        out["aic"] = float(sse_weighted + 2 * n_free)
+        out["bic"] = float(sse_weighted + n_free * np.log(n))
+    else:
+        sse = sse_weighted
+        out["aic"] = float(n * np.log(sse / n) + 2 * n_free)
+        out["bic"] = float(n * np.log(sse / n) + n_free * np.log(n))
+    return out
