@@ -202,11 +202,15 @@ def test_bad_data():
         biotwin.calibrate(TEST_MODELS / "monod_switch", Experiment.from_frame(late, "e"), ["mu_max"], nfe=20)
 
 
-def test_failed_solve_is_a_clear_error():
+def test_failed_solve_is_a_clear_error(monkeypatch):
     exps = synthetic_experiments(np.random.default_rng(4))
-    # the start simulation of an experiment fails: named
+    # no forward-integration start and Ipopt fails on the experiment: the error names it
+    import biotwin.calibration.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "forward_initialize", lambda model, prep: "forward integration failed")
     with pytest.raises(SolverError, match="experiment 'batch1' cannot be simulated at the start values.*maxIterations"):
         biotwin.calibrate(TEST_MODELS / "monod_switch", exps, ["mu_max", "Ks"], nfe=20, options={"max_iter": 0})
+    monkeypatch.undo()
     # the estimation itself fails: named, with iterations and residuals
     with pytest.raises(SolverError, match="calibration of monod_switch: termination condition 'maxIterations' after 3"):
         biotwin.calibrate(TEST_MODELS / "monod_switch", exps, ["mu_max", "Ks"], nfe=20, options={"max_iter": 3},
@@ -247,3 +251,18 @@ def test_figures_from_a_saved_result(tmp_path):
     assert ys.size == 120 and np.isfinite(ys).all()
     heat = plot_correlation(loaded)
     assert np.allclose(np.diag(np.asarray(heat.data[0].z, dtype=float)), 1.0)
+
+
+def test_structural_non_identifiability_is_reported():
+    times = np.linspace(0.5, 5, 10)
+    frame = pd.DataFrame({"time": times, "X": np.exp(-0.6 * times)})
+    with pytest.warns(UserWarning, match="near-null direction"):
+        result = biotwin.calibrate(TEST_MODELS / "product_rate", Experiment.from_frame(frame, "decay"),
+                                   ["k1", "k2"], nfe=30, sigma={"X": 0.01})
+    k1, k2 = result.parameters["k1"]["value"], result.parameters["k2"]["value"]
+    assert k1 * k2 == pytest.approx(0.6, rel=1e-4), "the identifiable product is recovered"
+    (direction,) = result.identifiability["null_directions"]
+    loadings = direction["loadings"]
+    assert set(loadings) == {"k1", "k2"}
+    assert abs(loadings["k1"]) == pytest.approx(abs(loadings["k2"]), rel=1e-3)
+    assert loadings["k1"] * loadings["k2"] < 0, "raising k1 and lowering k2 leaves the fit unchanged"

@@ -56,6 +56,7 @@ class SolveStats:
     objective: float | None = None
     options: dict = field(default_factory=dict)
     message: str = ""
+    nlp: object = field(default=None, repr=False)
 
 
 def solver_options(overrides: dict | None = None) -> dict:
@@ -139,7 +140,8 @@ def largest_residuals(model, count: int = 5) -> list[tuple[str, float]]:
     return rows[:count]
 
 
-def solve(model, options: dict | None = None, tee: bool = False, what: str = "model") -> SolveStats:
+def solve(model, options: dict | None = None, tee: bool = False, what: str = "model",
+          keep_nlp: bool = False) -> SolveStats:
     """Solve a Pyomo model with Ipopt through ``SolverFactory('cyipopt')``.
 
     Parameters
@@ -152,6 +154,9 @@ def solve(model, options: dict | None = None, tee: bool = False, what: str = "mo
         Stream Ipopt's log.
     what : str
         What is being solved, for error messages (e.g. ``"simulation of mab_fedbatch"``).
+    keep_nlp : bool
+        Return PyNumero's NLP of the model (at the solution) in ``SolveStats.nlp``, so
+        derivatives can be evaluated without writing the model again.
 
     Returns
     -------
@@ -179,11 +184,15 @@ def solve(model, options: dict | None = None, tee: bool = False, what: str = "mo
     solver = pyo.SolverFactory("cyipopt")
     solver.config.intermediate_callback = count_iterations
     solver.config.halt_on_evaluation_error = False
+    solver.config.return_nlp = keep_nlp
     for key, value in opts.items():
         solver.config.options[key] = value
     start = time.perf_counter()
     try:
         results = solver.solve(model, tee=tee)
+        nlp = None
+        if keep_nlp:
+            results, nlp = results
     except Exception as exc:
         residuals = largest_residuals(model)
         raise SolverError(
@@ -201,7 +210,7 @@ def solve(model, options: dict | None = None, tee: bool = False, what: str = "mo
             f"{iterations[0]} iterations ({message}). " + _format_residuals(residuals),
             str(condition), iterations[0], residuals)
     objective = results.problem.upper_bound if results.problem.upper_bound is not None else None
-    return SolveStats(str(condition), iterations[0], wall, objective, opts, message)
+    return SolveStats(str(condition), iterations[0], wall, objective, opts, message, nlp)
 
 
 def _format_residuals(residuals) -> str:

@@ -127,7 +127,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     problem.build()
     say(f"solving the estimation problem: {len(labels)} parameters, {problem.n_observations} observations, "
         f"{len(experiments)} experiment(s)")
-    stats = solve(problem.m, options=options, what=f"calibration of {model.name}")
+    stats = solve(problem.m, options=options, what=f"calibration of {model.name}", keep_nlp=True)
 
     # -- uncertainty -------------------------------------------------------------
     values = problem.values()
@@ -139,7 +139,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     free = np.array([b is None for b in bound_flags])
     q = int(free.sum())
     say("computing sensitivities, covariance and identifiability")
-    sens = Sensitivities(problem.m)
+    sens = Sensitivities(problem.m, stats.nlp)
     jac_phi = np.array([sens.of(c) for c in problem.obs_components])
     jac = jac_phi / scales[None, :]
     cov, s2, _ = st.covariance(jac, weights, residuals, free, problem.weighted)

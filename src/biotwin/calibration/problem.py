@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ import pyomo.environ as pyo
 
 from biotwin.data import Experiment
 from biotwin.errors import DataError, ScenarioError, SolverError
-from biotwin.simulation import prepare, solve_prepared
+from biotwin.simulation import forward_initialize, prepare, solve_prepared
 from biotwin.units import convert_value
 
 
@@ -227,7 +228,13 @@ class EstimationProblem:
             prep = prepare(self.model, sc, self.parameter_values_for(i), t_end=t_end, nfe=self.nfe, ncp=self.ncp,
                            use_cache=False, extra_points=[t for t in exp.times if t > 0])
             try:
-                solve_prepared(self.model, prep, self.options)
+                # a forward integration is an accurate start; Ipopt solves the experiment on its
+                # own only when that is unavailable (saves writing the model once more)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    init = forward_initialize(self.model, prep)
+                if init != "forward integration":
+                    solve_prepared(self.model, prep, self.options)
             except SolverError as exc:
                 raise SolverError(f"experiment '{exp.name}' cannot be simulated at the start values: {exc}",
                                   exc.termination_condition, exc.iterations, exc.residuals) from exc

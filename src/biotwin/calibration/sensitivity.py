@@ -22,12 +22,15 @@ class Sensitivities:
     ----------
     parent : pyomo.environ.ConcreteModel
         The estimation problem (with ``parent.phi``), at a solution.
+    nlp : PyomoNLP, optional
+        PyNumero's NLP of ``parent`` at that solution (from the solve); built if not given.
     """
 
-    def __init__(self, parent):
+    def __init__(self, parent, nlp=None):
         from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
 
-        nlp = PyomoNLP(parent)
+        if nlp is None:
+            nlp = PyomoNLP(parent)
         variables = nlp.get_pyomo_variables()
         self.index = {id(v): i for i, v in enumerate(variables)}
         phi_vars = [parent.phi[k] for k in parent.phi.index_set()]
