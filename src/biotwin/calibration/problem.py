@@ -26,7 +26,13 @@ import pyomo.environ as pyo
 from biotwin.data import Experiment
 from biotwin.errors import DataError, ScenarioError, SolverError
 from biotwin.simulation import forward_initialize, prepare, solve_prepared
+from biotwin.solver import largest_residuals
 from biotwin.units import convert_value
+
+
+#: Largest collocation residual accepted from a forward-integration start; above it (e.g. where a
+#: nutrient runs out inside an element) Ipopt first solves each experiment at the start values.
+START_RESIDUAL_TOL = 1e-6
 
 
 @dataclass
@@ -233,7 +239,8 @@ class EstimationProblem:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     init = forward_initialize(self.model, prep)
-                if init != "forward integration":
+                worst = largest_residuals(prep.d.m, 1)
+                if init != "forward integration" or (worst and worst[0][1] > START_RESIDUAL_TOL):
                     solve_prepared(self.model, prep, self.options)
             except SolverError as exc:
                 raise SolverError(f"experiment '{exp.name}' cannot be simulated at the start values: {exc}",
