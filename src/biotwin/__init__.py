@@ -20,6 +20,7 @@ from biotwin.model import Model, available_models, load_model  # noqa: E402
 from biotwin.results import SimulationResult  # noqa: E402
 from biotwin.calibration import CalibrationResult, calibrate  # noqa: E402
 from biotwin.data import Experiment, read_experiment  # noqa: E402
+from biotwin import optimization  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
