@@ -12,6 +12,7 @@ collocation, the problem is one NLP solved by Ipopt (simultaneous approach):
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -186,7 +187,15 @@ def optimize_feed(model, scenario=None, params=None, limits=None, max_volume_fac
     scale = max(abs(pyo.value(getattr(m, objective)[points[-1]])), 1e-6)
     m.feed_objective = pyo.Objective(expr=getattr(m, objective)[points[-1]] / scale, sense=pyo.maximize)
     say(f"optimizing {len(pulses)} bolus volumes ({len(m.path_limits)} path constraints)")
-    stats = solve(m, options=options, what=f"feed optimization of {model.name}")
+    # Ipopt may return a volume 1e-8 below its bound 0 (bound relaxation); Pyomo would log a
+    # warning per bolus when loading it. The report clips such values to 0.
+    core_log = logging.getLogger("pyomo.core")
+    level = core_log.level
+    core_log.setLevel(logging.ERROR)
+    try:
+        stats = solve(m, options=options, what=f"feed optimization of {model.name}")
+    finally:
+        core_log.setLevel(level)
     optimal = collect(model, prep.d, prep.scenario, prep.values, None)
     table = pd.DataFrame({
         "time_h": [s for s, _, _ in pulses],
