@@ -150,3 +150,13 @@ def test_time_grid_has_every_corner():
     assert 8.0 in grid and 3.3 in grid
     assert all(b > a for a, b in zip(grid, grid[1:]))
     assert 9 <= len(grid) - 1 <= 12
+
+
+def test_program_limits_at_steps_and_ramps():
+    from biotwin.programs import Program
+
+    prog = Program.from_points("F", [[0, 0], [8, 0], [8, 2], [10, 4], [20, 4]])
+    assert prog(8.0, side="left")[0] == 0.0 and prog(8.0, side="right")[0] == 2.0
+    assert prog(9.0)[0] == pytest.approx(3.0) and prog(9.0, side="right")[0] == pytest.approx(3.0)
+    assert prog(25.0)[0] == 4.0 and prog(0.0, side="right")[0] == 0.0
+    assert prog.at_collocation_point(0.0, 0.0) == 0.0 and prog.at_collocation_point(8.0, 0.0) == 0.0

@@ -90,28 +90,16 @@ class Program:
         out = np.empty_like(t)
         times, values = self.times, self.values
         for k, tk in enumerate(t):
-            if side == "left":
-                j = int(np.searchsorted(times, tk, side="left"))
-                # j: first index with times[j] >= tk
-                if j == 0:
-                    out[k] = values[0]
-                elif j >= len(times):
-                    out[k] = values[-1]
-                else:
-                    t0, t1 = times[j - 1], times[j]
-                    v0, v1 = values[j - 1], values[j]
-                    out[k] = v1 if t1 == t0 else v0 + (v1 - v0) * (tk - t0) / (t1 - t0)
+            # j: first point after tk (right limit) or at/after tk (left limit); at a step the
+            # segment ending at the step (left) or starting at it (right) is interpolated
+            j = int(np.searchsorted(times, tk, side=side if side == "left" else "right"))
+            if j == 0:
+                out[k] = values[0]
+            elif j >= len(times):
+                out[k] = values[-1]
             else:
-                j = int(np.searchsorted(times, tk, side="right"))
-                # j: first index with times[j] > tk
-                if j == 0:
-                    out[k] = values[0]
-                elif j >= len(times):
-                    out[k] = values[-1]
-                else:
-                    t0, t1 = times[j - 1], times[j]
-                    v0, v1 = values[j - 1], values[j]
-                    out[k] = v0 + (v1 - v0) * (tk - t0) / (t1 - t0)
+                t0, t1, v0, v1 = times[j - 1], times[j], values[j - 1], values[j]
+                out[k] = v1 if t1 == t0 else v0 + (v1 - v0) * (tk - t0) / (t1 - t0)
         return out
 
     def at_collocation_point(self, t: float, t_start: float) -> float:
