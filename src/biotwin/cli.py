@@ -105,10 +105,19 @@ def cmd_simulate(args) -> int:
                             nfe=args.nfe, ncp=args.ncp, progress=lambda s: _stderr(f"[biotwin] {s}"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(out)
-    _stderr(f"[biotwin] wrote {len(result.wide)} rows to {out}")
+    # a model may define its own output table and key numbers (model.py: output_table, summary)
+    table_hook = getattr(model.module, "output_table", None)
+    if table_hook is not None:
+        table = table_hook(result)
+        table.to_csv(out, index=False)
+        rows = len(table)
+    else:
+        result.to_csv(out)
+        rows = len(result.wide)
+    _stderr(f"[biotwin] wrote {rows} rows to {out}")
     if args.summary:
-        summary = result.summary()
+        summary_hook = getattr(model.module, "summary", None)
+        summary = {**summary_hook(result), "stats": result.stats} if summary_hook else result.summary()
         Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary).write_text(json.dumps(summary, indent=2))
         _stderr(f"[biotwin] wrote summary to {args.summary}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 
@@ -66,6 +67,48 @@ class SimulationResult:
             "units": {c: self.units[c] for c in states},
             "stats": dict(self.stats),
         }
+
+    # -- collocation polynomials -----------------------------------------------------
+    def _element(self, t: float):
+        """Rows (positions in ``wide``) of the finite element containing ``t``: its left end and points."""
+        if self.pyomo_model is None:
+            raise ValueError("this result has no discretized model to interpolate")
+        fe = list(self.pyomo_model.t.get_finite_elements())
+        times = self.wide["time"].to_numpy()
+        k = int(np.clip(np.searchsorted(fe, t, side="left"), 1, len(fe) - 1))
+        a, b = fe[k - 1], fe[k]
+        rows = np.flatnonzero((times >= a - 1e-12) & (times <= b + 1e-12))
+        return a, b, rows
+
+    def interpolate(self, t: float) -> dict:
+        """Every column at time ``t`` from its collocation polynomial (exact for the discretized model)."""
+        a, b, rows = self._element(t)
+        times = self.wide["time"].to_numpy()[rows]
+        out = {"time": float(t)}
+        for column in self.wide.columns:
+            if column == "time":
+                continue
+            values = self.wide[column].to_numpy()[rows]
+            out[column] = float(np.polyval(np.polyfit(times - a, values, len(rows) - 1), t - a))
+        return out
+
+    def crossing_time(self, column: str, level: float) -> float | None:
+        """First time ``column`` reaches ``level``, found on its collocation polynomial (not a grid point).
+
+        Returns None when the level is not reached.
+        """
+        times, values = self.wide["time"].to_numpy(), self.wide[column].to_numpy()
+        above = (values - level) >= 0
+        if above[0]:
+            return float(times[0])
+        hits = np.flatnonzero(above)
+        if hits.size == 0:
+            return None
+        t_hit = times[hits[0]]
+        a, b, rows = self._element(t_hit)
+        coeffs = np.polyfit(times[rows] - a, values[rows] - level, len(rows) - 1)
+        roots = [r.real + a for r in np.roots(coeffs) if abs(r.imag) < 1e-9 and a - 1e-9 <= r.real + a <= b + 1e-9]
+        return float(min(roots)) if roots else float(t_hit)
 
     def to_csv(self, path) -> None:
         """Write the wide table with ``name [unit]`` headers."""

@@ -1,0 +1,85 @@
+"""Primary drying against LyoPRONTO (an independent implementation of the same quasi-steady model).
+
+Reference runs: ../shared/data/lyophilization/case1_knownRp_standard.csv and
+case2_knownRp_10R_sucrose_A2.csv (LyoPRONTO integrates with BDF at rtol 1e-3, so its own timing
+error is about 0.01 h; during the shelf ramp the flux rises steeply and that timing error dominates,
+so flux is compared relatively after the ramp and absolutely during it).
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import biotwin
+from biotwin.errors import ScenarioError
+
+CASES = [  # reference file, scenario, nfe, end of the shelf ramp [h], drying time, max Tbot
+    ("case1_knownRp_standard", "case1_standard", 120, 55 / 60, 6.654, -14.775),
+    ("case2_knownRp_10R_sucrose_A2", "case2_10R_sucrose", 240, 20 / 60, 45.649, -32.181),
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return biotwin.load_model("lyophilization")
+
+
+@pytest.mark.parametrize("ref_name, scenario, nfe, ramp_end, t_dry, max_tbot", CASES)
+def test_primary_drying_matches_lyopronto(model, shared_data, ref_name, scenario, nfe, ramp_end, t_dry, max_tbot):
+    ref = pd.read_csv(shared_data / "lyophilization" / f"{ref_name}.csv")
+    result = model.simulate(scenario=scenario, nfe=nfe)
+    summary = model.module.summary(result)
+    assert summary["primary_drying_time_h"] == pytest.approx(t_dry, rel=0.005)
+    assert summary["max_T_bottom_C"] == pytest.approx(max_tbot, abs=0.2)
+    values = [result.interpolate(t) for t in ref["time_hr"]]
+    percent = np.array([v["percent_dried"] for v in values])
+    assert np.max(np.abs(percent - ref["percent_dried"])) < 1.0
+    flux = np.array([v["flux"] for v in values])
+    after = ref["time_hr"].to_numpy() > ramp_end
+    assert np.max(np.abs(flux[after] / ref["flux_kg_per_hr_m2"].to_numpy()[after] - 1)) < 0.02
+    assert np.max(np.abs(flux[~after] - ref["flux_kg_per_hr_m2"].to_numpy()[~after])) < 0.02
+
+
+def test_units_consistent(model):
+    from pyomo.util.check_units import assert_units_consistent
+
+    assert_units_consistent(model.build({"t_end": 10.0}))
+
+
+def test_recipe_shorter_than_drying_is_an_error(model):
+    recipe = dict(model.load_scenario("case1_standard").raw)
+    recipe["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [5, 20]]
+    recipe["chamber_pressure_mTorr"] = [[0, 150], [5, 150]]
+    result = model.simulate(scenario=recipe, nfe=60)
+    with pytest.raises(ScenarioError, match="before primary drying does"):
+        model.module.output_table(result)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"vial": {"Av": 3.8}}, r"vial: unknown key\(s\) \['Av'\] \(keys carry their unit"),
+    ({"shelf": [[0, -35]]}, r"unknown key\(s\) \['shelf'\]"),
+    ({"chamber_pressure_mTorr": [[0, -5], [30, -5]]}, "must be positive"),
+])
+def test_bad_scenarios(model, change, message):
+    recipe = {**model.load_scenario("case1_standard").raw, **change}
+    with pytest.raises(ScenarioError, match=message):
+        model.simulate(scenario=recipe, nfe=20)
+
+
+def test_cli_columns_and_summary(tmp_path):
+    out, summary = tmp_path / "run.csv", tmp_path / "s.json"
+    done = subprocess.run([sys.executable, "-m", "biotwin", "simulate", "lyophilization", "--scenario", "case1_standard",
+                           "--out", str(out), "--summary", str(summary), "--nfe", "120"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["time_h", "T_sublimation_C", "T_bottom_C", "T_shelf_C", "P_chamber_mTorr",
+                                   "flux_kg_per_h_m2", "percent_dried"]
+    assert table["percent_dried"].iloc[-1] == pytest.approx(100.0, abs=1e-6)
+    data = json.loads(summary.read_text())
+    assert data["primary_drying_time_h"] == pytest.approx(6.654, rel=0.005)
+    assert set(data) >= {"primary_drying_time_h", "max_T_bottom_C", "final_flux_kg_per_h_m2"}
