@@ -83,3 +83,13 @@ def test_cli_columns_and_summary(tmp_path):
     data = json.loads(summary.read_text())
     assert data["primary_drying_time_h"] == pytest.approx(6.654, rel=0.005)
     assert set(data) >= {"primary_drying_time_h", "max_T_bottom_C", "final_flux_kg_per_h_m2"}
+
+
+def test_design_space_matches_lyopronto(model, shared_data):
+    ref = pd.read_csv(shared_data / "lyophilization" / "case6_design_space_shelf_isotherms.csv")
+    grid = model.module.design_space(model, "case1_standard", sorted(ref["Tsh_setpt_degC"].unique()),
+                                      sorted(ref["Pch_Torr"].unique()))
+    merged = ref.merge(grid, left_on=["Tsh_setpt_degC", "Pch_Torr"], right_on=["T_shelf_setpoint_C", "P_chamber_Torr"])
+    assert len(merged) == len(ref) == 16
+    assert np.max(np.abs(merged["primary_drying_time_h"] / merged["drying_time_hr"] - 1)) < 0.01
+    assert np.max(np.abs(merged["max_T_bottom_C"] - merged["max_Tbot_degC"])) < 0.3

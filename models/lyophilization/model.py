@@ -62,8 +62,11 @@ def build(settings=None):
         m.P_sub[t] - m.P_chamber[t], eps) / m.Rp[t], doc="sublimation rate per vial [g/h]")
     m.heat_sublimation = pyo.Expression(m.t, rule=lambda m, t: u.convert(m.dHs * m.sublimation_rate[t],
                                                                           to_units=u.cal / u.s))
+    # frozen-layer thickness; its smooth positive part (eps 1e-5 cm) keeps the equations regular after
+    # the ice is gone, when the simulation runs on to the end of the recipe (results stop at the end)
+    m.frozen_thickness = pyo.Expression(m.t, rule=lambda m, t: positive_part(m.Lpr0 - m.Lck[t], 1e-5 * u.cm))
     m.T_bottom = pyo.Expression(m.t, rule=lambda m, t: m.T_sub[t] + m.heat_sublimation[t] / (m.Ap * m.k_ice)
-                                * (m.Lpr0 - m.Lck[t]))
+                                * m.frozen_thickness[t])
     m.energy_balance = pyo.Constraint(m.t, rule=lambda m, t: m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_bottom[t])
                                       == m.heat_sublimation[t])
     ice_factor = (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute) / (1 - x * m.rho_solution / m.rho_solute)
@@ -163,3 +166,38 @@ def summary(result):
     return {"primary_drying_time_h": float(table["time_h"].iloc[-1]),
             "max_T_bottom_C": float(table["T_bottom_C"].max()),
             "final_flux_kg_per_h_m2": float(table["flux_kg_per_h_m2"].iloc[-1])}
+
+
+def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C=-5.0, ramp_C_per_min=1.0,
+                          hold_h=40.0):
+    """A recipe ramping the shelf from ``initial_shelf_C`` to a set point and holding it, at constant pressure.
+
+    The form of LyoPRONTO's design-space "shelf isotherms".
+    """
+    ramp_h = abs(shelf_setpoint_C - initial_shelf_C) / ramp_C_per_min / 60.0
+    recipe = {k: v for k, v in base.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
+    recipe["shelf_temperature_C"] = [[0.0, initial_shelf_C], [ramp_h, shelf_setpoint_C], [ramp_h + hold_h, shelf_setpoint_C]]
+    recipe["chamber_pressure_mTorr"] = [[0.0, pressure_Torr * 1000.0], [ramp_h + hold_h, pressure_Torr * 1000.0]]
+    return recipe
+
+
+def design_space(model, base_scenario, shelf_setpoints_C, pressures_Torr, nfe=200, progress=None):
+    """Drying time and maximum product temperature over a grid of shelf set points and pressures.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``T_shelf_setpoint_C``, ``P_chamber_Torr``, ``primary_drying_time_h``, ``max_T_bottom_C``,
+        ``final_flux_kg_per_h_m2``.
+    """
+    import pandas as pd
+
+    base = model.load_scenario(base_scenario).raw
+    rows = []
+    for ts in shelf_setpoints_C:
+        for p in pressures_Torr:
+            if progress:
+                progress(f"shelf {ts} degC, chamber {p} Torr")
+            result = model.simulate(scenario=shelf_isotherm_recipe(base, ts, p), nfe=nfe)
+            rows.append({"T_shelf_setpoint_C": ts, "P_chamber_Torr": p, **summary(result)})
+    return pd.DataFrame(rows)

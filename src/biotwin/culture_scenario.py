@@ -22,6 +22,8 @@ composition, which adds exactly the same amounts.
 
 from __future__ import annotations
 
+import numbers
+
 import math
 
 from biotwin.errors import ScenarioError
@@ -32,7 +34,7 @@ KEYS = {"description", "time_unit", "duration", "initial", "parameters", "boluse
 
 
 def _number(x, where, positive=False, non_negative=False):
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
         raise ScenarioError(f"{where}: expected a finite number, got {x!r}")
     if positive and x <= 0:
         raise ScenarioError(f"{where}: must be positive, got {x}")

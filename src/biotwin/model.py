@@ -14,6 +14,8 @@ disk works the same way through its path.
 
 from __future__ import annotations
 
+import numbers
+
 import hashlib
 import importlib.util
 import json
@@ -163,7 +165,7 @@ class Model:
                 if len(given) != 2:
                     raise ScenarioError(f"{where}: parameter '{name}': expected (value, unit), got {given!r}")
                 given, unit = given
-            if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given):
+            if isinstance(given, bool) or not isinstance(given, numbers.Real) or not math.isfinite(given):
                 raise ScenarioError(f"{where}: parameter '{name}' must be a finite number, got {given!r}")
             value = float(given)
             if unit is not None:

@@ -8,6 +8,8 @@ file and the key.
 
 from __future__ import annotations
 
+import numbers
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +58,7 @@ class Parameter:
 
 
 def _finite_number(x, where):
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise ModelDefinitionError(f"{where}: expected a number, got {x!r}")
     if not math.isfinite(x):
         raise ModelDefinitionError(f"{where}: value must be finite, got {x!r}")

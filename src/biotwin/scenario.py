@@ -17,6 +17,8 @@ Generic schema (a model may translate its own schema into this one by defining
 
 from __future__ import annotations
 
+import numbers
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +89,7 @@ def from_dict(raw: dict, name: str, source: str, translate=None) -> Scenario:
         raise ScenarioError(f"{source}: unknown scenario key(s) {sorted(unknown)}; allowed: {sorted(GENERIC_KEYS)}")
     t_end = raw.get("t_end")
     if t_end is not None:
-        if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not math.isfinite(t_end) or t_end <= 0:
+        if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real) or not math.isfinite(t_end) or t_end <= 0:
             raise ScenarioError(f"{source}: t_end must be a positive number, got {t_end!r}")
         t_end = float(t_end)
     for key in ("settings", "parameters", "inputs"):

@@ -14,6 +14,8 @@ One call of :func:`simulate`:
 
 from __future__ import annotations
 
+import numbers
+
 import json
 import math
 import time
@@ -211,7 +213,7 @@ def prepare(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=
         t_end = sc.t_end
     if t_end is None:
         raise ScenarioError(f"no end time: give t_end or set t_end in the scenario ({sc.source})")
-    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not math.isfinite(t_end) or t_end <= 0:
+    if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real) or not math.isfinite(t_end) or t_end <= 0:
         raise ScenarioError(f"t_end must be a positive number [{model.time_unit}], got {t_end!r}")
     t_end = float(t_end)
     if not isinstance(nfe, int) or nfe < 1 or not isinstance(ncp, int) or ncp < 1:
