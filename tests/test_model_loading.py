@@ -108,3 +108,13 @@ def test_shipped_models_load_and_have_cards():
         assert (model.folder / "README.md").is_file(), f"{name} needs a model card"
         for p in model.parameter_set:
             assert p.source
+
+
+def test_shipped_name_wins_over_an_unrelated_folder(tmp_path, monkeypatch):
+    (tmp_path / "mab_fedbatch").mkdir()  # e.g. notebooks/mab_fedbatch next to a notebook
+    monkeypatch.chdir(tmp_path)
+    assert biotwin.load_model("mab_fedbatch").folder.name == "mab_fedbatch"
+    assert (biotwin.load_model("mab_fedbatch").folder / "model.py").is_file()
+    (tmp_path / "not_a_model").mkdir()
+    with pytest.raises(ModelDefinitionError, match="not a model folder"):
+        biotwin.load_model("not_a_model")

@@ -59,12 +59,12 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if (path / "model.py").is_file():
         return path.resolve()
-    if path.exists():
-        raise ModelDefinitionError(f"{path}: not a model folder (no model.py)")
-    if len(path.parts) == 1:
+    if len(path.parts) == 1:  # a bare name: a shipped model (even if a folder of that name is here)
         for folder in model_search_path():
             if (folder / path.name / "model.py").is_file():
                 return (folder / path.name).resolve()
+    if path.exists():
+        raise ModelDefinitionError(f"{path}: not a model folder (no model.py)")
     raise ModelDefinitionError(
         f"no model named or at '{name_or_path}'; shipped models: {', '.join(available_models()) or 'none'}")
 
