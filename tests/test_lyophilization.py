@@ -93,3 +93,29 @@ def test_design_space_matches_lyopronto(model, shared_data):
     assert len(merged) == len(ref) == 16
     assert np.max(np.abs(merged["primary_drying_time_h"] / merged["drying_time_hr"] - 1)) < 0.01
     assert np.max(np.abs(merged["max_T_bottom_C"] - merged["max_Tbot_degC"])) < 0.3
+
+
+def test_dynamic_rp_fit_beats_lyopronto_fit(model, shared_data):
+    """Estimate R0, A1, A2 (all >= 0) from the measured product temperature by fitting the whole model.
+
+    Reference: LyoPRONTO's own fit (R0 0.020893, A1 7.8433, A2 0.50814) simulated by this model;
+    the dynamic fit must reproduce the measurement at least as well (RMSE).
+    """
+    from biotwin.data import Experiment
+
+    raw = np.loadtxt(shared_data / "lyophilization" / "measured_product_temperature.txt")
+    frame = pd.DataFrame({"time": raw[:, 0], "T_bottom": raw[:, 1] + 273.15})
+    frame = frame[frame["time"] > 0]
+    recipe = {**model.load_scenario("case1_standard").raw, "t_end_h": float(frame["time"].iloc[-1]),
+              "shelf_temperature_C": [[0, -35], [0.9166667, 20], [6, 20]],
+              "chamber_pressure_mTorr": [[0, 150], [6, 150]]}
+    fit = biotwin.calibrate(model, Experiment.from_frame(frame, "measured", scenario=recipe), ["R0", "A1", "A2"],
+                            nfe=100, start={"R0": 1.0, "A1": 10.0, "A2": 0.5})
+    for name in ("R0", "A1", "A2"):
+        assert fit.parameters[name]["value"] >= 0.0
+    ours = fit.diagnostics["per_variable"]["T_bottom"]["rmse"]
+    theirs = model.simulate(scenario=recipe, params={"R0": 0.020893, "A1": 7.8433, "A2": 0.50814},
+                            times=frame["time"].tolist(), nfe=100)
+    theirs_rmse = float(np.sqrt(np.mean((theirs.wide["T_bottom"].to_numpy() - frame["T_bottom"].to_numpy()) ** 2)))
+    assert ours <= theirs_rmse
+    assert fit.parameters["A1"]["std_error"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import platform
 import time
 import warnings
@@ -127,7 +128,15 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     problem.build()
     say(f"solving the estimation problem: {len(labels)} parameters, {problem.n_observations} observations, "
         f"{len(experiments)} experiment(s)")
-    stats = solve(problem.m, options=options, what=f"calibration of {model.name}", keep_nlp=True)
+    # Ipopt may end a parameter 1e-8 beyond its bound (bound relaxation); Pyomo would log a warning
+    # when loading it. Values flagged at a bound are reported at the bound below.
+    core_log = logging.getLogger("pyomo.core")
+    level = core_log.level
+    core_log.setLevel(logging.ERROR)
+    try:
+        stats = solve(problem.m, options=options, what=f"calibration of {model.name}", keep_nlp=True)
+    finally:
+        core_log.setLevel(level)
 
     # -- uncertainty -------------------------------------------------------------
     values = problem.values()
@@ -160,8 +169,13 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     params = {}
     for k, p in enumerate(problem.parameters):
         ok = free[k]
+        value = float(values[k])
+        if bound_flags[k] == "lower":
+            value = float(p.lower)
+        elif bound_flags[k] == "upper":
+            value = float(p.upper)
         params[p.label] = {
-            "value": float(values[k]), "unit": p.unit, "std_error": float(se[k]) if ok else None,
+            "value": value, "unit": p.unit, "std_error": float(se[k]) if ok else None,
             "ci95_low": float(lo[k]) if ok else None, "ci95_high": float(hi[k]) if ok else None,
             "at_bound": bound_flags[k], "lower": p.lower, "upper": p.upper, "start": p.start,
             "experiment": p.experiment, "profile_ci95_low": None, "profile_ci95_high": None}
