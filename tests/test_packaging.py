@@ -35,3 +35,37 @@ def test_wheel_ships_the_models():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = config["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert include.get("models") == "biotwin/models"
+
+
+def test_models_load_from_an_installed_wheel(tmp_path):
+    """A plain (non-editable) install carries the models: load_model finds them inside the package."""
+    import subprocess
+    import sys
+
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(wheel_dir)],
+                   check=True, capture_output=True, timeout=600)
+    wheel = next(wheel_dir.glob("biotwin-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    code = ("import biotwin; m = biotwin.load_model('mab_fedbatch'); print(m.folder); "
+            "print(sorted(biotwin.available_models()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    folder = done.stdout.splitlines()[0]
+    assert folder.startswith(str(target)), "the model must come from the installed package, not the checkout"
+    assert "lyophilization" in done.stdout and "mab_fedbatch" in done.stdout
+
+
+def test_setup_solver_names_the_missing_package(monkeypatch):
+    import pytest
+
+    from biotwin import solver_build
+    from biotwin.errors import SolverSetupError
+
+    monkeypatch.setattr(solver_build, "_dpkg_files", lambda package: [])
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    monkeypatch.setattr(solver_build.sys, "prefix", "/nonexistent-prefix")
+    with pytest.raises(SolverSetupError, match="libamplsolver-dev"):
+        solver_build.find_asl()
