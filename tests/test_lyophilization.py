@@ -119,3 +119,39 @@ def test_dynamic_rp_fit_beats_lyopronto_fit(model, shared_data):
     theirs_rmse = float(np.sqrt(np.mean((theirs.wide["T_bottom"].to_numpy() - frame["T_bottom"].to_numpy()) ** 2)))
     assert ours <= theirs_rmse
     assert fit.parameters["A1"]["std_error"] > 0
+
+
+def test_ice_mass_is_conserved(model):
+    """Sublimed mass, integrated over primary drying, equals the ice in the frozen plug.
+
+    Ice mass from the geometry alone: the plug (height Lpr0 on Ap) holds the solute at its density
+    and ice at its density, so m_ice = rho_ice (Ap Lpr0 - c_solid Vfill / rho_solute).
+    The rate is integrated with each element's Radau quadrature (3 points) and, in the element where
+    drying ends, by integrating its collocation polynomial up to the end.
+    """
+    result = model.simulate(scenario="case1_standard", nfe=120)
+    m = result.pyomo_model
+    p = {name: float(getattr(m, name).value) for name in ("Ap", "Vfill", "c_solid", "rho_solute", "rho_ice")}
+    lpr0 = float(pyo_value(m.Lpr0))
+    ice = p["rho_ice"] * (p["Ap"] * lpr0 - p["c_solid"] * p["Vfill"] / p["rho_solute"])
+    t_end = model.module.summary(result)["primary_drying_time_h"]
+    weights = [(16 - 6**0.5) / 36, (16 + 6**0.5) / 36, 1 / 9]
+    times = result.wide["time"].to_numpy()
+    rate = result.wide["sublimation_rate"].to_numpy()
+    fe = list(m.t.get_finite_elements())
+    sublimed = 0.0
+    for a, b in zip(fe[:-1], fe[1:]):
+        rows = np.flatnonzero((times >= a - 1e-12) & (times <= b + 1e-12))
+        if b <= t_end:
+            sublimed += (b - a) * sum(w * rate[r] for w, r in zip(weights, rows[1:]))
+        else:
+            poly = np.polyint(np.polyfit(times[rows] - a, rate[rows], len(rows) - 1))
+            sublimed += np.polyval(poly, t_end - a) - np.polyval(poly, 0.0)
+            break
+    assert sublimed == pytest.approx(ice, rel=1e-3), (sublimed, ice)
+
+
+def pyo_value(x):
+    import pyomo.environ as pyo
+
+    return pyo.value(x)
