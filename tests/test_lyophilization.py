@@ -148,6 +148,7 @@ def test_ice_mass_is_conserved(model):
             poly = np.polyint(np.polyfit(times[rows] - a, rate[rows], len(rows) - 1))
             sublimed += np.polyval(poly, t_end - a) - np.polyval(poly, 0.0)
             break
+    print(f"ice mass {ice:.6f} g, sublimed {sublimed:.6f} g, relative difference {sublimed / ice - 1:.2e}")
     assert sublimed == pytest.approx(ice, rel=1e-3), (sublimed, ice)
 
 
