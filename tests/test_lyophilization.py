@@ -63,6 +63,8 @@ def test_recipe_shorter_than_drying_is_an_error(model):
     ({"vial": {"Av": 3.8}}, r"vial: unknown key\(s\) \['Av'\] \(keys carry their unit"),
     ({"shelf": [[0, -35]]}, r"unknown key\(s\) \['shelf'\]"),
     ({"chamber_pressure_mTorr": [[0, -5], [30, -5]]}, "must be positive"),
+    ({"shelf_temperature_C": [[0, -45], [30, -45]], "chamber_pressure_mTorr": [[0, 150], [30, 150]]},
+     "above the ice vapour pressure .* nothing would sublime"),
 ])
 def test_bad_scenarios(model, change, message):
     recipe = {**model.load_scenario("case1_standard").raw, **change}

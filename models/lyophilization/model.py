@@ -118,6 +118,18 @@ def read_scenario(raw, where):
     if (pressure.values <= 0).any():
         raise ScenarioError(f"{where}: chamber_pressure_mTorr must be positive")
     t_end = float(raw.get("t_end_h", min(shelf.times[-1], pressure.times[-1])))
+    # nothing sublimes if the chamber pressure is above the ice vapour pressure at the shelf temperature
+    # at every moment (the product cannot be warmer than the shelf)
+    import numpy as np
+
+    grid = np.unique(np.concatenate([shelf.times, pressure.times, np.linspace(0.0, t_end, 200)]))
+    grid = grid[grid <= t_end]
+    psub_mtorr = 2.698e10 * np.exp(-6144.96 / (shelf(grid) + ZERO_CELSIUS)) * 1000.0
+    if np.all(pressure(grid) >= psub_mtorr):
+        warmest = float(np.max(shelf(grid)))
+        raise ScenarioError(f"{where}: the chamber pressure is above the ice vapour pressure at the shelf "
+                            f"temperature throughout the recipe (warmest shelf {warmest:.1f} degC gives "
+                            f"{float(np.max(psub_mtorr)):.1f} mTorr): nothing would sublime")
     return {
         "description": raw.get("description", ""),
         "t_end": t_end,
