@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from scipy.integrate import solve_ivp
 
 ROOT = Path(__file__).resolve().parents[1]

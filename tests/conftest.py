@@ -19,3 +19,29 @@ def shared_data() -> Path:
 @pytest.fixture
 def monod_folder() -> Path:
     return TEST_MODELS / "monod_switch"
+
+
+def radau3_integral(result, values, until=None):
+    """Integral of ``values`` (one per row of ``result.wide``) over the run, or up to ``until``.
+
+    Each whole finite element uses the 3-point Radau IIA quadrature, b-weights (16-sqrt6)/36,
+    (16+sqrt6)/36, 1/9 at its collocation points (Hairer & Wanner, Solving ODEs II, table 5.6);
+    the element containing ``until`` integrates its collocation polynomial up to ``until``.
+    Written here, independently of biotwin, for conservation checks.
+    """
+    import numpy as np
+
+    weights = [(16 - 6**0.5) / 36, (16 + 6**0.5) / 36, 1 / 9]
+    times = result.wide["time"].to_numpy()
+    values = np.asarray(values, dtype=float)
+    fe = list(result.pyomo_model.t.get_finite_elements())
+    total = 0.0
+    for a, b in zip(fe[:-1], fe[1:]):
+        rows = np.flatnonzero((times >= a - 1e-12) & (times <= b + 1e-12))
+        if until is None or b <= until:
+            total += (b - a) * sum(w * values[r] for w, r in zip(weights, rows[1:]))
+        else:
+            poly = np.polyint(np.polyfit(times[rows] - a, values[rows], len(rows) - 1))
+            total += np.polyval(poly, until - a) - np.polyval(poly, 0.0)
+            break
+    return total

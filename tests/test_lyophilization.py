@@ -16,6 +16,7 @@ import pytest
 
 import biotwin
 from biotwin.errors import ScenarioError
+from conftest import radau3_integral
 
 CASES = [  # reference file, scenario, nfe, end of the shelf ramp [h], drying time, max Tbot
     ("case1_knownRp_standard", "case1_standard", 120, 55 / 60, 6.654, -14.775),
@@ -129,7 +130,7 @@ def test_ice_mass_is_conserved(model):
     Ice mass from the geometry alone: the plug (height Lpr0 on Ap) holds the solute at its density
     and ice at its density, so m_ice = rho_ice (Ap Lpr0 - c_solid Vfill / rho_solute).
     The rate is integrated with each element's Radau quadrature (3 points) and, in the element where
-    drying ends, by integrating its collocation polynomial up to the end.
+    drying ends, by integrating its collocation polynomial up to the end (conftest.radau3_integral).
     """
     result = model.simulate(scenario="case1_standard", nfe=120)
     m = result.pyomo_model
@@ -137,19 +138,7 @@ def test_ice_mass_is_conserved(model):
     lpr0 = float(pyo_value(m.Lpr0))
     ice = p["rho_ice"] * (p["Ap"] * lpr0 - p["c_solid"] * p["Vfill"] / p["rho_solute"])
     t_end = model.module.summary(result)["primary_drying_time_h"]
-    weights = [(16 - 6**0.5) / 36, (16 + 6**0.5) / 36, 1 / 9]
-    times = result.wide["time"].to_numpy()
-    rate = result.wide["sublimation_rate"].to_numpy()
-    fe = list(m.t.get_finite_elements())
-    sublimed = 0.0
-    for a, b in zip(fe[:-1], fe[1:]):
-        rows = np.flatnonzero((times >= a - 1e-12) & (times <= b + 1e-12))
-        if b <= t_end:
-            sublimed += (b - a) * sum(w * rate[r] for w, r in zip(weights, rows[1:]))
-        else:
-            poly = np.polyint(np.polyfit(times[rows] - a, rate[rows], len(rows) - 1))
-            sublimed += np.polyval(poly, t_end - a) - np.polyval(poly, 0.0)
-            break
+    sublimed = radau3_integral(result, result.wide["sublimation_rate"], until=t_end)
     print(f"ice mass {ice:.6f} g, sublimed {sublimed:.6f} g, relative difference {sublimed / ice - 1:.2e}")
     assert sublimed == pytest.approx(ice, rel=1e-3), (sublimed, ice)
 

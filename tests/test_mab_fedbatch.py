@@ -13,6 +13,7 @@ import pytest
 
 import biotwin
 from biotwin.errors import ScenarioError
+from conftest import radau3_integral
 
 CELLS_PER_L_PER_MCELL_PER_ML = 1e9
 
@@ -70,24 +71,6 @@ def test_batch_trajectory_matches_independent_code(model, shared_data):
         err = np.abs(got - expected) / np.maximum(np.abs(expected), 1e-3 * np.max(np.abs(expected)))
         worst[name] = float(err.max())
     assert max(worst.values()) < 0.005, worst
-
-
-def radau3_integral(result, values):
-    """Integral over the run with the 3-point Radau IIA quadrature of each finite element.
-
-    b-weights (16-sqrt6)/36, (16+sqrt6)/36, 1/9 at the element's collocation points
-    (Hairer & Wanner, Solving ODEs II, table 5.6).
-    """
-    m = result.pyomo_model
-    weights = [(16 - 6**0.5) / 36, (16 + 6**0.5) / 36, 1 / 9]
-    points = list(m.t)
-    index = {t: i for i, t in enumerate(points)}
-    fe = m.t.get_finite_elements()
-    total = 0.0
-    for a, b in zip(fe[:-1], fe[1:]):
-        i = index[a]
-        total += (b - a) * sum(w * values[i + 1 + k] for k, w in enumerate(weights))
-    return total
 
 
 def test_glucose_mass_balance_with_feeds_and_samples(model):

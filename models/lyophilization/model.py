@@ -124,7 +124,12 @@ def read_scenario(raw, where):
 
     grid = np.unique(np.concatenate([shelf.times, pressure.times, np.linspace(0.0, t_end, 200)]))
     grid = grid[grid <= t_end]
-    psub_mtorr = 2.698e10 * np.exp(-6144.96 / (shelf(grid) + ZERO_CELSIUS)) * 1000.0
+    from pathlib import Path
+
+    from biotwin.parameters import ParameterSet
+
+    ice = ParameterSet.from_yaml(Path(__file__).with_name("parameters.yaml")).values()  # psub_A [torr], psub_B [K]
+    psub_mtorr = ice["psub_A"] * np.exp(-ice["psub_B"] / (shelf(grid) + ZERO_CELSIUS)) * 1000.0
     if np.all(pressure(grid) >= psub_mtorr):
         warmest = float(np.max(shelf(grid)))
         raise ScenarioError(f"{where}: the chamber pressure is above the ice vapour pressure at the shelf "

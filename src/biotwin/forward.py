@@ -28,13 +28,11 @@ import pyomo.environ as pyo
 import pyomo.dae as dae
 from scipy.integrate import solve_ivp
 
+from biotwin.modeling import time_indexed as _time_indexed
+
 
 class UnsupportedStructure(Exception):
     """The model's structure is outside what :class:`ForwardIntegrator` handles."""
-
-
-def _time_indexed(component, time_set) -> bool:
-    return component.is_indexed() and component.index_set() is time_set
 
 
 class ForwardIntegrator:

@@ -16,11 +16,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
 from biotwin.errors import ScenarioError
+from biotwin.modeling import time_indexed
 from biotwin.simulation import collect, prepare, solve_prepared
 from biotwin.solver import solve
 
@@ -152,7 +152,7 @@ def optimize_feed(model, scenario=None, params=None, limits=None, max_volume_fac
         raise ScenarioError("the recipe has no boluses to optimize")
     for var in list(limits) + [objective]:
         comp = getattr(m, var, None)
-        if comp is None or not comp.is_indexed() or comp.index_set() is not m.t:
+        if comp is None or not time_indexed(comp, m.t):
             raise ScenarioError(f"'{var}' is not a time-dependent variable of model '{model.name}'")
     for var, (lo, hi) in limits.items():
         values = nominal.wide[var]

@@ -14,10 +14,9 @@ One call of :func:`simulate`:
 
 from __future__ import annotations
 
-import numbers
-
 import json
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pyomo.core.base.units_container import UnitsError
 
 from biotwin.errors import ModelDefinitionError, ScenarioError, SolverError
 from biotwin.forward import ForwardIntegrator, UnsupportedStructure
+from biotwin.modeling import time_components
 from biotwin.programs import Program
 from biotwin.results import SimulationResult
 from biotwin.solver import degrees_of_freedom, solve
@@ -79,13 +79,10 @@ class _Discretized:
             self.integrator, self.unsupported = None, str(exc)
         self.template_s = time.perf_counter() - t0  # sympy compile of the forward integrator
         tstar = m.t.last()
-        import pyomo.dae as dae
-
-        derivs = list(m.component_objects(dae.DerivativeVar, descend_into=True))
+        derivs, self.time_vars, self.time_exprs = time_components(m)
         self.state_names = {dv.get_state_var().local_name for dv in derivs}
-        self.derivative_ids = {id(dv) for dv in derivs}
-        input_vars = [v for v in m.component_objects(pyo.Var, descend_into=True)
-                      if v.is_indexed() and v.index_set() is m.t and not _is_derivative(v) and v[tstar].fixed]
+        input_vars = [v for v in self.time_vars if v[tstar].fixed]
+        self.inputs = {v.local_name for v in input_vars}
         t0 = time.perf_counter()
         for point in grid:
             m.t.add(point)
@@ -110,32 +107,20 @@ class _Discretized:
                 f"{n_eq} equations); every state needs an initial condition and every output an equation at "
                 "every time, and inputs must be fixed in build")
         self.solved = False
-        self.time_vars = [v for v in m.component_objects(pyo.Var, descend_into=True)
-                          if v.is_indexed() and v.index_set() is m.t and id(v) not in self.derivative_ids]
-        self.time_exprs = [e for e in m.component_objects(pyo.Expression, descend_into=True)
-                           if e.is_indexed() and e.index_set() is m.t]
-        self.inputs = {v.local_name for v in self.time_vars if all(v[t].fixed for t in m.t)}
 
 
-def _is_derivative(v) -> bool:
-    import pyomo.dae as dae
-
-    return isinstance(v, dae.DerivativeVar)
-
-
-def _programs(model, scenario, m, t_end):
+def _programs(model, scenario, d, t_end):
     """Validated input programs in model units, by input name."""
     programs = {}
     where = f"scenario {scenario.source}"
+    time_var_names = {v.local_name for v in d.time_vars}
     for name, spec in scenario.inputs.items():
-        var = getattr(m, name, None)
-        if var is None or not isinstance(var, pyo.Var) or not var.is_indexed() or var.index_set() is not m.t:
-            candidates = [v.local_name for v in m.component_objects(pyo.Var) if v.is_indexed()
-                          and v.index_set() is m.t and all(v[t].fixed for t in m.t)]
+        if name not in time_var_names:
             raise ScenarioError(f"{where}: unknown input '{name}'; inputs of model '{model.name}': "
-                                f"{', '.join(candidates) or 'none'}")
-        if not all(var[t].fixed for t in m.t):
+                                f"{', '.join(sorted(d.inputs)) or 'none'}")
+        if name not in d.inputs:
             raise ScenarioError(f"{where}: '{name}' is a model variable, not an input (inputs are fixed in build)")
+        var = getattr(d.m, name)
         unit, points = None, spec
         if isinstance(spec, dict):
             extra = set(spec) - {"unit", "points"}
@@ -246,7 +231,7 @@ def prepare(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=
             cache[key] = d
             while len(cache) > CACHE_SIZE:
                 cache.pop(next(iter(cache)))
-    programs = _programs(model, sc, d.m, t_end)
+    programs = _programs(model, sc, d, t_end)
     model.set_parameters(d.m, values)
     _apply_inputs(d, programs)
     timings = {"build_s": 0.0, "template_s": 0.0, "discretize_s": 0.0} if reused else {
@@ -311,16 +296,25 @@ def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times
     return result
 
 
+def points_at(m, times) -> list:
+    """The points of ``m.t`` at ``times``, which must be grid points (they were element boundaries).
+
+    Pyomo keys its time-indexed components by these exact values, so results are read through them.
+    """
+    points = list(m.t)
+    lookup = np.asarray(points, dtype=float)
+    chosen = []
+    for t in times:
+        j = int(np.argmin(np.abs(lookup - t)))
+        if abs(lookup[j] - t) > 1e-9 * (1 + abs(t)):
+            raise RuntimeError(f"time {t} is not a point of the discretized model (internal error)")
+        chosen.append(points[j])
+    return chosen
+
+
 def collect(model, d, sc, values, out_times) -> SimulationResult:
     m = d.m
-    points = list(m.t)
-    if out_times is not None:
-        lookup = np.asarray(points)
-        chosen = []
-        for t in out_times:
-            j = int(np.argmin(np.abs(lookup - t)))
-            chosen.append(points[j])
-        points = chosen
+    points = list(m.t) if out_times is None else points_at(m, out_times)
     state_names = d.state_names
     columns, units, kinds = {"time": np.asarray(points, dtype=float)}, {"time": model.time_unit}, {}
     for v in d.time_vars:

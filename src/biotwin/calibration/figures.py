@@ -53,17 +53,25 @@ def plot_fit(result, variables=None) -> go.Figure:
     return fig
 
 
-def plot_parity(result) -> go.Figure:
-    """Fitted against measured values, one panel per variable, with the identity line."""
-    res = result.residual_frame()
+def _markers_by_variable(res, x, y):
+    """One panel per measured variable, one marker trace per experiment of columns ``x`` and ``y``."""
     variables = sorted(res["variable"].unique())
     fig = make_subplots(rows=1, cols=len(variables), subplot_titles=variables, horizontal_spacing=0.1)
     for j, var in enumerate(variables, 1):
         d = res[res.variable == var]
         for k, exp in enumerate(sorted(d["experiment"].unique())):
             e = d[d.experiment == exp]
-            fig.add_trace(go.Scatter(x=e["value"], y=e["fitted"], mode="markers", name=exp, legendgroup=exp,
+            fig.add_trace(go.Scatter(x=e[x], y=e[y], mode="markers", name=exp, legendgroup=exp,
                                      showlegend=j == 1, marker=dict(color=PALETTE[k % len(PALETTE)])), row=1, col=j)
+    return fig, variables
+
+
+def plot_parity(result) -> go.Figure:
+    """Fitted against measured values, one panel per variable, with the identity line."""
+    res = result.residual_frame()
+    fig, variables = _markers_by_variable(res, "value", "fitted")
+    for j, var in enumerate(variables, 1):
+        d = res[res.variable == var]
         lo, hi = float(min(d["value"].min(), d["fitted"].min())), float(max(d["value"].max(), d["fitted"].max()))
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="grey", dash="dash"),
                                  showlegend=False, hoverinfo="skip"), row=1, col=j)
@@ -78,14 +86,8 @@ def plot_residuals(result) -> go.Figure:
     res = result.residual_frame()
     standardized = res["sigma"].notna().all()
     res = res.assign(r=(res["value"] - res["fitted"]) / (res["sigma"] if standardized else 1.0))
-    variables = sorted(res["variable"].unique())
-    fig = make_subplots(rows=1, cols=len(variables), subplot_titles=variables, horizontal_spacing=0.1)
+    fig, variables = _markers_by_variable(res, "time", "r")
     for j, var in enumerate(variables, 1):
-        d = res[res.variable == var]
-        for k, exp in enumerate(sorted(d["experiment"].unique())):
-            e = d[d.experiment == exp]
-            fig.add_trace(go.Scatter(x=e["time"], y=e["r"], mode="markers", name=exp, legendgroup=exp,
-                                     showlegend=j == 1, marker=dict(color=PALETTE[k % len(PALETTE)])), row=1, col=j)
         for level in ([-2, 0, 2] if standardized else [0]):
             fig.add_hline(y=level, line=dict(color="grey", dash="dot" if level else "solid"), row=1, col=j)
         fig.update_xaxes(title_text=_label(result, "time"), row=1, col=j)

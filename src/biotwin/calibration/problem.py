@@ -16,7 +16,6 @@ squares.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -25,7 +24,8 @@ import pyomo.environ as pyo
 
 from biotwin.data import Experiment
 from biotwin.errors import DataError, ScenarioError, SolverError
-from biotwin.simulation import forward_initialize, prepare, solve_prepared
+from biotwin.modeling import time_components
+from biotwin.simulation import forward_initialize, points_at, prepare, solve_prepared
 from biotwin.solver import largest_residuals
 from biotwin.units import convert_value
 
@@ -77,15 +77,8 @@ class Observation:
 
 def measurable_names(model) -> set[str]:
     """Names a data column may carry: time-indexed variables and expressions of the model."""
-    m = model.build({"t_end": 1.0})
-    names = set()
-    import pyomo.dae as dae
-
-    derivs = {id(d) for d in m.component_objects(dae.DerivativeVar)}
-    for comp in m.component_objects((pyo.Var, pyo.Expression), descend_into=True):
-        if comp.is_indexed() and comp.index_set() is m.t and id(comp) not in derivs:
-            names.add(comp.local_name)
-    return names
+    _, variables, expressions = time_components(model.build({"t_end": 1.0}))
+    return {c.local_name for c in variables + expressions}
 
 
 def _scale(value, lower, upper):
@@ -202,18 +195,17 @@ class EstimationProblem:
     def n_observations(self) -> int:
         return len(self.observations)
 
-    def parameter_values_for(self, i: int, phi: dict | None = None) -> dict:
-        """Parameter values of experiment ``i`` at the start (or at ``phi``)."""
+    def start_values_for(self, i: int) -> dict:
+        """Parameter values of experiment ``i`` at the start."""
         exp = self.experiments[i]
         values = dict(exp.params)
-        for k, p in enumerate(self.parameters):
+        for p in self.parameters:
             if p.experiment is None or p.experiment == exp.name:
-                values[p.name] = p.start if phi is None else p.scale * phi[k]
+                values[p.name] = p.start
         return values
 
     def build(self):
         """Build the blocks (initialized by simulation at the start values) and the parent model."""
-        t0 = time.perf_counter()
         parent = pyo.ConcreteModel(name=f"calibration of {self.model.name}")
         parent.K = pyo.RangeSet(0, len(self.parameters) - 1)
 
@@ -231,7 +223,7 @@ class EstimationProblem:
             if exp.times[-1] > t_end * (1 + 1e-12):
                 raise DataError(f"experiment '{exp.name}': measurement at time {exp.times[-1]} is after the end "
                                 f"of its recipe ({t_end} {self.model.time_unit})")
-            prep = prepare(self.model, sc, self.parameter_values_for(i), t_end=t_end, nfe=self.nfe, ncp=self.ncp,
+            prep = prepare(self.model, sc, self.start_values_for(i), t_end=t_end, nfe=self.nfe, ncp=self.ncp,
                            use_cache=False, extra_points=[t for t in exp.times if t > 0])
             try:
                 # a forward integration is an accurate start; Ipopt solves the experiment on its
@@ -266,33 +258,18 @@ class EstimationProblem:
                     var.setub(convert_value(p.upper, entry.pyomo_unit, pyo.units.get_units(var)))
                 parent.link.add(var == factor * parent.phi[k])
         # observations: model value at the grid point of each measurement
-        self.obs_components = []
-        for o in self.observations:
-            block = self.blocks[o.experiment]
-            comp = getattr(block, o.variable)
-            points = self._points(o.experiment)
-            j = int(np.argmin(np.abs(points - o.time)))
-            if abs(points[j] - o.time) > 1e-9 * (1 + abs(o.time)):
-                raise RuntimeError(f"measurement time {o.time} is not a grid point (internal error)")
-            self.obs_components.append(comp[self._point_list[o.experiment][j]])
+        grid_point = {}
+        for i, block in enumerate(self.blocks):
+            times = sorted({o.time for o in self.observations if o.experiment == i})
+            grid_point.update({(i, t): point for t, point in zip(times, points_at(block, times))})
+        self.obs_components = [getattr(self.blocks[o.experiment], o.variable)[grid_point[o.experiment, o.time]]
+                               for o in self.observations]
         weights = [1.0 / o.sigma**2 if self.weighted else 1.0 for o in self.observations]
         parent.objective = pyo.Objective(expr=sum(
             w * (o.value - c) ** 2 for w, o, c in zip(weights, self.observations, self.obs_components)))
         self.weights = np.array(weights)
         self.m = parent
-        self.build_s = time.perf_counter() - t0
         return parent
-
-    def _points(self, i):
-        if not hasattr(self, "_point_list"):
-            self._point_list = {}
-        if i not in self._point_list:
-            self._point_list[i] = list(self.blocks[i].t)
-        return np.asarray(self._point_list[i], dtype=float)
-
-    def set_phi(self, phi):
-        for k in self.m.K:
-            self.m.phi[k].set_value(float(phi[k]))
 
     def phi(self) -> np.ndarray:
         return np.array([pyo.value(self.m.phi[k]) for k in self.m.K])
