@@ -232,6 +232,7 @@ def test_wald_intervals_cover_truth_in_repeated_experiments():
         lo, hi = result.diagnostics["chi2_expected_95"]
         chi2_inside += lo <= result.diagnostics["chi2"] <= hi
     # P(Binomial(50, 0.95) <= 42) = 0.038; a correct 95 % interval passes this with 96 % probability
+    print(f"intervals covering the truth in 50 replicates: {hits}; chi^2 inside its range: {chi2_inside}")
     assert all(h >= 43 for h in hits.values()), hits
     assert chi2_inside >= 43, f"chi^2 inside its expected 95 % range in {chi2_inside} of 50 replicates"
 

@@ -68,6 +68,7 @@ def test_collocation_matches_solve_ivp(model):
         for i, name in enumerate("XSV"):
             scale = max(abs(expected[i]), 1e-3)
             worst = max(worst, abs(row[name] - expected[i]) / scale)
+    print(f"largest relative deviation from solve_ivp (160 x 5): {worst:.2e}")
     assert worst < 1e-5, f"largest relative deviation from solve_ivp: {worst:.2e}"
     # the feed switch is an element boundary: the feed is off up to and including t = 8 h
     at_switch = result.wide.loc[np.isclose(result.wide["time"], T_SWITCH)]

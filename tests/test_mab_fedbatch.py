@@ -53,6 +53,7 @@ def test_rates_match_independent_code(model, shared_data):
         for key in ours:
             rel = abs(ours[key] - theirs[key]) / abs(theirs[key])
             worst[key] = max(worst.get(key, 0.0), rel)
+    print(f"rates vs independent code, worst relative deviation: {worst}")
     assert max(worst.values()) < 1e-6, worst
 
 
@@ -70,6 +71,7 @@ def test_batch_trajectory_matches_independent_code(model, shared_data):
         # relative error against the species' own range (glutamine runs down to 1e-3 mM)
         err = np.abs(got - expected) / np.maximum(np.abs(expected), 1e-3 * np.max(np.abs(expected)))
         worst[name] = float(err.max())
+    print(f"batch trajectory vs independent code, worst relative deviation: {worst}")
     assert max(worst.values()) < 0.005, worst
 
 
