@@ -14,12 +14,24 @@ Pikal et al. 1984; as implemented in LyoPRONTO, Shivkumar et al. 2019, AAPS Phar
     dLck/dt = dm/dt / (Ap rho_ice) (1 - x (rho_sol - rho_ice)/rho_solute) / (1 - x rho_sol/rho_solute)
     Lpr0    = Vfill / (Ap rho_ice) rho_sol (1 - x (rho_sol - rho_ice) / rho_solute),  x = c_solid / rho_sol
 
+Secondary drying (desorption of bound water from the dried cake; Sadikoglu & Liapis 1997, Drying
+Technol 15:791; Fissore, Pisano & Barresi 2011, J Pharm Sci 100:4918), switched on smoothly when the
+ice is gone (switch ``s``, 0 during primary drying, 1 after it):
+
+    kd      = k_des exp(-Ea/R (1/T_p - 1/T_ref))                   desorption rate constant [1/h]
+    dCs/dt  = -s kd (Cs - Cs_eq)                                   bound water [g water / g solid]
+    (m_s cp + C_vial) dT_p/dt = Kv Av (T_shelf - T_p) - dH_des m_s s kd (Cs - Cs_eq)   lumped heat balance
+                     (+ (1 - s) (T_bottom - T_p) / tau: T_p follows the vial bottom until the ice is gone)
+
+with m_s = c_solid Vfill the dried solid per vial; the vial's glass (heat capacity C_vial) heats with the
+cake (a proposed addition to the cited form: without it the cake alone would follow the shelf within ~20 s).
+
 Temperatures are in kelvin inside the model (Pyomo units have no offset units).
 """
 
 import pyomo.environ as pyo
 
-from biotwin.kinetics import positive_part
+from biotwin.kinetics import positive_part, smooth_switch
 from biotwin.modeling import derivative, time_set
 from biotwin.units import parse_unit
 
@@ -30,12 +42,23 @@ PARAMETER_UNITS = {
     "Av": "cm^2", "Ap": "cm^2", "Vfill": "mL", "c_solid": "g/mL", "R0": "cm^2*h*torr/g", "A1": "cm*h*torr/g",
     "A2": "1/cm", "KC": "cal/s/K/cm^2", "KP": "cal/s/K/cm^2/torr", "KD": "1/torr", "dHs": "cal/g",
     "k_ice": "cal/cm/s/K", "rho_ice": "g/mL", "rho_solute": "g/mL", "rho_solution": "g/mL", "psub_A": "torr",
-    "psub_B": "K",
+    "psub_B": "K", "Cs0": "g/g", "Cs_eq": "g/g", "k_des": "1/h", "Ea_des": "kJ/mol", "T_des_ref": "K",
+    "cp_solid": "cal/g/K", "dH_des": "cal/g", "C_vial": "cal/K",
 }
+GAS_CONSTANT = 8.314462618  # [J/mol/K]
+# width of the switch from primary to secondary drying, in dried-cake length past the fill height [cm]:
+# desorption is 1/2 on at Lck = Lpr0 + 2e-4 cm and ~1e-6 on 1 mm before the ice is gone
+SWITCH_WIDTH_CM = 1e-4
+# time constant with which T_p follows the vial-bottom temperature during primary drying [h]
+TRACKING_TIME_H = 0.01
 
 
 def build(settings=None):
-    """Build the (not discretized) primary-drying model; ``settings['t_end']`` [h]."""
+    """Build the (not discretized) model; ``settings['t_end']`` [h].
+
+    ``settings['secondary_drying']`` (default True): False leaves out the secondary-drying states,
+    as the cycle optimization does (it minimizes the primary-drying time).
+    """
     u = pyo.units
     m = pyo.ConcreteModel(name="lyophilization")
     m.t = time_set(settings, 20.0)
@@ -70,14 +93,49 @@ def build(settings=None):
     m.energy_balance = pyo.Constraint(m.t, rule=lambda m, t: m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_bottom[t])
                                       == m.heat_sublimation[t])
     ice_factor = (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute) / (1 - x * m.rho_solution / m.rho_solute)
-    m.cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.sublimation_rate[t]
-                                   / (m.Ap * m.rho_ice) * ice_factor)
+    m.cake_growth_rate = pyo.Expression(m.t, rule=lambda m, t: m.sublimation_rate[t] / (m.Ap * m.rho_ice)
+                                        * ice_factor, doc="rate of growth of the dried cake [cm/h]")
+    m.cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.cake_growth_rate[t])
     m.Lck_init = pyo.Constraint(expr=m.Lck[m.t.first()] == 0.0 * u.cm)
     m.flux = pyo.Expression(m.t, rule=lambda m, t: u.convert(m.sublimation_rate[t] / m.Ap,
                                                              to_units=u.kg / u.h / u.m**2),
                             doc="sublimation flux per product area [kg/h/m^2]")
     m.percent_dried = pyo.Expression(m.t, rule=lambda m, t: 100 * m.Lck[t] / m.Lpr0)
+    if (settings or {}).get("secondary_drying", True):
+        _add_secondary_drying(m)
     return m
+
+
+def _add_secondary_drying(m):
+    """Bound-water desorption and the lumped product heat balance after the ice is gone."""
+    u = pyo.units
+    m.Cs = pyo.Var(m.t, units=u.dimensionless, initialize=0.1, doc="bound water [g water / g solid]")
+    m.T_product = pyo.Var(m.t, units=u.K, initialize=253.15, doc="lumped product temperature [K]")
+    m.dCs = derivative(m.Cs, m.t, TIME_UNIT)
+    m.dT_product = derivative(m.T_product, m.t, TIME_UNIT)
+    m.solid_mass = pyo.Expression(expr=m.c_solid * m.Vfill, doc="dried solid per vial [g]")
+    width = SWITCH_WIDTH_CM * u.cm
+    m.secondary = pyo.Expression(m.t, rule=lambda m, t: smooth_switch(m.Lck[t], m.Lpr0 + 2 * width, width),
+                                 doc="0 during primary drying, 1 once the ice is gone")
+    gas_constant = GAS_CONSTANT * u.J / u.mol / u.K
+    m.k_desorption = pyo.Expression(m.t, rule=lambda m, t: m.k_des * pyo.exp(
+        -u.convert(m.Ea_des / gas_constant, to_units=u.K) * (1 / m.T_product[t] - 1 / m.T_des_ref)))
+    m.desorption_rate = pyo.Expression(m.t, rule=lambda m, t: m.secondary[t] * m.k_desorption[t]
+                                       * (m.Cs[t] - m.Cs_eq), doc="[g water / g solid / h]")
+    m.desorption = pyo.Constraint(m.t, rule=lambda m, t: m.dCs[t] == -m.desorption_rate[t])
+    heat_capacity = m.solid_mass * m.cp_solid + m.C_vial
+    tracking = TRACKING_TIME_H * u.h
+
+    def heat_balance(m, t):
+        heating = (u.convert(m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_product[t]), to_units=u.cal / u.h)
+                   - m.dH_des * m.solid_mass * m.desorption_rate[t])
+        return m.dT_product[t] == (m.secondary[t] * heating / heat_capacity
+                                   + (1 - m.secondary[t]) * (m.T_bottom[t] - m.T_product[t]) / tracking)
+    m.product_heat_balance = pyo.Constraint(m.t, rule=heat_balance)
+    m.residual_moisture = pyo.Expression(m.t, rule=lambda m, t: 100 * m.Cs[t] / (1 + m.Cs[t]),
+                                         doc="residual moisture [% w/w of the dried product]")
+    m.Cs_init = pyo.Constraint(expr=m.Cs[m.t.first()] == m.Cs0)
+    m.T_product_init = pyo.Constraint(expr=m.T_product[m.t.first()] == m.T_shelf[m.t.first()])
 
 
 # -- scenario schema ---------------------------------------------------------------------------
@@ -117,6 +175,8 @@ def read_scenario(raw, where):
     pressure = Program.from_points("chamber_pressure_mTorr", raw["chamber_pressure_mTorr"], where)
     if (pressure.values <= 0).any():
         raise ScenarioError(f"{where}: chamber_pressure_mTorr must be positive")
+    if raw.get("optimize") is not None:
+        _sibling("cycle_optimization").read_optimize_block(raw, where)
     t_end = float(raw.get("t_end_h", min(shelf.times[-1], pressure.times[-1])))
     # nothing sublimes if the chamber pressure is above the ice vapour pressure at the shelf temperature
     # at every moment (the product cannot be warmer than the shelf)
@@ -146,16 +206,36 @@ def read_scenario(raw, where):
     }
 
 
-# -- outputs (used by the CLI and notebooks) ------------------------------------------------------
-def output_table(result):
-    """Primary drying up to its end, in LyoPRONTO's columns.
+def _sibling(name):
+    """A helper module of this model folder (imported by file path: model folders are not packages)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
 
-    The end of primary drying is where the dried-cake length reaches the fill height, found on
-    the collocation polynomial of ``Lck`` (not rounded to an output point); the last row is that
-    time. Raises if the recipe ends before drying does.
+    key = f"{__name__}_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def optimize(model, scenario, nfe=40, progress=None):
+    """Minimum-time primary drying for a scenario with an ``optimize`` block (used by ``biotwin optimize``).
+
+    See ``cycle_optimization.py``; returns a ``CycleOptimizationResult`` (``.table``, ``.summary()``).
     """
-    import pandas as pd
+    return _sibling("cycle_optimization").optimize_cycle(model, scenario, nfe=nfe, progress=progress)
 
+
+# -- outputs (used by the CLI and notebooks) ------------------------------------------------------
+def primary_drying_end(result) -> float:
+    """End of primary drying [h]: where the dried-cake length reaches the fill height.
+
+    Found on the collocation polynomial of ``Lck`` (not rounded to an output point). Raises if the
+    recipe ends before drying does.
+    """
     from biotwin.errors import ScenarioError
 
     lpr0 = float(pyo.value(result.pyomo_model.Lpr0))
@@ -164,8 +244,25 @@ def output_table(result):
         reached = float(result.wide["percent_dried"].iloc[-1])
         raise ScenarioError(f"the recipe ends at {result.wide['time'].iloc[-1]:.3f} h before primary drying does "
                             f"({reached:.1f} % dried): extend the shelf and pressure programs")
-    rows = result.wide[result.wide["time"] < t_end].to_dict("records") + [result.interpolate(t_end)]
-    table = pd.DataFrame({
+    return t_end
+
+
+def output_table(result):
+    """Primary drying up to its end in LyoPRONTO's columns, then secondary drying to the end of the recipe.
+
+    Columns: ``time_h, T_sublimation_C, T_bottom_C, T_shelf_C, P_chamber_mTorr, flux_kg_per_h_m2,
+    percent_dried`` and the secondary-drying columns ``T_product_C, residual_moisture_percent``.
+    The row at the end of primary drying is interpolated on the collocation polynomials. During
+    primary drying ``T_product_C`` is the vial-bottom temperature and the residual moisture is empty
+    (bound water in the dried layer is not modelled before the ice is gone); after it
+    ``T_sublimation_C`` is empty, the flux 0, and ``T_bottom_C`` is the lumped product temperature.
+    """
+    import numpy as np
+    import pandas as pd
+
+    t_dry = primary_drying_end(result)
+    rows = result.wide[result.wide["time"] < t_dry].to_dict("records") + [result.interpolate(t_dry)]
+    primary = pd.DataFrame({
         "time_h": [r["time"] for r in rows],
         "T_sublimation_C": [r["T_sub"] - ZERO_CELSIUS for r in rows],
         "T_bottom_C": [r["T_bottom"] - ZERO_CELSIUS for r in rows],
@@ -174,15 +271,39 @@ def output_table(result):
         "flux_kg_per_h_m2": [r["flux"] for r in rows],
         "percent_dried": [r["percent_dried"] for r in rows],
     })
-    return table
+    primary["T_product_C"] = primary["T_bottom_C"]
+    primary["residual_moisture_percent"] = np.nan
+    after = result.wide[result.wide["time"] > t_dry + 1e-9]
+    secondary = pd.DataFrame({
+        "time_h": after["time"],
+        "T_sublimation_C": np.nan,
+        "T_bottom_C": after["T_product"] - ZERO_CELSIUS,
+        "T_shelf_C": after["T_shelf"] - ZERO_CELSIUS,
+        "P_chamber_mTorr": after["P_chamber"] * 1000.0,
+        "flux_kg_per_h_m2": 0.0,
+        "percent_dried": 100.0,
+        "T_product_C": after["T_product"] - ZERO_CELSIUS,
+        "residual_moisture_percent": after["residual_moisture"],
+    })
+    if secondary.empty:
+        return primary
+    return pd.concat([primary, secondary], ignore_index=True)
 
 
 def summary(result):
-    """Key numbers of primary drying."""
+    """Key numbers of primary drying, and of secondary drying when the recipe runs past primary drying."""
     table = output_table(result)
-    return {"primary_drying_time_h": float(table["time_h"].iloc[-1]),
-            "max_T_bottom_C": float(table["T_bottom_C"].max()),
-            "final_flux_kg_per_h_m2": float(table["flux_kg_per_h_m2"].iloc[-1])}
+    t_dry = primary_drying_end(result)
+    primary = table[table["time_h"] <= t_dry]
+    out = {"primary_drying_time_h": float(t_dry),
+           "max_T_bottom_C": float(primary["T_bottom_C"].max()),
+           "final_flux_kg_per_h_m2": float(primary["flux_kg_per_h_m2"].iloc[-1])}
+    secondary = table[table["time_h"] > t_dry]
+    if not secondary.empty:
+        out.update({"cycle_end_h": float(secondary["time_h"].iloc[-1]),
+                    "final_residual_moisture_percent": float(secondary["residual_moisture_percent"].iloc[-1]),
+                    "max_T_product_secondary_C": float(secondary["T_product_C"].max())})
+    return out
 
 
 def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C=-5.0, ramp_C_per_min=1.0,
@@ -201,20 +322,60 @@ def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C
 def design_space(model, base_scenario, shelf_setpoints_C, pressures_Torr, nfe=200, progress=None):
     """Drying time and maximum product temperature over a grid of shelf set points and pressures.
 
+    Each point is a shelf isotherm (:func:`shelf_isotherm_recipe`) simulated to the end of primary
+    drying.
+
     Returns
     -------
     pandas.DataFrame
         Columns ``T_shelf_setpoint_C``, ``P_chamber_Torr``, ``primary_drying_time_h``, ``max_T_bottom_C``,
-        ``final_flux_kg_per_h_m2``.
+        ``final_flux_kg_per_h_m2`` and ``max_sublimation_g_per_h`` (per vial, the peak over primary
+        drying, for the equipment-capability check).
     """
     import pandas as pd
 
     base = model.load_scenario(base_scenario).raw
     rows = []
+    n = len(shelf_setpoints_C) * len(pressures_Torr)
     for ts in shelf_setpoints_C:
         for p in pressures_Torr:
             if progress:
-                progress(f"shelf {ts} degC, chamber {p} Torr")
+                progress(f"[{len(rows) + 1}/{n}] shelf {ts} degC, chamber {p} Torr")
             result = model.simulate(scenario=shelf_isotherm_recipe(base, ts, p), nfe=nfe)
-            rows.append({"T_shelf_setpoint_C": ts, "P_chamber_Torr": p, **summary(result)})
+            t_dry = primary_drying_end(result)
+            drying = result.wide[result.wide["time"] <= t_dry]
+            rows.append({"T_shelf_setpoint_C": ts, "P_chamber_Torr": p,
+                         **{k: v for k, v in summary(result).items() if k in (
+                             "primary_drying_time_h", "max_T_bottom_C", "final_flux_kg_per_h_m2")},
+                         "max_sublimation_g_per_h": float(drying["sublimation_rate"].max())})
     return pd.DataFrame(rows)
+
+
+def design_space_figure(grid, T_critical_C, equipment=None, value="primary_drying_time_h"):
+    """Heatmap of ``value`` over shelf set point and chamber pressure, with the limits as contours.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        From :func:`design_space`.
+    T_critical_C : float
+        Critical product temperature [degC]: the contour where the maximum vial-bottom temperature
+        reaches it (points on the warm side fail).
+    equipment : dict, optional
+        ``{a_kg_per_h, b_kg_per_h_per_Torr, n_vials}``: the contour where the peak sublimation load
+        of all vials reaches the dryer's capability ``a + b P`` (above it the dryer chokes).
+    """
+    from biotwin.plotting import design_space_map
+
+    grid = grid.copy()
+    limits = [{"column": "max_T_bottom_C", "level": T_critical_C,
+               "label": f"max product temperature = {T_critical_C} degC (critical)"}]
+    if equipment:
+        capacity = equipment["a_kg_per_h"] + equipment["b_kg_per_h_per_Torr"] * grid["P_chamber_Torr"]
+        grid["equipment_load"] = equipment["n_vials"] * grid["max_sublimation_g_per_h"] / 1000.0 / capacity
+        limits.append({"column": "equipment_load", "level": 1.0,
+                       "label": f"equipment capability ({equipment['n_vials']} vials)"})
+    labels = {"T_shelf_setpoint_C": "shelf temperature set point [degC]", "P_chamber_Torr": "chamber pressure [Torr]",
+              "primary_drying_time_h": "primary drying time [h]", "max_T_bottom_C": "max product temperature [degC]"}
+    return design_space_map(grid, "T_shelf_setpoint_C", "P_chamber_Torr", value, limits, labels,
+                            title="Primary-drying design space", log_y=True)

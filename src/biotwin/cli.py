@@ -124,6 +124,27 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_optimize(args) -> int:
+    model = biotwin.load_model(args.model)
+    hook = getattr(model.module, "optimize", None)
+    if hook is None:
+        raise BiotwinError(f"model '{model.name}' defines no optimize() in model.py; in Python use "
+                           "biotwin.optimization (e.g. optimize_feed for fed-batch recipes)")
+    if not args.scenario:
+        raise BiotwinError("give --scenario: a scenario with an 'optimize' block")
+    result = hook(model, args.scenario, nfe=args.nfe, progress=lambda s: _stderr(f"[biotwin] {s}"))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.table.to_csv(out, index=False)
+    _stderr(f"[biotwin] wrote {len(result.table)} rows to {out}")
+    summary = result.summary()
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
+        _stderr(f"[biotwin] wrote summary to {args.summary}")
+    return 0
+
+
 def _parse_sigma(items) -> dict:
     sigma = {}
     for item in items or []:
@@ -236,6 +257,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="parameter override in its parameters.yaml unit (repeatable)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("optimize", help="optimize a recipe (the scenario's 'optimize' block) and write it as CSV")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--scenario", required=True, help="scenario YAML file or name, with an 'optimize' block")
+    p.add_argument("--out", required=True, help="CSV file for the optimal trajectory")
+    p.add_argument("--summary", help="JSON file for the key numbers and the optimized recipe")
+    p.add_argument("--nfe", type=int, default=40, help="finite elements of the optimization (default 40)")
+    p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("calibrate", help="estimate parameters from experiment CSV files")
     p.add_argument("model", help="shipped model name or path of a model folder")

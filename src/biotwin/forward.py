@@ -15,7 +15,7 @@ Supported structure (the model-folder contract):
 * inputs are ``Var``s indexed by time and fixed;
 * parameters are scalar ``Var``s;
 * initial conditions are scalar ``Constraint``s on the states at the first time
-  (or fixed state values there).
+  (or fixed state values there); they may use the inputs' values at that time.
 
 Models outside that structure raise :class:`UnsupportedStructure`; the engine
 then starts Ipopt from the model's own initial values and says so.
@@ -124,6 +124,8 @@ class ForwardIntegrator:
         self.x0_unknown = [i for i, s in enumerate(self.states) if not s[t0].fixed]
         x0 = sympy.symbols(f"xinit0:{len(self.states)}")
         init_role = {id(s[t0]): x0[i] for i, s in enumerate(self.states)}
+        u0 = sympy.symbols(f"uinit0:{len(self.inputs)}")
+        init_inputs = {id(v[t0]): u0[k] for k, v in enumerate(self.inputs)}
         init_eqs = []
         for con in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
             if con.parent_component().is_indexed() and _time_indexed(con.parent_component(), time_set):
@@ -133,7 +135,7 @@ class ForwardIntegrator:
             vars_in = list(identify_variables(con.body))
             if any(id(v) in init_role for v in vars_in):
                 try:
-                    init_eqs.append(convert(con.body - con.upper, init_role))
+                    init_eqs.append(convert(con.body - con.upper, {**init_role, **init_inputs}))
                 except UnsupportedStructure as exc:
                     raise UnsupportedStructure(f"initial condition {con.name}: {exc}") from None
         unknown_syms = [x0[i] for i in self.x0_unknown]
@@ -156,7 +158,7 @@ class ForwardIntegrator:
             self._Jg = sympy.lambdify(args, G.jacobian(z), "numpy")
         if unknown_syms:
             Iq = sympy.Matrix(init_eqs)
-            init_args = list(x0) + list(p)
+            init_args = list(x0) + list(p) + list(u0)
             self._init = sympy.lambdify(init_args, Iq, "numpy")
             self._Jinit = sympy.lambdify(init_args, Iq.jacobian(unknown_syms), "numpy")
 
@@ -180,15 +182,19 @@ class ForwardIntegrator:
                 return y
         raise FloatingPointError(f"Newton iteration for {what} did not converge")
 
-    def initial_state(self) -> np.ndarray:
-        """State values at the first time, from fixed values and initial-condition equations."""
+    def initial_state(self, u0) -> np.ndarray:
+        """State values at the first time, from fixed values and initial-condition equations.
+
+        ``u0``: the inputs' values at the first time (initial conditions may use them).
+        """
         t0 = min(self.time_set)
         guess = np.array([float(pyo.value(s[t0])) if s[t0].value is not None else 0.0 for s in self.states])
         if not self.x0_unknown:
             return guess
         p = self._param_values()
         idx = np.array(self.x0_unknown)
-        return self._newton(self._init, self._Jinit, guess, idx, lambda y: list(y) + p, "the initial state")
+        return self._newton(self._init, self._Jinit, guess, idx, lambda y: list(y) + p + list(u0),
+                            "the initial state")
 
     def _solve_algebraic(self, x, u, p, z_guess):
         if not self.n_z:
@@ -244,7 +250,7 @@ class ForwardIntegrator:
                     u[k] = programs[name](t, side=side)[0]
             return u
 
-        x = self.initial_state()
+        x = self.initial_state(inputs_at(t0, "right"))
         z_guess = np.array([float(a[t0].value) if a[t0].value is not None else 1.0 for a in self.algebraic])
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z_guess)
         out_t, out_x, out_dx, out_z = [t0], [x], [self.rates(x, z, inputs_at(t0, "right"), p)], [z]

@@ -132,6 +132,24 @@ class Model:
         self.parameter_set = ParameterSet.from_yaml(self.folder / "parameters.yaml")
         self._simulations = {}
 
+    def submodule(self, name: str):
+        """Import ``<folder>/<name>.py``, a helper module shipped with the model (imported once)."""
+        module_name = f"{self.module.__name__}_{name}"
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        path = self.folder / f"{name}.py"
+        if not path.is_file():
+            raise ModelDefinitionError(f"model '{self.name}' has no module {name}.py in {self.folder}")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception:
+            del sys.modules[module_name]
+            raise
+        return module
+
     def __repr__(self):
         return f"<biotwin Model '{self.name}' at {self.folder}>"
 

@@ -71,3 +71,50 @@ def plot_trajectories(results, variables=None, data=None, time_unit: str | None 
     fig.update_layout(height=height_per_row * rows + 80, title=title, template="plotly_white",
                       margin=dict(l=60, r=20, t=60 if title else 40, b=40))
     return fig
+
+
+def design_space_map(table, x: str, y: str, value: str, limits=(), labels: dict | None = None,
+                     title: str | None = None, log_y: bool = False) -> go.Figure:
+    """Heatmap of an outcome over two process parameters, with pass/fail contours.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per grid point, with columns ``x``, ``y``, ``value`` and each limit's column.
+    x, y, value : str
+        Column names of the two process parameters and of the coloured outcome.
+    limits : iterable of dict
+        Each ``{"column", "level", "label"}`` (optional ``"color"``): the contour where
+        ``column == level`` is drawn as a line, e.g. the critical product temperature.
+    labels : dict, optional
+        Axis / colour-bar titles by column name, with units (e.g. ``"shelf temperature [degC]"``).
+    title : str, optional
+    log_y : bool
+        Logarithmic y axis (pressures).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    labels = dict(labels or {})
+    grid = table.pivot_table(index=y, columns=x, values=value)
+    fig = go.Figure(go.Heatmap(x=grid.columns.to_numpy(), y=grid.index.to_numpy(), z=grid.to_numpy(),
+                               colorscale="Viridis", colorbar=dict(title=labels.get(value, value)),
+                               hovertemplate=f"{labels.get(x, x)}: %{{x}}<br>{labels.get(y, y)}: %{{y}}<br>"
+                                             f"{labels.get(value, value)}: %{{z:.3g}}<extra></extra>"))
+    palette = ["#d62728", "#ff7f0e", "#ffffff", "#17becf"]
+    for k, limit in enumerate(limits):
+        z = table.pivot_table(index=y, columns=x, values=limit["column"])
+        color = limit.get("color", palette[k % len(palette)])
+        level = float(limit["level"])
+        fig.add_trace(go.Contour(x=z.columns.to_numpy(), y=z.index.to_numpy(), z=z.to_numpy(), showscale=False,
+                                 contours=dict(coloring="none", start=level, end=level, size=1.0,
+                                               showlabels=False),
+                                 line=dict(color=color, width=3, dash="dash" if k else "solid"),
+                                 name=limit.get("label", f"{limit['column']} = {level}"), showlegend=True,
+                                 hoverinfo="skip"))
+    fig.update_xaxes(title_text=labels.get(x, x))
+    fig.update_yaxes(title_text=labels.get(y, y), type="log" if log_y else "linear")
+    fig.update_layout(title=title, template="plotly_white", height=480,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return fig

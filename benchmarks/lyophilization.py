@@ -1,0 +1,77 @@
+"""Lyophilization benchmark: simulation of case 1 (cold, warm) and cycle optimization.
+
+Next to an independent scipy implementation of the same equations in the same run
+(``models/lyophilization/scipy_reference.py``: root finding for the sublimation-front temperature
+at each step, LSODA/Radau at rtol 1e-10 -- tighter than needed, so its time is an upper bound of
+what scipy needs; a second run at rtol 1e-6 is printed too). The scipy counterpart of the
+optimization is the exact greedy policy (shelf as warm as the product limit allows at every moment),
+which is the optimum when only the temperature limit is active.
+
+    python benchmarks/lyophilization.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import biotwin  # noqa: E402
+from biotwin.programs import Program  # noqa: E402
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="warm simulations timed (median)")
+    parser.add_argument("--nfe", type=int, default=120, help="finite elements of the case-1 simulation")
+    args = parser.parse_args(argv)
+
+    model = biotwin.load_model("lyophilization")
+    ref = model.submodule("scipy_reference")
+    sc = model.load_scenario("case1_standard")
+    shelf = Program.from_points("T_shelf", sc.inputs["T_shelf"]["points"])
+    pressure = Program.from_points("P_chamber", sc.inputs["P_chamber"]["points"], scale=1e-3)
+    p = model.parameter_values()
+
+    cold, result = timed(lambda: model.simulate(scenario="case1_standard", nfe=args.nfe))
+    t_dry = model.module.summary(result)["primary_drying_time_h"]
+    warm = []
+    for k in range(args.repeats):
+        dt, _ = timed(lambda: model.simulate(scenario="case1_standard", nfe=args.nfe,
+                                             params={"R0": 1.4 * (1 + 0.01 * (k + 1))}))
+        warm.append(dt)
+    warm_s = statistics.median(warm)
+    scipy_tight, out = timed(lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end))
+    scipy_loose, _ = timed(lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end,
+                                                rtol=1e-6))
+    print(f"case 1 simulation, primary + secondary drying to {sc.t_end} h ({args.nfe} elements x 3 Radau points):")
+    print(f"  biotwin cold            {cold:7.3f} s   (drying time {t_dry:.5f} h)")
+    print(f"  biotwin warm (median {args.repeats}) {warm_s:7.3f} s   min {min(warm):.3f} s; target < 1 s")
+    print(f"  scipy rtol 1e-10        {scipy_tight:7.3f} s   (drying time {out['t_dry']:.5f} h)")
+    print(f"  scipy rtol 1e-6         {scipy_loose:7.3f} s")
+    print(f"  ratio warm / scipy(1e-10) {warm_s / scipy_tight:.2f}; cold / warm {cold / warm_s:.2f}")
+
+    opt_s, opt = timed(lambda: model.module.optimize(model, "optimize_case1"))
+    greedy_s, greedy = timed(lambda: ref.greedy_fastest_drying(p, 268.15, 0.15, (228.15, 393.15)))
+    print("cycle optimization (optimize_case1: T_bottom <= -5 degC, 398 vials, shelf -45..120 degC, 40 elements):")
+    print(f"  biotwin NLP solve + setup {opt.stats['optimization_wall_time_s']:7.3f} s   "
+          f"({opt.stats['iterations']} Ipopt iterations; drying time {opt.drying_time_h:.5f} h)")
+    print(f"  biotwin incl. start simulation and re-simulation check {opt_s:7.3f} s; target < 10 s")
+    print(f"  scipy greedy policy       {greedy_s:7.3f} s   (drying time {greedy['t_dry']:.5f} h)")
+    print(f"  ratio optimization / greedy {opt.stats['optimization_wall_time_s'] / greedy_s:.1f}; "
+          f"optimum vs greedy drying time {opt.drying_time_h / greedy['t_dry'] - 1:+.2e}")
+
+
+if __name__ == "__main__":
+    main()

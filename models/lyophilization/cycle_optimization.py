@@ -1,0 +1,372 @@
+"""Minimum-time primary drying: the shelf-temperature (and optionally chamber-pressure) program that
+dries fastest while the vial bottom stays below the critical temperature and the sublimation load
+stays inside the freeze-dryer's capability.
+
+Formulation (direct collocation of ``model.py``'s equations, a free end time):
+
+* time is scaled, ``t = tau t_f`` with ``tau`` in [0, 1]; only the dried-cake balance has a time
+  derivative (the energy balance is quasi-steady), so it becomes ``dLck/dtau = t_f dLck/dt``;
+* the end condition is ``Lck(1) = Lpr0`` (all ice gone at ``t_f``); the objective is ``min t_f``;
+* the controls are piecewise linear and continuous: free at the element boundaries, linear in between
+  (so the optimized recipe is a list of ``[time, value]`` points a freeze-dryer can run);
+* at every collocation point ``T_bottom <= T_bottom_max`` and
+  ``n_vials dm/dt <= a + b P_chamber`` (equipment capability curve, kg/h with P in Torr; Patel et al.
+  2010, Chem Eng Sci 65:5716; LyoPRONTO's ``eq_cap``); optionally ``|dT_shelf/dt| <= ramp``.
+
+Started from a constant-shelf recipe at the critical temperature (always temperature-feasible: the
+product is colder than the shelf while it sublimes), simulated by the simulation engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+ZERO_CELSIUS = 273.15
+OPTIMIZE_KEYS = {"shelf_temperature_C", "chamber_pressure_mTorr", "constraints"}
+CONTROL_KEYS = {"min", "max", "ramp_C_per_min"}
+CONSTRAINT_KEYS = {"T_bottom_max_C", "equipment"}
+EQUIPMENT_KEYS = {"a_kg_per_h", "b_kg_per_h_per_Torr", "n_vials"}
+
+
+@dataclass
+class CycleOptimizationResult:
+    """An optimized primary-drying cycle.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The optimal trajectory at every collocation point: ``time_h, T_sublimation_C, T_bottom_C,
+        T_shelf_C, P_chamber_mTorr, flux_kg_per_h_m2, percent_dried, sublimation_kg_per_h`` (all
+        vials) and ``equipment_capacity_kg_per_h``.
+    recipe : dict
+        The optimized scenario (the input recipe with the optimized programs), ready for
+        ``model.simulate``.
+    drying_time_h : float
+    limits : dict
+        ``T_bottom_max_C`` and the equipment curve applied.
+    verification : dict
+        The optimized recipe re-simulated by the simulation engine on its own grid.
+    stats : dict
+    """
+
+    table: pd.DataFrame
+    recipe: dict
+    drying_time_h: float
+    limits: dict
+    verification: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Key numbers, in the CLI summary's form."""
+        t = self.table
+        out = {"primary_drying_time_h": self.drying_time_h,
+               "max_T_bottom_C": float(t["T_bottom_C"].max()),
+               "final_flux_kg_per_h_m2": float(t["flux_kg_per_h_m2"].iloc[-1]),
+               "T_bottom_max_C": self.limits["T_bottom_max_C"]}
+        if self.limits.get("equipment"):
+            out["max_equipment_load_fraction"] = float(
+                (t["sublimation_kg_per_h"] / t["equipment_capacity_kg_per_h"]).max())
+        out["shelf_temperature_C"] = self.recipe["shelf_temperature_C"]
+        out["chamber_pressure_mTorr"] = self.recipe["chamber_pressure_mTorr"]
+        out["verification"] = self.verification
+        out["stats"] = self.stats
+        return out
+
+
+def _number(value, where):
+    from biotwin.errors import ScenarioError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ScenarioError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _mapping(value, allowed, where, required=()):
+    from biotwin.errors import ScenarioError
+
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where} must be a mapping with keys {sorted(allowed)}")
+    unknown = set(value) - set(allowed)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise ScenarioError(f"{where}: missing {missing}")
+    return value
+
+
+def read_optimize_block(raw: dict, where: str) -> dict:
+    """Validate a scenario's ``optimize`` block; return controls and limits in model units (K, torr)."""
+    from biotwin.errors import ScenarioError
+
+    if "optimize" not in raw:
+        raise ScenarioError(f"{where}: no 'optimize' block (which controls are free, and the constraints)")
+    block = _mapping(raw["optimize"], OPTIMIZE_KEYS, f"{where}: optimize", required=("shelf_temperature_C",))
+    controls = {}
+    for key, name, scale, offset in (("shelf_temperature_C", "T_shelf", 1.0, ZERO_CELSIUS),
+                                     ("chamber_pressure_mTorr", "P_chamber", 1e-3, 0.0)):
+        if key not in block:
+            continue
+        spec = _mapping(block[key], CONTROL_KEYS, f"{where}: optimize.{key}", required=("min", "max"))
+        lo = _number(spec["min"], f"{where}: optimize.{key}.min")
+        hi = _number(spec["max"], f"{where}: optimize.{key}.max")
+        if lo >= hi:
+            raise ScenarioError(f"{where}: optimize.{key}: min {lo} must be below max {hi}")
+        if name == "P_chamber" and lo <= 0:
+            raise ScenarioError(f"{where}: optimize.{key}.min must be positive")
+        ramp = spec.get("ramp_C_per_min")
+        if ramp is not None:
+            if name != "T_shelf":
+                raise ScenarioError(f"{where}: optimize.{key}: ramp_C_per_min applies to the shelf temperature")
+            ramp = _number(ramp, f"{where}: optimize.{key}.ramp_C_per_min")
+            if ramp <= 0:
+                raise ScenarioError(f"{where}: optimize.{key}.ramp_C_per_min must be positive")
+        controls[name] = {"bounds": (lo * scale + offset, hi * scale + offset), "ramp_K_per_h": ramp and ramp * 60}
+    constraints = _mapping(block.get("constraints") or {}, CONSTRAINT_KEYS, f"{where}: optimize.constraints")
+    t_max = constraints.get("T_bottom_max_C", (raw.get("product") or {}).get("T_critical_C"))
+    if t_max is None:
+        raise ScenarioError(f"{where}: give optimize.constraints.T_bottom_max_C or product.T_critical_C")
+    t_max = _number(t_max, f"{where}: T_bottom_max_C")
+    equipment = None
+    if constraints.get("equipment") is not None:
+        eq = _mapping(constraints["equipment"], EQUIPMENT_KEYS, f"{where}: optimize.constraints.equipment",
+                      required=tuple(sorted(EQUIPMENT_KEYS)))
+        equipment = {k: _number(eq[k], f"{where}: equipment.{k}") for k in EQUIPMENT_KEYS}
+        if equipment["n_vials"] <= 0:
+            raise ScenarioError(f"{where}: equipment.n_vials must be positive")
+    return {"controls": controls, "T_bottom_max_C": t_max, "equipment": equipment}
+
+
+def _constant_recipe(raw, shelf_C, pressure_mTorr, hours):
+    recipe = {k: v for k, v in raw.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
+    recipe["shelf_temperature_C"] = [[0.0, shelf_C], [hours, shelf_C]]
+    recipe["chamber_pressure_mTorr"] = [[0.0, pressure_mTorr], [hours, pressure_mTorr]]
+    return recipe
+
+
+def simulate_until_dry(model, recipe, nfe=60, max_hours=400.0):
+    """Simulate a constant recipe long enough to finish primary drying; return (result, drying time [h])."""
+    from biotwin.errors import ScenarioError
+
+    hours = 40.0
+    while True:
+        recipe = {**recipe, "shelf_temperature_C": [[0.0, recipe["shelf_temperature_C"][0][1]],
+                                                     [hours, recipe["shelf_temperature_C"][0][1]]],
+                  "chamber_pressure_mTorr": [[0.0, recipe["chamber_pressure_mTorr"][0][1]],
+                                             [hours, recipe["chamber_pressure_mTorr"][0][1]]]}
+        result = model.simulate(scenario=recipe, nfe=nfe)
+        try:
+            return result, model.module.primary_drying_end(result)
+        except ScenarioError:
+            if hours >= max_hours:
+                raise ScenarioError(f"the starting recipe ({recipe['shelf_temperature_C'][0][1]} degC) does not "
+                                    f"finish primary drying within {max_hours} h") from None
+            hours *= 3
+
+
+def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) -> CycleOptimizationResult:
+    """Minimize the primary-drying time of a lyophilization scenario with an ``optimize`` block.
+
+    Parameters
+    ----------
+    model : biotwin.Model
+        The lyophilization model.
+    scenario : str, path or dict
+        A lyophilization scenario with an ``optimize`` block (see the model card).
+    nfe, ncp : int
+        Finite elements (uniform in scaled time) and Radau points per element.
+    options : dict, optional
+        Ipopt options.
+    progress : callable, optional
+        Called with short status strings.
+
+    Returns
+    -------
+    CycleOptimizationResult
+    """
+    from biotwin.errors import ScenarioError
+    from biotwin.scenario import Scenario
+    from biotwin.simulation import prepare
+    from biotwin.solver import solve
+
+    say = progress or (lambda text: None)
+    wall0 = time.perf_counter()
+    sc = model.load_scenario(scenario)
+    raw = sc.raw
+    spec = read_optimize_block(raw, sc.source)
+    controls = spec["controls"]
+    shelf_lo, shelf_hi = controls["T_shelf"]["bounds"]
+    t_max_K = spec["T_bottom_max_C"] + ZERO_CELSIUS
+    pressure_points = np.asarray(raw["chamber_pressure_mTorr"], dtype=float)
+    if "P_chamber" in controls:
+        p_lo, p_hi = controls["P_chamber"]["bounds"]
+        p0 = float(np.clip(pressure_points[0, 1] * 1e-3, p_lo, p_hi))
+    else:
+        if np.ptp(pressure_points[:, 1]) > 0:
+            raise ScenarioError(f"{sc.source}: with a fixed chamber pressure the optimization needs a constant "
+                                "chamber_pressure_mTorr program (or make the pressure a free control)")
+        p0 = float(pressure_points[0, 1]) * 1e-3
+    # start: constant shelf at the critical temperature (within the bounds)
+    shelf0_K = float(np.clip(t_max_K, shelf_lo, shelf_hi))
+    say(f"starting point: constant shelf {shelf0_K - ZERO_CELSIUS:.1f} degC at {p0 * 1e3:.0f} mTorr")
+    start, t_dry0 = simulate_until_dry(model, _constant_recipe(raw, shelf0_K - ZERO_CELSIUS, p0 * 1e3, 40.0))
+
+    # the scaled-time problem: the model over tau in [0, 1] (its time unit nominally), no secondary drying
+    generic = Scenario(name="cycle-optimization", t_end=1.0, settings={"secondary_drying": False},
+                       parameters=dict(sc.parameters),
+                       inputs={"T_shelf": {"unit": "K", "points": [[0.0, shelf0_K], [1.0, shelf0_K]]},
+                               "P_chamber": {"unit": "torr", "points": [[0.0, p0], [1.0, p0]]}},
+                       source=sc.source)
+    prep = prepare(model, generic, nfe=nfe, ncp=ncp, use_cache=False, progress=progress)
+    m = prep.d.m
+    u = pyo.units
+    taus = list(m.t)
+    for tau in taus:
+        row = start.interpolate(tau * t_dry0)
+        m.Lck[tau].set_value(row["Lck"])
+        m.T_sub[tau].set_value(row["T_sub"])
+        m.dLck[tau].set_value(t_dry0 * float(pyo.value(m.cake_growth_rate[tau])))
+
+    m.t_final = pyo.Var(bounds=(1e-3, 1e4), initialize=t_dry0, units=u.h, doc="primary drying time [h]")
+    m.cake_growth.deactivate()
+    m.scaled_cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.t_final / u.h
+                                          * m.cake_growth_rate[t])
+    m.dried_at_end = pyo.Constraint(expr=m.Lck[taus[-1]] == m.Lpr0)
+    m.temperature_limit = pyo.Constraint(m.t, rule=lambda m, t: m.T_bottom[t] <= t_max_K * u.K)
+    equipment = spec["equipment"]
+    if equipment:
+        n, a, b = equipment["n_vials"], equipment["a_kg_per_h"], equipment["b_kg_per_h_per_Torr"]
+        m.equipment_limit = pyo.Constraint(m.t, rule=lambda m, t: n * u.convert(
+            m.sublimation_rate[t], to_units=u.kg / u.h) <= (a + b * m.P_chamber[t] / u.torr) * u.kg / u.h)
+
+    # piecewise-linear continuous controls: free at element boundaries, linear inside elements
+    boundaries = list(m.t.get_finite_elements())
+    m.control_shape = pyo.ConstraintList()
+    free = {"T_shelf": m.T_shelf}
+    if "P_chamber" in controls:
+        free["P_chamber"] = m.P_chamber
+    for name, var in free.items():
+        lo, hi = controls[name]["bounds"]
+        for tau in taus:
+            var[tau].unfix()
+            var[tau].setlb(lo)
+            var[tau].setub(hi)
+        for a_, b_ in zip(boundaries[:-1], boundaries[1:]):
+            for tau in taus:
+                if a_ < tau < b_:
+                    m.control_shape.add(var[tau] == var[a_] + (tau - a_) / (b_ - a_) * (var[b_] - var[a_]))
+    ramp = controls["T_shelf"].get("ramp_K_per_h")
+    if ramp:
+        m.ramp_limit = pyo.ConstraintList()
+        for a_, b_ in zip(boundaries[:-1], boundaries[1:]):
+            m.ramp_limit.add(m.T_shelf[b_] - m.T_shelf[a_] <= ramp * u.K / u.h * m.t_final * (b_ - a_))
+            m.ramp_limit.add(m.T_shelf[a_] - m.T_shelf[b_] <= ramp * u.K / u.h * m.t_final * (b_ - a_))
+    m.drying_time = pyo.Objective(expr=m.t_final / u.h)
+    say(f"optimizing the cycle ({len(boundaries) - 1} elements x {ncp} points, controls: {', '.join(free)})")
+    core_log = logging.getLogger("pyomo.core")
+    level = core_log.level
+    core_log.setLevel(logging.ERROR)  # Ipopt may leave a control 1e-8 outside its bound (bound relaxation)
+    try:
+        stats = solve(m, options=options, what=f"cycle optimization of {model.name}")
+    finally:
+        core_log.setLevel(level)
+    t_f = float(pyo.value(m.t_final))
+
+    table = pd.DataFrame({
+        "time_h": [tau * t_f for tau in taus],
+        "T_sublimation_C": [pyo.value(m.T_sub[t]) - ZERO_CELSIUS for t in taus],
+        "T_bottom_C": [pyo.value(m.T_bottom[t]) - ZERO_CELSIUS for t in taus],
+        "T_shelf_C": [pyo.value(m.T_shelf[t]) - ZERO_CELSIUS for t in taus],
+        "P_chamber_mTorr": [pyo.value(m.P_chamber[t]) * 1e3 for t in taus],
+        "flux_kg_per_h_m2": [pyo.value(m.flux[t]) for t in taus],
+        "percent_dried": [pyo.value(m.percent_dried[t]) for t in taus],
+    })
+    if equipment:
+        table["sublimation_kg_per_h"] = [n * pyo.value(m.sublimation_rate[t]) / 1000.0 for t in taus]
+        table["equipment_capacity_kg_per_h"] = a + b * table["P_chamber_mTorr"] / 1000.0
+    recipe = {k: v for k, v in raw.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
+    recipe["shelf_temperature_C"] = [[round(b_ * t_f, 6), round(float(pyo.value(m.T_shelf[b_])) - ZERO_CELSIUS, 4)]
+                                     for b_ in boundaries]
+    recipe["chamber_pressure_mTorr"] = [[round(b_ * t_f, 6), round(float(pyo.value(m.P_chamber[b_])) * 1e3, 4)]
+                                        for b_ in boundaries]
+    recipe["description"] = f"optimized primary drying ({t_f:.3f} h) from {sc.source}"
+    limits = {"T_bottom_max_C": spec["T_bottom_max_C"], "equipment": equipment}
+    wall_opt = time.perf_counter() - wall0
+
+    # verification: the recipe, held at its last values for 10 % longer, on the simulator's own grid
+    say("re-simulating the optimized recipe")
+    hold = 0.1 * t_f
+    check = {**recipe, "shelf_temperature_C": recipe["shelf_temperature_C"] + [[t_f + hold, recipe["shelf_temperature_C"][-1][1]]],
+             "chamber_pressure_mTorr": recipe["chamber_pressure_mTorr"] + [[t_f + hold, recipe["chamber_pressure_mTorr"][-1][1]]]}
+    resim = model.simulate(scenario=check, nfe=4 * nfe)
+    t_check = model.module.primary_drying_end(resim)
+    dry = resim.wide[resim.wide["time"] <= t_check]
+    verification = {"primary_drying_time_h": t_check,
+                    "max_T_bottom_C": float(dry["T_bottom"].max() - ZERO_CELSIUS),
+                    "n_elements": 4 * nfe}
+    stats_out = {"iterations": stats.iterations, "termination": stats.termination_condition,
+                 "optimization_wall_time_s": wall_opt, "wall_time_s": time.perf_counter() - wall0,
+                 "start_constant_shelf_C": shelf0_K - ZERO_CELSIUS, "start_drying_time_h": t_dry0,
+                 "n_elements": len(boundaries) - 1, "ncp": ncp}
+    return CycleOptimizationResult(table, recipe, t_f, limits, verification, stats_out)
+
+
+def best_constant_shelf(model, scenario, tolerance_C=0.01, nfe=80, progress=None) -> dict:
+    """The warmest constant shelf temperature that respects the scenario's optimize constraints.
+
+    Bisection on the shelf temperature (within the optimize block's bounds) at the scenario's
+    (constant) chamber pressure, each candidate simulated until dry; a candidate passes when the
+    vial bottom stays below ``T_bottom_max_C`` and the sublimation load below the equipment curve
+    at every collocation point. The comparison baseline for :func:`optimize_cycle`.
+
+    Returns
+    -------
+    dict
+        ``shelf_C``, ``primary_drying_time_h``, ``max_T_bottom_C``, ``max_equipment_load_fraction``.
+    """
+    sc = model.load_scenario(scenario)
+    raw = sc.raw
+    spec = read_optimize_block(raw, sc.source)
+    lo, hi = (b - ZERO_CELSIUS for b in spec["controls"]["T_shelf"]["bounds"])
+    pressure = float(np.asarray(raw["chamber_pressure_mTorr"], dtype=float)[0, 1])
+    equipment = spec["equipment"]
+    say = progress or (lambda text: None)
+
+    def check(shelf_C):
+        result, t_dry = simulate_until_dry(model, _constant_recipe(raw, shelf_C, pressure, 40.0), nfe=nfe)
+        w = result.wide[result.wide["time"] <= t_dry]
+        load = 0.0
+        if equipment:
+            cap = equipment["a_kg_per_h"] + equipment["b_kg_per_h_per_Torr"] * pressure * 1e-3
+            load = float((equipment["n_vials"] * w["sublimation_rate"] / 1000.0).max() / cap)
+        max_t = float(w["T_bottom"].max() - ZERO_CELSIUS)
+        ok = max_t <= spec["T_bottom_max_C"] and load <= 1.0
+        say(f"constant shelf {shelf_C:.3f} degC: dry at {t_dry:.3f} h, max T_bottom {max_t:.2f} degC, "
+            f"load {load:.2f} -> {'ok' if ok else 'violates'}")
+        return ok, {"shelf_C": shelf_C, "primary_drying_time_h": t_dry, "max_T_bottom_C": max_t,
+                    "max_equipment_load_fraction": load}
+
+    # a shelf at the critical temperature keeps the product below it (the product is colder than
+    # the shelf while it sublimes): the bisection starts from there
+    lo = float(np.clip(spec["T_bottom_max_C"], lo, hi))
+    ok, best = check(lo)
+    if not ok:
+        raise ValueError(f"a constant shelf at {lo} degC already violates the constraints "
+                         f"(equipment load {best['max_equipment_load_fraction']:.2f})")
+    top_ok, top = check(hi)
+    if top_ok:
+        return top
+    while hi - lo > tolerance_C:
+        mid = 0.5 * (lo + hi)
+        ok, info = check(mid)
+        if ok:
+            lo, best = mid, info
+        else:
+            hi = mid
+    return best
