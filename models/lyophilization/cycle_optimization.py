@@ -11,7 +11,8 @@ Formulation (direct collocation of ``model.py``'s equations, a free end time):
   (so the optimized recipe is a list of ``[time, value]`` points a freeze-dryer can run);
 * at every collocation point ``T_bottom <= T_bottom_max`` and
   ``n_vials dm/dt <= a + b P_chamber`` (equipment capability curve, kg/h with P in Torr; Patel et al.
-  2010, Chem Eng Sci 65:5716; LyoPRONTO's ``eq_cap``); optionally ``|dT_shelf/dt| <= ramp``.
+  2010, Chem Eng Sci 65:5716; LyoPRONTO's ``eq_cap``); optionally ``|dT_shelf/dt| <= ramp`` and a
+  fixed shelf temperature at the start (``initial_C``, where the frozen load sits).
 
 Started from a constant-shelf recipe at the critical temperature (always temperature-feasible: the
 product is colder than the shelf while it sublimes), simulated by the simulation engine.
@@ -29,7 +30,7 @@ import pyomo.environ as pyo
 
 ZERO_CELSIUS = 273.15
 OPTIMIZE_KEYS = {"shelf_temperature_C", "chamber_pressure_mTorr", "constraints"}
-CONTROL_KEYS = {"min", "max", "ramp_C_per_min"}
+CONTROL_KEYS = {"min", "max", "ramp_C_per_min", "initial_C"}
 CONSTRAINT_KEYS = {"T_bottom_max_C", "equipment"}
 EQUIPMENT_KEYS = {"a_kg_per_h", "b_kg_per_h_per_Torr", "n_vials"}
 
@@ -127,7 +128,16 @@ def read_optimize_block(raw: dict, where: str) -> dict:
             ramp = _number(ramp, f"{where}: optimize.{key}.ramp_C_per_min")
             if ramp <= 0:
                 raise ScenarioError(f"{where}: optimize.{key}.ramp_C_per_min must be positive")
-        controls[name] = {"bounds": (lo * scale + offset, hi * scale + offset), "ramp_K_per_h": ramp and ramp * 60}
+        initial = spec.get("initial_C")
+        if initial is not None:
+            if name != "T_shelf":
+                raise ScenarioError(f"{where}: optimize.{key}: initial_C applies to the shelf temperature")
+            initial = _number(initial, f"{where}: optimize.{key}.initial_C")
+            if not lo <= initial <= hi:
+                raise ScenarioError(f"{where}: optimize.{key}.initial_C {initial} is outside [{lo}, {hi}]")
+            initial += ZERO_CELSIUS
+        controls[name] = {"bounds": (lo * scale + offset, hi * scale + offset), "ramp_K_per_h": ramp and ramp * 60,
+                          "initial_K": initial}
     constraints = _mapping(block.get("constraints") or {}, CONSTRAINT_KEYS, f"{where}: optimize.constraints")
     t_max = constraints.get("T_bottom_max_C", (raw.get("product") or {}).get("T_critical_C"))
     if t_max is None:
@@ -261,6 +271,8 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
             for tau in taus:
                 if a_ < tau < b_:
                     m.control_shape.add(var[tau] == var[a_] + (tau - a_) / (b_ - a_) * (var[b_] - var[a_]))
+    if controls["T_shelf"].get("initial_K") is not None:  # the shelf starts where the load was frozen
+        m.T_shelf[taus[0]].fix(controls["T_shelf"]["initial_K"])
     ramp = controls["T_shelf"].get("ramp_K_per_h")
     if ramp:
         m.ramp_limit = pyo.ConstraintList()
