@@ -17,8 +17,9 @@ units = pyo.units
 
 #: Units biotwin adds to Pyomo's pint registry. Cell counts get their own dimension so that
 #: yields [cell/mmol] and specific rates [mmol/cell/h] are checked, and "Mcell/mL"
-#: (1e6 cells/mL, the usual viable-cell-density unit) converts exactly.
-EXTRA_DEFINITIONS = ["cell = [cell_count]"]
+#: (1e6 cells/mL, the usual viable-cell-density unit) converts exactly. Virus and virus-like
+#: particles ("vp", as in vp/mL titers) likewise: "Gvp/mL" is 1e9 particles per mL.
+EXTRA_DEFINITIONS = ["cell = [cell_count]", "vp = [particle_count]"]
 
 
 def _add_definitions():

@@ -1,0 +1,360 @@
+"""HEK293 transient transfection and virus-like-particle (VLP) production as a Pyomo DAE.
+
+States: viable and dead cells ``Xv``, ``Xd`` [Mcell/mL]; glucose, glutamine, lactate, ammonia
+``Glc``, ``Gln``, ``Lac``, ``Amm`` [mM]; volume ``V`` [L]; per-cell plasmid pools (copies per cell)
+extracellular ``P_ext``, endosomal ``P_endo``, cytosolic ``P_cyto``, nuclear ``P_nuc``; PEI carried by
+the cells ``PEI`` [pg/cell]; intracellular product ``Gag`` and membrane-assembling ``Asm`` [vp/cell, VLP
+equivalents]; extracellular ``VLP`` [Gvp/mL = 1e9 particles/mL]. Time in hours.
+
+**Sourced** (see the model card for what is proposed):
+
+Plasmid delivery, Nguyen et al. 2021 (Mol Ther Methods Clin Dev 21:642, the published code's
+``ode_viralProd``), per cell, with the growth rate ``mu`` diluting the intracellular pools:
+
+    dP_ext/dt  = dose(t) - eta_PEI k_uptake P_ext - D_ex P_ext
+    dP_endo/dt = eta_PEI k_uptake P_ext - (k_escape + k_pdeg + mu) P_endo
+    dP_cyto/dt = k_escape P_endo - (k_nuclear + k_pdeg + mu) P_cyto
+    dP_nuc/dt  = k_nuclear P_cyto - (k_pdeg + mu) P_nuc
+
+Growth and metabolism: the Monod/inhibition structure of Xing et al. 2010 shared with the CHO model
+(:mod:`biotwin.kinetics`), plus lactate consumption once glucose is limiting (documented for HEK293:
+Petiot et al. 2011, BMC Biotechnol 11:84; Martinez-Monge et al. 2018, Appl Microbiol Biotechnol
+102:10465).
+
+**Proposed** (this model; forms chosen to give the published orders of magnitude, constants to be
+fitted): PEI uptake efficiency ``eta_PEI`` (1 at 2:1 w/w PEI:DNA), transfection burden from PEI
+carried by the cells (growth inhibition and death), transfected fraction ``f_T`` saturating at
+``f_max`` (~60 %), expression from nuclear plasmid in transfected cells reduced when growth drops,
+two-step assembly/budding delay, VLP degradation:
+
+    eta_PEI = r/(K_PEI + r) (K_PEI + 2)/2,       r = PEI:DNA [w/w]
+    mu      = mu_Xing(Glc, Gln, Lac, Amm) K_burden/(K_burden + PEI)
+    mu_d    = mu_d_Xing(Lac, Amm) + k_tox PEI
+    f_T     = f_max P_nuc/(P_nuc + K_T)
+    q_Gag   = k_expr f_T n/(K_nuc + n) (alpha_phys + (1 - alpha_phys) mu/mu_max),  n = P_nuc/f_T
+    dGag/dt = q_Gag - (k_asm + k_gdeg + mu) Gag
+    dAsm/dt = k_asm Gag - (k_bud + mu) Asm
+    dVLP/dt = k_bud Asm Xv - k_vdeg VLP - (D_ex + D) VLP
+
+Medium exchange and perfusion enter as a medium-replacement rate ``D_ex`` [1/h] that keeps the
+volume and the cells and replaces the medium by fresh medium (``Glc_medium``, ``Gln_medium``, no
+lactate, ammonia, plasmid or VLP). Feeds, boluses and samples as in the CHO model.
+"""
+
+import pyomo.environ as pyo
+
+from biotwin.culture_scenario import read_culture_scenario
+from biotwin.kinetics import (inhibition, monod, positive_part, smooth_switch, xing_death_rate,
+                              xing_glutamine_maintenance, xing_growth_rate)
+from biotwin.modeling import derivative, time_set
+from biotwin.units import parse_unit
+
+TIME_UNIT = "h"
+AVOGADRO = 6.02214076e23      # [1/mol]
+BP_MOLAR_MASS = 650.0         # mean molar mass of a DNA base pair [g/mol]
+
+STATES = {"Xv": "Mcell/mL", "Xd": "Mcell/mL", "Glc": "mM", "Gln": "mM", "Lac": "mM", "Amm": "mM", "V": "L",
+          "P_ext": "1/cell", "P_endo": "1/cell", "P_cyto": "1/cell", "P_nuc": "1/cell", "PEI": "pg/cell",
+          "Gag": "vp/cell", "Asm": "vp/cell", "VLP": "Gvp/mL"}
+CULTURE_STATES = ["Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "V"]   # those a recipe may set initially
+INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM",
+          "DNA_dose": "pg/cell/h", "D_ex": "1/h", "mu_in": "1/h"}
+
+PARAMETER_UNITS = {
+    # growth and metabolism (Xing et al. 2010 structure)
+    "mu_max": "1/h", "mu_d_max": "1/h", "K_Glc": "mM", "K_Gln": "mM", "KI_Lac": "mM", "KI_Amm": "mM",
+    "KD_Lac": "mM", "KD_Amm": "mM", "Y_X_Glc": "cell/mmol", "Y_X_Gln": "cell/mmol", "Y_Lac_Glc": "dimensionless",
+    "Y_Amm_Gln": "dimensionless", "m_Glc": "mmol/cell/h", "a1_Gln": "mmol/cell/h", "a2_Gln": "mM", "d_Gln": "1/h",
+    "r_Amm": "mmol/cell/h", "k_lys": "1/h",
+    "q_Lac_up": "mmol/cell/h", "K_Lac_up": "mM", "Glc_switch": "mM", "W_switch": "mM",
+    "Glc_feed": "mM", "Gln_feed": "mM", "Glc_medium": "mM", "Gln_medium": "mM",
+    "C_exh": "mM", "W_exh": "mM", "C_eps": "mM",
+    # delivery (Nguyen et al. 2021)
+    "k_uptake": "1/h", "k_escape": "1/h", "k_nuclear": "1/h", "k_pdeg": "1/h", "plasmid_bp": "dimensionless",
+    # transfection, expression, budding (proposed)
+    "PEI_DNA_ratio": "dimensionless", "K_PEI": "dimensionless", "k_PEI_clear": "1/h", "K_burden": "pg/cell",
+    "k_tox": "1/h/(pg/cell)", "f_max": "dimensionless", "K_T": "1/cell", "K_nuc": "1/cell", "k_expr": "vp/cell/h",
+    "alpha_phys": "dimensionless", "k_asm": "1/h", "k_gdeg": "1/h", "k_bud": "1/h", "k_vdeg": "1/h",
+    # initial culture
+    "Xv0": "Mcell/mL", "Xd0": "Mcell/mL", "Glc0": "mM", "Gln0": "mM", "Lac0": "mM", "Amm0": "mM", "V0": "L",
+    "P_ext0": "1/cell", "PEI0": "pg/cell",
+}
+
+
+def build(settings=None):
+    """Build the (not discretized) model; ``settings['t_end']`` [h].
+
+    ``settings['growth'] == 'prescribed'``: the specific growth rate is the input ``mu_in`` and no
+    cell dies (to run the delivery sub-model on a given growth curve, as Nguyen et al. did).
+    """
+    settings = dict(settings or {})
+    prescribed = settings.get("growth", "kinetic") == "prescribed"
+    u = pyo.units
+    m = pyo.ConcreteModel(name="hek293_vlp")
+    m.t = time_set(settings, 144.0)
+    for name, unit in PARAMETER_UNITS.items():
+        m.add_component(name, pyo.Var(units=parse_unit(unit)))
+    for name, unit in STATES.items():
+        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
+    for name, unit in INPUTS.items():
+        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
+        getattr(m, name).fix()
+    for name in STATES:
+        m.add_component(f"d{name}", derivative(getattr(m, name), m.t, TIME_UNIT))
+    conc_rate = u.mM / u.h
+
+    def pos(c):
+        return positive_part(c, m.C_eps)
+
+    def pos_pei(c):
+        return positive_part(c, 1e-9 * u.pg / u.cell)
+
+    m.copies_per_pg = pyo.Expression(expr=u.convert(AVOGADRO / u.mol / (m.plasmid_bp * BP_MOLAR_MASS * u.g / u.mol),
+                                                    to_units=1 / u.pg), doc="plasmid copies per pg DNA")
+    m.eta_PEI = pyo.Expression(expr=m.PEI_DNA_ratio / (m.K_PEI + m.PEI_DNA_ratio) * (m.K_PEI + 2) / 2,
+                               doc="PEI uptake efficiency relative to 2:1 w/w [-]")
+
+    @m.Expression(m.t, doc="specific growth rate [1/h]")
+    def mu(m, t):
+        if prescribed:
+            return m.mu_in[t]
+        return (xing_growth_rate(pos(m.Glc[t]), pos(m.Gln[t]), pos(m.Lac[t]), pos(m.Amm[t]), m.mu_max, m.K_Glc,
+                                 m.K_Gln, m.KI_Lac, m.KI_Amm) * inhibition(pos_pei(m.PEI[t]), m.K_burden))
+
+    @m.Expression(m.t, doc="specific death rate [1/h]")
+    def mu_d(m, t):
+        if prescribed:
+            return 0.0 / u.h
+        return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm) + m.k_tox * pos_pei(m.PEI[t])
+
+    @m.Expression(m.t, doc="specific glucose uptake [mmol/cell/h]")
+    def q_Glc(m, t):
+        return m.m_Glc * smooth_switch(m.Glc[t], m.C_exh, m.W_exh) + m.mu[t] / m.Y_X_Glc
+
+    @m.Expression(m.t, doc="specific glutamine uptake [mmol/cell/h]")
+    def q_Gln(m, t):
+        return xing_glutamine_maintenance(pos(m.Gln[t]), m.a1_Gln, m.a2_Gln) + m.mu[t] / m.Y_X_Gln
+
+    @m.Expression(m.t, doc="specific lactate production, net of consumption once glucose is low [mmol/cell/h]")
+    def q_Lac(m, t):
+        return (m.Y_Lac_Glc * m.q_Glc[t] - m.q_Lac_up * (1 - smooth_switch(m.Glc[t], m.Glc_switch, m.W_switch))
+                * monod(pos(m.Lac[t]), m.K_Lac_up))
+
+    @m.Expression(m.t, doc="specific ammonia production [mmol/cell/h]")
+    def q_Amm(m, t):
+        return m.Y_Amm_Gln * m.mu[t] / m.Y_X_Gln - m.r_Amm * smooth_switch(m.Amm[t], m.C_exh, m.W_exh)
+
+    @m.Expression(m.t, doc="dilution rate by feeding [1/h]")
+    def D(m, t):
+        return (m.F_cont[t] + m.F_bolus[t]) / m.V[t]
+
+    @m.Expression(m.t, doc="viability [%]")
+    def viability(m, t):
+        return 100 * m.Xv[t] / (m.Xv[t] + m.Xd[t])
+
+    def pos_copies(c):
+        return positive_part(c, 1e-9 / u.cell)
+
+    @m.Expression(m.t, doc="fraction of transfected cells [-]")
+    def f_T(m, t):
+        return m.f_max * pos_copies(m.P_nuc[t]) / (pos_copies(m.P_nuc[t]) + m.K_T)
+
+    @m.Expression(m.t, doc="Gag expression per cell, VLP equivalents [vp/cell/h]")
+    def q_Gag(m, t):
+        per_transfected = (pos_copies(m.P_nuc[t]) + m.K_T) / m.f_max   # P_nuc / f_T, without 0/0
+        return (m.k_expr * m.f_T[t] * per_transfected / (m.K_nuc + per_transfected)
+                * (m.alpha_phys + (1 - m.alpha_phys) * m.mu[t] / m.mu_max))
+
+    m.dose_copies = pyo.Expression(m.t, rule=lambda m, t: m.DNA_dose[t] * m.copies_per_pg,
+                                   doc="plasmid dosed [copies/cell/h]")
+    m.plasmid_degradation = pyo.Expression(m.t, rule=lambda m, t: m.k_pdeg * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]))
+    m.plasmid_dilution = pyo.Expression(m.t, rule=lambda m, t: m.mu[t] * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]))
+    m.plasmid_washout = pyo.Expression(m.t, rule=lambda m, t: m.D_ex[t] * m.P_ext[t])
+
+    def per_volume(rate_per_cell, t, to_units):
+        return u.convert(rate_per_cell * m.Xv[t], to_units=to_units)
+
+    c = m.add_component
+    c("V_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] - m.F_out[t]))
+    c("Xv_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dXv[t] == (m.mu[t] - m.mu_d[t] - m.D[t]) * m.Xv[t]))
+    c("Xd_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t]
+                                   - (m.k_lys + m.D[t]) * m.Xd[t]))
+    c("Glc_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dGlc[t] == -per_volume(m.q_Glc[t], t, conc_rate)
+                                    + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
+                                    + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t])
+                                    + m.D_ex[t] * (m.Glc_medium - m.Glc[t])))
+    c("Gln_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dGln[t] == -per_volume(m.q_Gln[t], t, conc_rate)
+                                    - m.d_Gln * m.Gln[t]
+                                    + m.F_cont[t] / m.V[t] * (m.Gln_feed - m.Gln[t])
+                                    + m.F_bolus[t] / m.V[t] * (m.Gln_bolus[t] - m.Gln[t])
+                                    + m.D_ex[t] * (m.Gln_medium - m.Gln[t])))
+    c("Lac_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dLac[t] == per_volume(m.q_Lac[t], t, conc_rate)
+                                    - (m.D[t] + m.D_ex[t]) * m.Lac[t]))
+    c("Amm_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate)
+                                    + m.d_Gln * m.Gln[t] - (m.D[t] + m.D_ex[t]) * m.Amm[t]))
+    uptake = lambda m, t: m.eta_PEI * m.k_uptake * m.P_ext[t]  # noqa: E731
+    c("P_ext_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_ext[t] == m.dose_copies[t] - uptake(m, t)
+                                      - m.D_ex[t] * m.P_ext[t]))
+    c("P_endo_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_endo[t] == uptake(m, t)
+                                       - (m.k_escape + m.k_pdeg + m.mu[t]) * m.P_endo[t]))
+    c("P_cyto_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_cyto[t] == m.k_escape * m.P_endo[t]
+                                       - (m.k_nuclear + m.k_pdeg + m.mu[t]) * m.P_cyto[t]))
+    c("P_nuc_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_nuc[t] == m.k_nuclear * m.P_cyto[t]
+                                      - (m.k_pdeg + m.mu[t]) * m.P_nuc[t]))
+    c("PEI_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dPEI[t] == m.PEI_DNA_ratio * m.DNA_dose[t]
+                                    - (m.k_PEI_clear + m.mu[t]) * m.PEI[t]))
+    c("Gag_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dGag[t] == m.q_Gag[t]
+                                    - (m.k_asm + m.k_gdeg + m.mu[t]) * m.Gag[t]))
+    c("Asm_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dAsm[t] == m.k_asm * m.Gag[t]
+                                    - (m.k_bud + m.mu[t]) * m.Asm[t]))
+    c("VLP_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dVLP[t] == per_volume(m.k_bud * m.Asm[t], t, parse_unit("Gvp/mL/h"))
+                                    - (m.k_vdeg + m.D[t] + m.D_ex[t]) * m.VLP[t]))
+    t0 = m.t.first()
+    for name in STATES:
+        state = getattr(m, name)
+        if name in CULTURE_STATES or name in ("P_ext", "PEI"):
+            c(f"{name}_init", pyo.Constraint(expr=state[t0] == getattr(m, f"{name}0")))
+        else:
+            state[t0].fix(0.0)
+    return m
+
+
+# -- scenario schema -----------------------------------------------------------------------------
+HEK_KEYS = {"transfections", "pei_to_dna", "medium_exchanges", "perfusion", "growth_rate_1_per_h"}
+EXCHANGE_DURATION_H = 0.1
+COMPLETE_EXCHANGE_RESIDUAL = 1e-6   # fraction of the old medium left by a complete exchange
+
+
+def _exchange_program(exchanges, t_end):
+    """Points of the medium-replacement rate: each exchange a pulse cut into steps of about one e-fold.
+
+    A complete exchange is ln(1e6) = 13.8 e-folds; across one collocation element Radau IIA's
+    stability function R(-13.8) = 0.06 would leave 6 % of the old medium. The steps' corners become
+    element boundaries, so each element sees about one e-fold (R(-1) matches exp(-1) to 3e-5).
+    """
+    import math
+
+    points = [[0.0, 0.0]]
+    for start, end, rate in sorted(exchanges):
+        steps = max(1, math.ceil(rate * (end - start)))
+        if points[-1][0] < start:
+            points.append([start, 0.0])
+        points.append([start, rate])
+        points.extend([[start + (end - start) * k / steps, rate] for k in range(1, steps + 1)])
+        points.append([end, 0.0])
+    if points[-1][0] < t_end:
+        points.append([t_end, 0.0])
+    return points
+
+
+def read_scenario(raw, where):
+    """The cell-culture recipe (:mod:`biotwin.culture_scenario`) plus transfection operations.
+
+    Extra keys (times in the recipe's ``time_unit``)::
+
+        transfections:                       # PEI/plasmid additions, 0.1 h pulses
+          - {time: 40, dna_pg_per_cell: 1.0}   # or copies_per_cell: 7.6e4; at time 0: the initial state
+        pei_to_dna: 2.0                      # PEI:DNA [w/w] of the transfections
+        medium_exchanges:                    # cells kept, medium replaced by fresh medium
+          - {time: 46, fraction: 1.0}          # 1.0 leaves 1e-6 of the old medium (over duration_h, 0.1 h)
+        perfusion: {unit: 1/d, rate: [[0, 0], [100, 0.5]]}   # vessel volumes of fresh medium per time
+        growth_rate_1_per_h: [[0, 0.049], ...]               # prescribed growth (delivery studies)
+    """
+    import math
+    from pathlib import Path
+
+    from biotwin.culture_scenario import _check_overlaps, _number, pulse_program
+    from biotwin.errors import ScenarioError
+    from biotwin.parameters import ParameterSet
+    from biotwin.units import convert_value
+
+    base = {k: v for k, v in raw.items() if k not in HEK_KEYS}
+    out = read_culture_scenario(base, where, {k: STATES[k] for k in CULTURE_STATES}, ["Glc", "Gln"])
+    unit = raw.get("time_unit", "h")
+    hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
+    t_end = out["t_end"]
+    params = out["parameters"]
+    defaults = ParameterSet.from_yaml(Path(__file__).with_name("parameters.yaml")).values()
+    bp = float(params.get("plasmid_bp", defaults["plasmid_bp"]))
+    copies_per_pg = AVOGADRO / (bp * BP_MOLAR_MASS) * 1e-12
+
+    pulses = []
+    for i, tf in enumerate(raw.get("transfections") or []):
+        label = f"{where}: transfection {i}"
+        if not isinstance(tf, dict) or set(tf) - {"time", "dna_pg_per_cell", "copies_per_cell"} or "time" not in tf:
+            raise ScenarioError(f"{label}: expected {{time, dna_pg_per_cell}} or {{time, copies_per_cell}}")
+        if ("dna_pg_per_cell" in tf) == ("copies_per_cell" in tf):
+            raise ScenarioError(f"{label}: give exactly one of dna_pg_per_cell [pg/cell = ug per 1e6 cells] "
+                                "and copies_per_cell")
+        start = _number(tf["time"], f"{label}: time", non_negative=True) * hours
+        dna = (_number(tf["dna_pg_per_cell"], f"{label}: dna_pg_per_cell", positive=True) if "dna_pg_per_cell" in tf
+               else _number(tf["copies_per_cell"], f"{label}: copies_per_cell", positive=True) / copies_per_pg)
+        if start + EXCHANGE_DURATION_H > t_end + 1e-9:
+            raise ScenarioError(f"{label}: at {tf['time']} {unit}, after the end of the culture")
+        if start == 0.0:  # at the start: the initial state, exactly (as Nguyen et al. 2021)
+            if "P_ext0" in params or "PEI0" in params:
+                raise ScenarioError(f"{label}: at time 0 it sets P_ext0 and PEI0; do not give them as parameters too")
+            params["P_ext0"] = dna * copies_per_pg
+            params["PEI0"] = dna * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
+            continue
+        pulses.append((start, start + EXCHANGE_DURATION_H, dna / EXCHANGE_DURATION_H))
+    _check_overlaps(pulses, "transfections", where)
+    out["inputs"]["DNA_dose"] = {"unit": "pg/cell/h", "points": pulse_program(pulses, t_end)}
+    if "pei_to_dna" in raw:
+        params["PEI_DNA_ratio"] = _number(raw["pei_to_dna"], f"{where}: pei_to_dna", positive=True)
+
+    exchanges = []
+    for i, ex in enumerate(raw.get("medium_exchanges") or []):
+        label = f"{where}: medium exchange {i}"
+        if not isinstance(ex, dict) or set(ex) - {"time", "fraction", "duration_h"} or "time" not in ex:
+            raise ScenarioError(f"{label}: expected {{time, fraction, duration_h}} (fraction of the medium replaced, "
+                                f"default 1; duration default {EXCHANGE_DURATION_H} h)")
+        duration = _number(ex.get("duration_h", EXCHANGE_DURATION_H), f"{label}: duration_h", positive=True)
+        fraction = _number(ex.get("fraction", 1.0), f"{label}: fraction", positive=True)
+        if fraction > 1:
+            raise ScenarioError(f"{label}: fraction {fraction} above 1")
+        residual = max(1 - fraction, COMPLETE_EXCHANGE_RESIDUAL)
+        start = _number(ex["time"], f"{label}: time", non_negative=True) * hours
+        if start + duration > t_end + 1e-9:
+            raise ScenarioError(f"{label}: at {ex['time']} {unit}, after the end of the culture")
+        exchanges.append((start, start + duration, -math.log(residual) / duration))
+    _check_overlaps(exchanges, "medium exchanges", where)
+    points = _exchange_program(exchanges, t_end)
+    perfusion = raw.get("perfusion")
+    if perfusion:
+        if exchanges:
+            raise ScenarioError(f"{where}: give medium_exchanges or perfusion, not both")
+        if not isinstance(perfusion, dict) or set(perfusion) - {"unit", "rate"} or "rate" not in perfusion:
+            raise ScenarioError(f"{where}: perfusion: expected {{unit: 1/d, rate: [[time, volumes per time], ...]}}")
+        try:
+            per_h = convert_value(1.0, parse_unit(str(perfusion.get("unit", "1/d"))), parse_unit("1/h"))
+        except Exception as exc:
+            raise ScenarioError(f"{where}: perfusion: unit {perfusion.get('unit')!r} is not a rate ({exc})") from None
+        points = []
+        for k, p in enumerate(perfusion["rate"]):
+            if not isinstance(p, (list, tuple)) or len(p) != 2:
+                raise ScenarioError(f"{where}: perfusion: rate point {k}: expected [time, value]")
+            value = _number(p[1], f"{where}: perfusion: rate point {k}", non_negative=True)
+            points.append([_number(p[0], f"{where}: perfusion: time {k}", non_negative=True) * hours, value * per_h])
+    out["inputs"]["D_ex"] = {"unit": "1/h", "points": points}
+
+    if "growth_rate_1_per_h" in raw:
+        out.setdefault("settings", {})["growth"] = "prescribed"
+        out["inputs"]["mu_in"] = {"unit": "1/h", "points": [
+            [_number(t, f"{where}: growth_rate_1_per_h time", non_negative=True) * hours,
+             _number(v, f"{where}: growth_rate_1_per_h value")] for t, v in raw["growth_rate_1_per_h"]]}
+    return out
+
+
+# -- outputs -------------------------------------------------------------------------------------
+def summary(result):
+    """Key numbers of a run: peak VCD, final viability and titer, and the timing of delivery and production."""
+    w = result.wide
+    out = {"final_time_h": float(w["time"].iloc[-1]),
+           "peak_VCD_Mcell_per_mL": float(w["Xv"].max()),
+           "final_viability_percent": float(w["viability"].iloc[-1]),
+           "final_VLP_per_mL": float(w["VLP"].iloc[-1]) * 1e9,
+           "peak_VLP_per_mL": float(w["VLP"].max()) * 1e9,
+           "max_nuclear_plasmid_per_cell": float(w["P_nuc"].max()),
+           "max_transfected_fraction": float(w["f_T"].max())}
+    return out
