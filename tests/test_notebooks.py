@@ -81,3 +81,20 @@ def test_lyophilization_notebooks(tmp_path, shared_data, name):
         assert data["resimulated_h"] == pytest.approx(data["optimized_h"], rel=1e-3)
     if name == "04_design_space":  # issue #4: LyoPRONTO's case-6 grid within 1 % and 0.3 degC
         assert data["max_time_rel_diff"] < 0.01 and data["max_Tmax_diff_C"] < 0.3
+
+
+@pytest.mark.parametrize("name", ["01_simulate_explore", "02_calibrate", "03_optimize"])
+def test_hek293_vlp_notebooks(tmp_path, name):
+    data = run_notebook(ROOT / "notebooks" / "hek293_vlp" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)
+    check_against_references(data, REFERENCES / f"hek293_vlp_{name}.json")
+    if name == "01_simulate_explore":  # published orders of magnitude (issue #6)
+        assert data["timing"]["nuclear_plasmid_4hpt"] >= 1.0
+        assert 0.05 < data["timing"]["VLP_48hpt_fraction_of_final"] < 0.5
+        assert 1e9 <= data["batch_transfection"]["final_VLP_per_mL"] <= 1e10
+    if name == "02_calibrate":  # the synthetic truth is known: most 95 % intervals must cover it
+        assert data["n_true_values_covered"] >= data["n_estimated"] - 1
+        assert data["cosine_k_asm_k_bud"]["titer_only"] > 0.99 > data["cosine_k_asm_k_bud"]["with_gag"]
+    if name == "03_optimize":
+        assert data["resimulated_titer_per_mL"] == pytest.approx(data["optimum"]["titer_per_mL"], rel=2e-3)
+        assert data["resimulated_viability"] >= data["min_viability"] - 0.1
+        assert data["optimum"]["titer_per_mL"] > data["nominal_titer_per_mL"]

@@ -220,7 +220,8 @@ def build(settings=None):
 
 
 # -- scenario schema -----------------------------------------------------------------------------
-HEK_KEYS = {"transfections", "pei_to_dna", "medium_exchanges", "perfusion", "growth_rate_1_per_h"}
+HEK_KEYS = {"transfections", "pei_to_dna", "medium_exchanges", "perfusion", "growth_rate_1_per_h",
+            "transfection_duration_h"}
 EXCHANGE_DURATION_H = 0.1
 COMPLETE_EXCHANGE_RESIDUAL = 1e-6   # fraction of the old medium left by a complete exchange
 
@@ -255,6 +256,7 @@ def read_scenario(raw, where):
         transfections:                       # PEI/plasmid additions, 0.1 h pulses
           - {time: 40, dna_pg_per_cell: 1.0}   # or copies_per_cell: 7.6e4; at time 0: the initial state
         pei_to_dna: 2.0                      # PEI:DNA [w/w] of the transfections
+        transfection_duration_h: 0.1         # length of the plasmid pulses (default 0.1 h)
         medium_exchanges:                    # cells kept, medium replaced by fresh medium
           - {time: 46, fraction: 1.0}          # 1.0 leaves 1e-6 of the old medium (over duration_h, 0.1 h)
         perfusion: {unit: 1/d, rate: [[0, 0], [100, 0.5]]}   # vessel volumes of fresh medium per time
@@ -278,6 +280,8 @@ def read_scenario(raw, where):
     bp = float(params.get("plasmid_bp", defaults["plasmid_bp"]))
     copies_per_pg = AVOGADRO / (bp * BP_MOLAR_MASS) * 1e-12
 
+    tf_duration = _number(raw.get("transfection_duration_h", EXCHANGE_DURATION_H), f"{where}: transfection_duration_h",
+                          positive=True)
     pulses = []
     for i, tf in enumerate(raw.get("transfections") or []):
         label = f"{where}: transfection {i}"
@@ -289,7 +293,7 @@ def read_scenario(raw, where):
         start = _number(tf["time"], f"{label}: time", non_negative=True) * hours
         dna = (_number(tf["dna_pg_per_cell"], f"{label}: dna_pg_per_cell", positive=True) if "dna_pg_per_cell" in tf
                else _number(tf["copies_per_cell"], f"{label}: copies_per_cell", positive=True) / copies_per_pg)
-        if start + EXCHANGE_DURATION_H > t_end + 1e-9:
+        if start + tf_duration > t_end + 1e-9:
             raise ScenarioError(f"{label}: at {tf['time']} {unit}, after the end of the culture")
         if start == 0.0:  # at the start: the initial state, exactly (as Nguyen et al. 2021)
             if "P_ext0" in params or "PEI0" in params:
@@ -297,7 +301,7 @@ def read_scenario(raw, where):
             params["P_ext0"] = dna * copies_per_pg
             params["PEI0"] = dna * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
             continue
-        pulses.append((start, start + EXCHANGE_DURATION_H, dna / EXCHANGE_DURATION_H))
+        pulses.append((start, start + tf_duration, dna / tf_duration))
     _check_overlaps(pulses, "transfections", where)
     out["inputs"]["DNA_dose"] = {"unit": "pg/cell/h", "points": pulse_program(pulses, t_end)}
     if "pei_to_dna" in raw:
@@ -358,3 +362,41 @@ def summary(result):
            "max_nuclear_plasmid_per_cell": float(w["P_nuc"].max()),
            "max_transfected_fraction": float(w["f_T"].max())}
     return out
+
+
+# -- interactive explorer (biotwin.explore) -------------------------------------------------------
+def _explorer_transfection_time(raw, value):
+    out = dict(raw)
+    shift = value - float(raw["transfections"][0]["time"])
+    out["transfections"] = [{**tf, "time": float(tf["time"]) + shift} for tf in raw["transfections"]]
+    out["medium_exchanges"] = [{**ex, "time": float(ex["time"]) + shift} for ex in raw.get("medium_exchanges") or []]
+    if not out["medium_exchanges"]:
+        out.pop("medium_exchanges")
+    return out
+
+
+def _explorer_dna(raw, value):
+    return {**raw, "transfections": [{k: v for k, v in tf.items() if k != "copies_per_cell"} | {"dna_pg_per_cell": value}
+                                     for tf in raw["transfections"]]}
+
+
+def _explorer_readouts(result):
+    s = summary(result)
+    return {"final VLP titer [1e9 vp/mL]": s["final_VLP_per_mL"] / 1e9, "peak VCD [1e6 cells/mL]": s["peak_VCD_Mcell_per_mL"],
+            "final viability [%]": s["final_viability_percent"], "transfected fraction [-]": s["max_transfected_fraction"]}
+
+
+EXPLORER = {
+    "scenario": "batch_transfection",
+    "nfe": 68,
+    "knobs": [
+        {"name": "transfection_h", "label": "transfection time", "unit": "h", "min": 24, "max": 72, "step": 1,
+         "value": 40, "apply": _explorer_transfection_time},
+        {"name": "dna", "label": "plasmid DNA", "unit": "pg/cell", "min": 0.25, "max": 2.0, "step": 0.05, "value": 1.0,
+         "apply": _explorer_dna},
+    ],
+    "parameters": ["k_expr", "mu_max"],
+    "panels": [("Xv", "viable cells [1e6 cells/mL]"), ("viability", "viability [%]"), ("Glc", "glucose [mM]"),
+               ("Lac", "lactate [mM]"), ("P_nuc", "nuclear plasmid [copies/cell]"), ("VLP", "VLP [1e9 vp/mL]")],
+    "readouts": _explorer_readouts,
+}

@@ -379,3 +379,47 @@ def design_space_figure(grid, T_critical_C, equipment=None, value="primary_dryin
               "primary_drying_time_h": "primary drying time [h]", "max_T_bottom_C": "max product temperature [degC]"}
     return design_space_map(grid, "T_shelf_setpoint_C", "P_chamber_Torr", value, limits, labels,
                             title="Primary-drying design space", log_y=True)
+
+
+# -- interactive explorer (biotwin.explore) -------------------------------------------------------
+def _explorer_shelf(raw, value):
+    ramp_h = abs(value + 35.0) / 60.0  # from -35 degC at 1 degC/min
+    return {**raw, "shelf_temperature_C": [[0.0, -35.0], [ramp_h, value], [40.0, value]],
+            "chamber_pressure_mTorr": [[0.0, raw["chamber_pressure_mTorr"][0][1]],
+                                       [40.0, raw["chamber_pressure_mTorr"][0][1]]]}
+
+
+def _explorer_pressure(raw, value):
+    return {**raw, "chamber_pressure_mTorr": [[0.0, value], [raw["chamber_pressure_mTorr"][-1][0], value]]}
+
+
+def _explorer_readouts(result):
+    s = summary(result)
+    return {"primary drying time [h]": s["primary_drying_time_h"], "max product temperature [degC]": s["max_T_bottom_C"],
+            "final flux [kg/h/m2]": s["final_flux_kg_per_h_m2"]}
+
+
+def _primary_table(result):
+    table = output_table(result)
+    return table[table["time_h"] <= primary_drying_end(result) + 1e-9]
+
+
+EXPLORER = {
+    "scenario": "case1_standard",
+    "nfe": 60,
+    "knobs": [
+        # pressure first: the shelf knob keeps the pressure it finds
+        {"name": "pressure_mTorr", "label": "chamber pressure", "unit": "mTorr", "min": 30, "max": 400, "step": 5,
+         "value": 150, "apply": _explorer_pressure},
+        {"name": "shelf_C", "label": "shelf set point", "unit": "degC", "min": -25, "max": 40, "step": 1, "value": 20,
+         "apply": _explorer_shelf},
+    ],
+    "parameters": ["R0", "A1", "KC"],
+    "table": _primary_table,
+    "time_column": "time_h",
+    "time_label": "time [h]",
+    "panels": [("T_bottom_C", "vial-bottom temperature [degC]"), ("T_sublimation_C", "sublimation front [degC]"),
+               ("T_shelf_C", "shelf [degC]"), ("flux_kg_per_h_m2", "sublimation flux [kg/h/m2]"),
+               ("percent_dried", "dried [%]")],
+    "readouts": _explorer_readouts,
+}

@@ -151,3 +151,35 @@ def build(settings=None):
 def read_scenario(raw, where):
     """Translate this model's recipe schema (see :mod:`biotwin.culture_scenario`) to the generic one."""
     return read_culture_scenario(raw, where, STATES, ["Glc", "Gln"])
+
+
+# -- interactive explorer (biotwin.explore) -------------------------------------------------------
+def _set_seeding(raw, value):
+    return {**raw, "initial": {**(raw.get("initial") or {}), "Xv": value}}
+
+
+def _scale_feeds(raw, factor):
+    boluses = [{**b, "volume_L": b["volume_L"] * factor} for b in raw.get("boluses") or []]
+    return {**raw, "boluses": boluses}
+
+
+def _readouts(result):
+    w = result.wide
+    return {"final titer [g/L]": float(w["titer"].iloc[-1]), "peak VCD [1e6 cells/mL]": float(w["Xv"].max()),
+            "final viability [%]": float(w["viability"].iloc[-1]), "peak lactate [mM]": float(w["Lac"].max())}
+
+
+EXPLORER = {
+    "scenario": "nominal_14d",
+    "nfe": 56,
+    "knobs": [
+        {"name": "seeding", "label": "seeding density", "unit": "1e6 cells/mL", "min": 0.1, "max": 1.0, "step": 0.05,
+         "value": 0.3, "apply": _set_seeding},
+        {"name": "feed_factor", "label": "bolus volumes x", "unit": "-", "min": 0.0, "max": 2.5, "step": 0.05,
+         "value": 1.0, "apply": _scale_feeds},
+    ],
+    "parameters": ["mu_max", "beta_P"],
+    "panels": [("Xv", "viable cells [1e6 cells/mL]"), ("viability", "viability [%]"), ("Glc", "glucose [mM]"),
+               ("Lac", "lactate [mM]"), ("Amm", "ammonia [mM]"), ("titer", "titer [g/L]")],
+    "readouts": _readouts,
+}

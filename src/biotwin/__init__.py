@@ -22,9 +22,16 @@ from biotwin.calibration import CalibrationResult, calibrate  # noqa: E402
 from biotwin.data import Experiment, read_experiment  # noqa: E402
 from biotwin import optimization  # noqa: E402,F401
 
+
+def explore(model, *args, **kwargs):
+    """An interactive explorer of a model in JupyterLab (see :func:`biotwin.widgets.explore`)."""
+    from biotwin.widgets import explore as _explore
+
+    return _explore(model, *args, **kwargs)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "BiotwinError", "DataError", "ModelDefinitionError", "ScenarioError", "SolverError", "SolverSetupError",
-    "Model", "SimulationResult", "CalibrationResult", "Experiment", "calibrate", "read_experiment", "available_models", "load_model", "__version__",
+    "Model", "SimulationResult", "CalibrationResult", "Experiment", "calibrate", "read_experiment", "available_models", "load_model", "explore", "__version__",
 ]

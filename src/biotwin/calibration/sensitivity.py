@@ -70,3 +70,54 @@ class Sensitivities:
             return np.zeros(self.n_phi)
         i = self.index.get(id(component))
         return np.zeros(self.n_phi) if i is None else self.rows[i].copy()
+
+
+def local_sensitivities(model, scenario, parameters, outputs, times, params=None, rel_step=1e-3, nfe=60):
+    """Scaled local sensitivities ``d ln y / d ln p`` of outputs at given times, by central differences.
+
+    A quick identifiability check before (or instead of) a fit: parameters whose sensitivity
+    columns are nearly parallel cannot be separated by measurements of these outputs at these
+    times, whatever the data quality.
+
+    Parameters
+    ----------
+    model : biotwin.Model
+    scenario : scenario name, path or dict
+    parameters : list of str
+    outputs : list of str
+        Variables (columns of the simulation result).
+    times : list of float
+        Measurement times [model time unit].
+    params : dict, optional
+        The parameter values to expand around (default: the model's).
+    rel_step : float
+        Relative step of the central difference.
+    nfe : int
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The sensitivity matrix (rows ``output@time``, columns parameters) and the cosine of the
+        angle between each pair of columns (1: indistinguishable).
+    """
+    import numpy as np
+    import pandas as pd
+
+    base = model.parameter_values(params or {})
+    columns = {}
+    reference = model.simulate(scenario=scenario, params=base, times=times, nfe=nfe).wide
+    for name in parameters:
+        up = model.simulate(scenario=scenario, params={**base, name: base[name] * (1 + rel_step)}, times=times,
+                            nfe=nfe).wide
+        down = model.simulate(scenario=scenario, params={**base, name: base[name] * (1 - rel_step)}, times=times,
+                              nfe=nfe).wide
+        col = []
+        for out in outputs:
+            y = reference[out].to_numpy()
+            col.append((up[out].to_numpy() - down[out].to_numpy()) / (2 * rel_step) / np.where(y == 0, 1.0, np.abs(y)))
+        columns[name] = np.concatenate(col)
+    index = [f"{out}@{t:g}" for out in outputs for t in reference["time"]]
+    matrix = pd.DataFrame(columns, index=index)
+    unit = matrix / np.linalg.norm(matrix.to_numpy(), axis=0)
+    cosine = pd.DataFrame(unit.to_numpy().T @ unit.to_numpy(), index=parameters, columns=parameters)
+    return matrix, cosine
