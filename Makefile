@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.biotwin-installed
-EXTRAS := solver,lab,test,dev
+EXTRAS := solver,lab,test,dev,browser
 
 .PHONY: setup system-deps python-env solver demo test lab clean
 

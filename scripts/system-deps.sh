@@ -1,8 +1,9 @@
 #!/bin/sh
-# Debian packages the solver path needs: ASL headers/library for PyNumero, and a C++ toolchain.
+# Debian packages the solver path needs: ASL headers/library for PyNumero, and a C++ toolchain;
+# and Chromium for the browser test of the explorers (driven by Playwright).
 # Installs them when running as root; otherwise prints the exact command and fails.
 set -eu
-PACKAGES="libamplsolver-dev cmake g++ make"
+PACKAGES="libamplsolver-dev cmake g++ make chromium"
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "system-deps: not a Debian/Ubuntu system; provide ASL (conda-forge 'ampl-asl'), cmake and a C++ compiler yourself" >&2
     exit 0

@@ -98,3 +98,24 @@ def test_hek293_vlp_notebooks(tmp_path, name):
         assert data["resimulated_titer_per_mL"] == pytest.approx(data["optimum"]["titer_per_mL"], rel=2e-3)
         assert data["resimulated_viability"] >= data["min_viability"] - 0.1
         assert data["optimum"]["titer_per_mL"] > data["nominal_titer_per_mL"]
+
+
+@pytest.mark.parametrize("name", ["01_what_is_a_digital_twin", "02_explore_fed_batch", "03_calibrate_and_uncertainty",
+                                  "04_lyophilization_cycle"])
+def test_training_notebooks_with_solutions(tmp_path, name):
+    """The course runs end to end, and each exercise's checker accepts the computed solution."""
+    data = run_notebook(ROOT / "notebooks" / "training" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False,
+                        parameters={"show_solutions": True})
+    assert data["ok"] is True
+
+
+def test_training_checker_rejects_a_missing_answer(tmp_path):
+    data = run_notebook(ROOT / "notebooks" / "training" / "01_what_is_a_digital_twin.ipynb", out_dir=tmp_path,
+                        progress_bar=False)
+    assert data["ok"] is False
+
+
+@pytest.mark.parametrize("name", ["lyophilization", "mab_fedbatch", "hek293_vlp"])
+def test_explorer_notebooks(tmp_path, name):
+    data = run_notebook(ROOT / "notebooks" / "explorers" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)
+    assert data["error"] is None and len(data["readouts"]) >= 3

@@ -82,3 +82,13 @@ def test_calibration_view_fits_the_ticked_parameters():
     assert "beta_P" in view.table.value and "done" in view.progress.value
     view.boxes["beta_P"].value = False
     assert view.run() is None and "at least one" in view.progress.value
+
+
+def test_training_checks_compute_their_answers():
+    from biotwin import training
+
+    assert training.check("tier", training.solution("tier"))
+    assert not training.check("tier", 3)
+    assert not training.check("lyo_cycle", (40, 150))      # dries fast but the product gets too warm
+    with pytest.raises(KeyError):
+        training.check("no_such_exercise", 1)
