@@ -160,23 +160,22 @@ def _constant_recipe(raw, shelf_C, pressure_mTorr, hours):
     return recipe
 
 
-def simulate_until_dry(model, recipe, nfe=60, max_hours=400.0):
-    """Simulate a constant recipe long enough to finish primary drying; return (result, drying time [h])."""
+def simulate_until_dry(model, raw, shelf_C, pressure_mTorr, nfe=60, max_hours=400.0):
+    """Simulate a constant shelf and pressure long enough to finish primary drying.
+
+    Returns (result, drying time [h]); the recipe is held 40 h, then 120 h, ... up to ``max_hours``.
+    """
     from biotwin.errors import ScenarioError
 
     hours = 40.0
     while True:
-        recipe = {**recipe, "shelf_temperature_C": [[0.0, recipe["shelf_temperature_C"][0][1]],
-                                                     [hours, recipe["shelf_temperature_C"][0][1]]],
-                  "chamber_pressure_mTorr": [[0.0, recipe["chamber_pressure_mTorr"][0][1]],
-                                             [hours, recipe["chamber_pressure_mTorr"][0][1]]]}
-        result = model.simulate(scenario=recipe, nfe=nfe)
+        result = model.simulate(scenario=_constant_recipe(raw, shelf_C, pressure_mTorr, hours), nfe=nfe)
         try:
             return result, model.module.primary_drying_end(result)
         except ScenarioError:
             if hours >= max_hours:
-                raise ScenarioError(f"the starting recipe ({recipe['shelf_temperature_C'][0][1]} degC) does not "
-                                    f"finish primary drying within {max_hours} h") from None
+                raise ScenarioError(f"the starting recipe ({shelf_C} degC) does not finish primary drying "
+                                    f"within {max_hours} h") from None
             hours *= 3
 
 
@@ -225,7 +224,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     # start: constant shelf at the critical temperature (within the bounds)
     shelf0_K = float(np.clip(t_max_K, shelf_lo, shelf_hi))
     say(f"starting point: constant shelf {shelf0_K - ZERO_CELSIUS:.1f} degC at {p0 * 1e3:.0f} mTorr")
-    start, t_dry0 = simulate_until_dry(model, _constant_recipe(raw, shelf0_K - ZERO_CELSIUS, p0 * 1e3, 40.0))
+    start, t_dry0 = simulate_until_dry(model, raw, shelf0_K - ZERO_CELSIUS, p0 * 1e3)
 
     # the scaled-time problem: the model over tau in [0, 1] (its time unit nominally), no secondary drying
     generic = Scenario(name="cycle-optimization", t_end=1.0, settings={"secondary_drying": False},
@@ -351,7 +350,7 @@ def best_constant_shelf(model, scenario, tolerance_C=0.01, nfe=80, progress=None
     say = progress or (lambda text: None)
 
     def check(shelf_C):
-        result, t_dry = simulate_until_dry(model, _constant_recipe(raw, shelf_C, pressure, 40.0), nfe=nfe)
+        result, t_dry = simulate_until_dry(model, raw, shelf_C, pressure, nfe=nfe)
         w = result.wide[result.wide["time"] <= t_dry]
         load = 0.0
         if equipment:

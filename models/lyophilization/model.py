@@ -247,7 +247,7 @@ def primary_drying_end(result) -> float:
     return t_end
 
 
-def output_table(result):
+def output_table(result, t_dry=None):
     """Primary drying up to its end in LyoPRONTO's columns, then secondary drying to the end of the recipe.
 
     Columns: ``time_h, T_sublimation_C, T_bottom_C, T_shelf_C, P_chamber_mTorr, flux_kg_per_h_m2,
@@ -256,11 +256,13 @@ def output_table(result):
     primary drying ``T_product_C`` is the vial-bottom temperature and the residual moisture is empty
     (bound water in the dried layer is not modelled before the ice is gone); after it
     ``T_sublimation_C`` is empty, the flux 0, and ``T_bottom_C`` is the lumped product temperature.
+    ``t_dry``: the end of primary drying [h] if already located (:func:`primary_drying_end`).
     """
     import numpy as np
     import pandas as pd
 
-    t_dry = primary_drying_end(result)
+    if t_dry is None:
+        t_dry = primary_drying_end(result)
     rows = result.wide[result.wide["time"] < t_dry].to_dict("records") + [result.interpolate(t_dry)]
     primary = pd.DataFrame({
         "time_h": [r["time"] for r in rows],
@@ -292,8 +294,8 @@ def output_table(result):
 
 def summary(result):
     """Key numbers of primary drying, and of secondary drying when the recipe runs past primary drying."""
-    table = output_table(result)
     t_dry = primary_drying_end(result)
+    table = output_table(result, t_dry)
     primary = table[table["time_h"] <= t_dry]
     out = {"primary_drying_time_h": float(t_dry),
            "max_T_bottom_C": float(primary["T_bottom_C"].max()),
@@ -342,10 +344,10 @@ def design_space(model, base_scenario, shelf_setpoints_C, pressures_Torr, nfe=20
             if progress:
                 progress(f"[{len(rows) + 1}/{n}] shelf {ts} degC, chamber {p} Torr")
             result = model.simulate(scenario=shelf_isotherm_recipe(base, ts, p), nfe=nfe)
-            t_dry = primary_drying_end(result)
-            drying = result.wide[result.wide["time"] <= t_dry]
+            key = summary(result)
+            drying = result.wide[result.wide["time"] <= key["primary_drying_time_h"]]
             rows.append({"T_shelf_setpoint_C": ts, "P_chamber_Torr": p,
-                         **{k: v for k, v in summary(result).items() if k in (
+                         **{k: v for k, v in key.items() if k in (
                              "primary_drying_time_h", "max_T_bottom_C", "final_flux_kg_per_h_m2")},
                          "max_sublimation_g_per_h": float(drying["sublimation_rate"].max())})
     return pd.DataFrame(rows)
@@ -400,8 +402,9 @@ def _explorer_readouts(result):
 
 
 def _primary_table(result):
-    table = output_table(result)
-    return table[table["time_h"] <= primary_drying_end(result) + 1e-9]
+    t_dry = primary_drying_end(result)
+    table = output_table(result, t_dry)
+    return table[table["time_h"] <= t_dry + 1e-9]
 
 
 EXPLORER = {
