@@ -1,9 +1,16 @@
-"""A real browser moves a slider of the lyophilization explorer and sees the plot change.
+"""A real browser moves a slider of the lyophilization explorer in JupyterLab and sees the plot change.
 
-Voila serves notebooks/explorers/lyophilization.ipynb on 127.0.0.1; Playwright drives Debian's
-Chromium (installed by scripts/system-deps.sh, the browser extra installs playwright and voila). The
-test types a new shelf set point into the slider's readout and waits for the first plot's line to
-change. Skipped, with the reason printed, only where no browser can be installed.
+JupyterLab (the server ``make lab`` starts) serves a copy of notebooks/explorers/lyophilization.ipynb
+on 127.0.0.1; Playwright drives Debian's Chromium (installed by scripts/system-deps.sh; the browser
+extra installs playwright). The test runs the notebook from the Run menu, types a colder shelf set
+point into the slider's readout and waits for the first plot's line to be redrawn. Skipped, with the
+reason printed, only where no browser can be installed.
+
+The notebook is copied to a temporary folder (JupyterLab autosaves what it opens; the checkout's
+notebook must not change), and JupyterLab's settings and workspaces go to temporary folders too.
+
+Voila 0.5 is not used: its JupyterLab 4.2 front end draws a plotly ``FigureWidget`` inside a widget
+box, or updated after display, without traces (measured; JupyterLab 4.6 draws both).
 """
 
 import os
@@ -19,6 +26,17 @@ import pytest
 from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+JUPYTER = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or shutil.which("jupyter")
+NOTEBOOK = ROOT / "notebooks" / "explorers" / "lyophilization.ipynb"
+
+# The first panel's line as drawn: its SVG path and the x range of the plotted data [h].
+FIRST_LINE = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const path = gd && gd.querySelector('.scatterlayer .trace path.js-line');
+  if (!gd || !path || !gd.data || !gd.data[0] || !gd.data[0].x || gd.data[0].x.length === 0) return null;
+  const x = Array.from(gd.data[0].x), y = Array.from(gd.data[0].y);
+  return {d: path.getAttribute('d'), x_end: Math.max(...x), y_max: Math.max(...y), n: x.length};
+}"""
 
 
 def _free_port():
@@ -35,33 +53,38 @@ def _requirements():
         import playwright  # noqa: F401
     except ImportError:
         reasons.append("playwright not installed (pip install -e '.[browser]')")
-    if shutil.which("voila", path=os.path.dirname(sys.executable)) is None and shutil.which("voila") is None:
-        reasons.append("voila not installed (pip install -e '.[browser]')")
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        reasons.append("jupyterlab not installed (pip install -e '.[lab]')")
     return reasons
 
 
 @pytest.fixture(scope="module")
-def voila_url():
+def lab(tmp_path_factory):
     reasons = _requirements()
     if reasons:
         print("\nbrowser test skipped: " + "; ".join(reasons))
         pytest.skip("; ".join(reasons))
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".config"), JUPYTERLAB_WORKSPACES_DIR=str(root / ".ws"),
+               JUPYTERLAB_SETTINGS_DIR=str(root / ".settings"))
     port = _free_port()
-    voila = shutil.which("voila", path=os.path.dirname(sys.executable)) or shutil.which("voila")
-    proc = subprocess.Popen([voila, "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-                             "--VoilaConfiguration.file_allowlist=['.*']",
-                             str(ROOT / "notebooks" / "explorers" / "lyophilization.ipynb")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(120):
+    proc = subprocess.Popen([JUPYTER, "lab", "--no-browser", "--allow-root", f"--port={port}",
+                             "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+                             f"--ServerApp.root_dir={root}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}"
+    for _ in range(240):
         try:
-            urllib.request.urlopen(url, timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=1)
             break
         except OSError:
             if proc.poll() is not None:
-                pytest.fail(f"voila exited: {proc.stdout.read()[-2000:]}")
+                pytest.fail(f"jupyter lab exited: {proc.stdout.read()[-2000:]}")
             time.sleep(0.5)
-    yield url
+    yield url, root
     proc.terminate()
     try:
         proc.wait(10)
@@ -69,32 +92,64 @@ def voila_url():
         proc.kill()
 
 
-def test_moving_a_slider_re_solves_in_the_browser(voila_url):
-    """Type a colder shelf set point into the slider: the kernel re-solves and the page's readout changes.
+def test_moving_a_slider_redraws_the_plot_in_jupyterlab(lab):
+    """Run the explorer notebook, type a colder shelf set point: the plot's first line is redrawn.
 
-    Only the readout is checked: under Voila 0.5 (its JupyterLab 4.2 front end) plotly's FigureWidget
-    draws its frame but not its traces (checked by screenshot), so "the plot changed" cannot be
-    asserted in a browser yet -- see issue #7.
+    A colder shelf dries more slowly, so the vial-bottom temperature curve must end later
+    (6.65 h -> about 10.7 h, the readout says the same) and stay colder.
     """
     from playwright.sync_api import sync_playwright
 
+    url, root = lab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        page.goto(voila_url, timeout=180_000)
-        table = page.locator("table", has_text="primary drying time")
-        table.wait_for(timeout=180_000)
-        before = " ".join(table.inner_text().split())
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url, timeout=180_000)
+        page.locator(".jp-Notebook").wait_for(timeout=180_000)
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=180_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.get_by_text("Run All Cells", exact=True).click()
+        page.wait_for_function(FIRST_LINE, timeout=180_000)
+        before = page.evaluate(FIRST_LINE)
+        readout_before = " ".join(page.locator("table", has_text="primary drying time").inner_text().split())
+
         slider = page.locator(".widget-slider", has_text="shelf set point")
         slider.locator(".widget-readout").click()
         page.keyboard.press("Control+A")
         page.keyboard.type("0")
         page.keyboard.press("Enter")
+        page.wait_for_function(f"(old) => {{ const now = ({FIRST_LINE})(); return now && now.d !== old; }}",
+                               arg=before["d"], timeout=120_000)
+        after = page.evaluate(FIRST_LINE)
         page.wait_for_function(
             "(old) => { const t = [...document.querySelectorAll('table')].find(x => x.innerText.includes('primary drying'));"
-            " return t && t.innerText.split(/\\s+/).join(' ') !== old; }", arg=before, timeout=120_000)
-        after = " ".join(table.inner_text().split())
+            " return t && t.innerText.split(/\\s+/).join(' ') !== old; }", arg=readout_before, timeout=120_000)
+        readout_after = " ".join(page.locator("table", has_text="primary drying time").inner_text().split())
+        page.screenshot(path=str(root / "explorer.png"), full_page=True)
         browser.close()
-    print(f"\nbrowser readout before: {before}\nbrowser readout after:  {after}")
-    hours = [float(x) for x in (before.split("[h]")[1].split()[0], after.split("[h]")[1].split()[0])]
-    assert hours[1] > hours[0]   # a colder shelf dries more slowly (6.654 h -> about 10.7 h)
+    print(f"\nfirst line before: ends {before['x_end']:.3f} h, max {before['y_max']:.2f} degC, {before['n']} points"
+          f"\nfirst line after:  ends {after['x_end']:.3f} h, max {after['y_max']:.2f} degC, {after['n']} points"
+          f"\nreadout before: {readout_before}\nreadout after:  {readout_after}\nscreenshot: {root / 'explorer.png'}")
+    assert not errors, errors
+    assert before["d"] != after["d"]
+    drying = [float(r.split("[h]")[1].split()[0]) for r in (readout_before, readout_after)]
+    assert after["x_end"] > before["x_end"] + 2.0          # dries for longer ...
+    assert after["y_max"] < before["y_max"]                # ... at a colder vial bottom
+    assert drying[1] > drying[0]
+    # the plotted curve and the readout agree: the line ends at the end of primary drying
+    assert abs(after["x_end"] - drying[1]) < 0.01 and abs(before["x_end"] - drying[0]) < 0.01
+
+
+def test_jupyterlab_has_the_widget_extensions():
+    """``make lab`` works out of the box: the widget manager, anywidget and plotly's extension are enabled."""
+    if JUPYTER is None:
+        pytest.skip("jupyter not installed (pip install -e '.[lab]')")
+    listing = subprocess.run([JUPYTER, "labextension", "list"], capture_output=True, text=True, timeout=120,
+                             env=dict(os.environ, NO_COLOR="1"))
+    text = listing.stdout + listing.stderr
+    for extension in ("@jupyter-widgets/jupyterlab-manager", "anywidget", "jupyterlab-plotly"):
+        line = next((ln for ln in text.splitlines() if ln.split() and ln.split()[0] == extension), None)
+        assert line is not None, f"{extension} missing from `jupyter labextension list`:\n{text}"
+        assert "enabled" in line and "OK" in line, line
