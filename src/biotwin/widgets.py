@@ -399,7 +399,7 @@ class CalibrationView:
         self.button.on_click(lambda _: self.run())
         self.progress = w.HTML()
         self.table = w.HTML()
-        self.figures = w.Output()
+        self.figures = w.VBox()   # FigureWidgets, not an Output widget: nbclient hangs on plotly output inside one
         self.widget = w.VBox([w.HBox(list(self.boxes.values())), w.HBox([self.button, self.progress]), self.table,
                               self.figures])
         self.result = None
@@ -424,12 +424,9 @@ class CalibrationView:
             self.button.disabled = False
         table = self.result.table()[["value", "unit", "std_error", "ci95_low", "ci95_high"]]
         self.table.value = table.to_html(float_format=lambda v: f"{v:.4g}")
-        self.figures.clear_output()
-        with self.figures:
-            from IPython.display import display
+        import plotly.graph_objects as go
 
-            display(plot_fit(self.result))
-            display(plot_residuals(self.result))
+        self.figures.children = [go.FigureWidget(plot_fit(self.result)), go.FigureWidget(plot_residuals(self.result))]
         self.progress.value = f"done: weighted SSE {self.result.objective:.4g}"
         return self.result
 
