@@ -110,6 +110,53 @@ def test_second_call_reuses_model_and_warm_starts(model):
     assert third.wide["V"].iloc[-1] == pytest.approx(1.0 + 0.01 * 12, rel=1e-9)
 
 
+def test_warm_resolves_write_the_nlp_once_and_match_solve_ivp(model):
+    """Re-solves of a cached model go through one PersistentNLP (fixed values as equal bounds).
+
+    Checked against solve_ivp for a parameter change, with Ipopt's limited-memory Hessian (the
+    default for these square re-solves) and with the exact one.
+    """
+    model.simulate(**ACCURATE)
+    d = next(iter(model._simulations.values()))
+    assert d.nlp is None  # a cold solve writes the model the usual way
+    changed = {"mu_max": 0.42, "Ks": 0.3}
+    ref = reference([T_END], {**P, **changed})[T_END]
+    for options in (None, {"hessian_approximation": "exact"}):
+        model.simulate(**ACCURATE)
+        nlp = d.nlp
+        result = model.simulate(**ACCURATE, params=changed, options=options)
+        assert result.stats["initialization"] == "warm start" and result.stats["iterations"] > 0
+        assert d.nlp is not None and (nlp is None or d.nlp is nlp), "the NLP must be written once"
+        final = result.wide.iloc[-1]
+        for i, name in enumerate("XSV"):
+            assert final[name] == pytest.approx(ref[i], rel=1e-5), (options, name)
+
+
+def test_a_failed_warm_resolve_is_an_error_and_the_model_recovers(model):
+    from biotwin.errors import SolverError
+
+    model.simulate(nfe=40)
+    with pytest.raises(SolverError, match="did not converge"):
+        model.simulate(nfe=40, params={"mu_max": 0.3}, options={"max_iter": 0})
+    again = model.simulate(nfe=40, params={"mu_max": 0.3})
+    assert again.stats["iterations"] > 0
+    assert again.wide["X"].iloc[-1] == pytest.approx(model.simulate(nfe=40, params={"mu_max": 0.3}).wide["X"].iloc[-1])
+
+
+def test_persistent_nlp_refuses_a_changed_fixed_set(model):
+    from biotwin.errors import SolverError
+    from biotwin.solver import PersistentNLP
+
+    model.simulate(nfe=20)
+    d = next(iter(model._simulations.values()))
+    nlp = PersistentNLP(d.m)
+    assert nlp.solve().iterations <= 1  # already at the solution
+    d.m.F[T_END].unfix()
+    with pytest.raises(SolverError, match="fixed variables changed"):
+        nlp.solve()
+    d.m.F[T_END].fix()
+
+
 def test_parameter_units_are_converted(model):
     result = model.simulate(nfe=40, params={"mu_max": (12.0, "1/day")})
     assert result.parameters["mu_max"] == pytest.approx(0.5)

@@ -118,3 +118,23 @@ def test_shipped_name_wins_over_an_unrelated_folder(tmp_path, monkeypatch):
     (tmp_path / "not_a_model").mkdir()
     with pytest.raises(ModelDefinitionError, match="not a model folder"):
         biotwin.load_model("not_a_model")
+
+
+def test_default_values_are_cached_per_file_version(tmp_path):
+    import os
+
+    from biotwin.errors import ModelDefinitionError
+    from biotwin.parameters import default_values
+
+    path = tmp_path / "parameters.yaml"
+    path.write_text('k: {value: 0.5, unit: 1/h, bounds: [0.1, 1.0], source: "test"}\n')
+    first = default_values(path)
+    assert first == {"k": 0.5}
+    first["k"] = 99.0  # callers get a copy
+    assert default_values(path) == {"k": 0.5}
+    path.write_text('k: {value: 0.7, unit: 1/h, bounds: [0.1, 1.0], source: "test"}\n')
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new version of the file
+    assert default_values(path) == {"k": 0.7}
+    with pytest.raises(ModelDefinitionError, match="file not found"):
+        default_values(tmp_path / "missing.yaml")

@@ -7,8 +7,8 @@ output, which guards against change but proves nothing about correctness).
 
 import json
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from biotwin.notebooks import run_notebook

@@ -267,7 +267,7 @@ def read_scenario(raw, where):
 
     from biotwin.culture_scenario import _check_overlaps, _number, pulse_program
     from biotwin.errors import ScenarioError
-    from biotwin.parameters import ParameterSet
+    from biotwin.parameters import default_values
     from biotwin.units import convert_value
 
     base = {k: v for k, v in raw.items() if k not in HEK_KEYS}
@@ -276,7 +276,7 @@ def read_scenario(raw, where):
     hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
     t_end = out["t_end"]
     params = out["parameters"]
-    defaults = ParameterSet.from_yaml(Path(__file__).with_name("parameters.yaml")).values()
+    defaults = default_values(Path(__file__).with_name("parameters.yaml"))
     bp = float(params.get("plasmid_bp", defaults["plasmid_bp"]))
     copies_per_pg = AVOGADRO / (bp * BP_MOLAR_MASS) * 1e-12
 

@@ -186,9 +186,9 @@ def read_scenario(raw, where):
     grid = grid[grid <= t_end]
     from pathlib import Path
 
-    from biotwin.parameters import ParameterSet
+    from biotwin.parameters import default_values
 
-    ice = ParameterSet.from_yaml(Path(__file__).with_name("parameters.yaml")).values()  # psub_A [torr], psub_B [K]
+    ice = default_values(Path(__file__).with_name("parameters.yaml"))  # psub_A [torr], psub_B [K]
     psub_mtorr = ice["psub_A"] * np.exp(-ice["psub_B"] / (shelf(grid) + ZERO_CELSIUS)) * 1000.0
     if np.all(pressure(grid) >= psub_mtorr):
         warmest = float(np.max(shelf(grid)))

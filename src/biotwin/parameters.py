@@ -8,6 +8,7 @@ file and the key.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import math
@@ -163,3 +164,23 @@ class ParameterSet:
         rows = [{"name": p.name, "value": p.value, "unit": p.unit, "lower": p.lower, "upper": p.upper,
                  "source": p.source, "note": p.note} for p in self]
         return pd.DataFrame(rows, columns=["name", "value", "unit", "lower", "upper", "source", "note"]).set_index("name")
+
+
+def default_values(path: str | Path) -> dict[str, float]:
+    """The default values of a ``parameters.yaml`` [each in its declared unit].
+
+    Read once per version of the file (cached on its path and modification time): model code that
+    needs a default while translating a recipe, e.g. on every slider move of an explorer, does not
+    parse the YAML again (measured: 0.1 s per call for the HEK293 parameters under a profiler).
+    """
+    path = Path(path).resolve()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise ModelDefinitionError(f"{path}: file not found") from None
+    return dict(_values_of(str(path), mtime))
+
+
+@functools.lru_cache(maxsize=32)
+def _values_of(path: str, mtime_ns: int) -> dict[str, float]:
+    return ParameterSet.from_yaml(path).values()

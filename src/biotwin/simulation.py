@@ -27,11 +27,12 @@ import pyomo.environ as pyo
 from pyomo.core.base.units_container import UnitsError
 
 from biotwin.errors import ModelDefinitionError, ScenarioError, SolverError
+from biotwin.expressions import CompiledExpressions
 from biotwin.forward import ForwardIntegrator, UnsupportedStructure
 from biotwin.modeling import time_components
 from biotwin.programs import Program
 from biotwin.results import SimulationResult
-from biotwin.solver import degrees_of_freedom, solve
+from biotwin.solver import PersistentNLP, degrees_of_freedom, solve
 from biotwin.units import convert_value, parse_unit, unit_string
 
 CACHE_SIZE = 4
@@ -107,6 +108,14 @@ class _Discretized:
                 f"{n_eq} equations); every state needs an initial condition and every output an equation at "
                 "every time, and inputs must be fixed in build")
         self.solved = False
+        self.nlp = None  # PersistentNLP, written on the first warm re-solve
+        self._expressions = None
+
+    def expressions(self) -> CompiledExpressions:
+        """The time-indexed expressions, compiled for evaluation on the whole grid (on first use)."""
+        if self._expressions is None:
+            self._expressions = CompiledExpressions(self.m.t, self.time_exprs)
+        return self._expressions
 
 
 def _programs(model, scenario, d, t_end):
@@ -271,7 +280,13 @@ def solve_prepared(model, prep: Prepared, options=None, tee=False, progress=None
         init = forward_initialize(model, prep, progress)
     say("solving with Ipopt")
     try:
-        stats = solve(d.m, options=options, tee=tee, what=what)
+        if init == "warm start":
+            # a re-solve of a cached model: its NLP is written once and kept (PersistentNLP)
+            if d.nlp is None:
+                d.nlp = PersistentNLP(d.m)
+            stats = d.nlp.solve(options=options, tee=tee, what=what)
+        else:
+            stats = solve(d.m, options=options, tee=tee, what=what)
     except SolverError:
         d.solved = False
         if init != "warm start":
@@ -322,9 +337,10 @@ def collect(model, d, sc, values, out_times) -> SimulationResult:
         columns[name] = np.array([pyo.value(v[t]) for t in points], dtype=float)
         units[name] = unit_string(pyo.units.get_units(v))
         kinds[name] = "state" if name in state_names else ("input" if name in d.inputs else "output")
+    expression_values = d.expressions().evaluate(points)
     for e in d.time_exprs:
         name = e.local_name
-        columns[name] = np.array([pyo.value(e[t]) for t in points], dtype=float)
+        columns[name] = expression_values[name]
         try:
             units[name] = unit_string(pyo.units.get_units(e[points[-1]]))
         except Exception:  # inconsistent units inside a user expression
