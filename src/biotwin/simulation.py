@@ -36,6 +36,9 @@ from biotwin.solver import PersistentNLP, degrees_of_freedom, solve
 from biotwin.units import convert_value, parse_unit, unit_string
 
 CACHE_SIZE = 4
+#: Re-solve cached models through a kept :class:`~biotwin.solver.PersistentNLP` (False: write the
+#: model for every solve, the path before it existed; ``benchmarks/widgets.py`` compares the two).
+REUSE_NLP = True
 
 
 def time_grid(t_end: float, nfe: int, fixed=()) -> list[float]:
@@ -280,7 +283,7 @@ def solve_prepared(model, prep: Prepared, options=None, tee=False, progress=None
         init = forward_initialize(model, prep, progress)
     say("solving with Ipopt")
     try:
-        if init == "warm start":
+        if init == "warm start" and REUSE_NLP:
             # a re-solve of a cached model: its NLP is written once and kept (PersistentNLP)
             if d.nlp is None:
                 d.nlp = PersistentNLP(d.m)
