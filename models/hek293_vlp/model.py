@@ -43,10 +43,10 @@ lactate, ammonia, plasmid or VLP). Feeds, boluses and samples as in the CHO mode
 
 import pyomo.environ as pyo
 
+from biotwin.culture_model import add_uptake_and_dilution
 from biotwin.culture_scenario import read_culture_scenario
-from biotwin.kinetics import (inhibition, monod, positive_part, smooth_switch, xing_death_rate,
-                              xing_glutamine_maintenance, xing_growth_rate)
-from biotwin.modeling import derivative, time_set
+from biotwin.kinetics import inhibition, monod, positive_part, smooth_switch, xing_death_rate, xing_growth_rate
+from biotwin.modeling import declare, time_set
 from biotwin.units import parse_unit
 
 TIME_UNIT = "h"
@@ -92,15 +92,7 @@ def build(settings=None):
     u = pyo.units
     m = pyo.ConcreteModel(name="hek293_vlp")
     m.t = time_set(settings, 144.0)
-    for name, unit in PARAMETER_UNITS.items():
-        m.add_component(name, pyo.Var(units=parse_unit(unit)))
-    for name, unit in STATES.items():
-        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
-    for name, unit in INPUTS.items():
-        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
-        getattr(m, name).fix()
-    for name in STATES:
-        m.add_component(f"d{name}", derivative(getattr(m, name), m.t, TIME_UNIT))
+    declare(m, TIME_UNIT, PARAMETER_UNITS, STATES, INPUTS, state_initialize=0.0)
     conc_rate = u.mM / u.h
 
     def pos(c):
@@ -127,30 +119,12 @@ def build(settings=None):
             return 0.0 / u.h
         return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm) + m.k_tox * pos_pei(m.PEI[t])
 
-    @m.Expression(m.t, doc="specific glucose uptake [mmol/cell/h]")
-    def q_Glc(m, t):
-        return m.m_Glc * smooth_switch(m.Glc[t], m.C_exh, m.W_exh) + m.mu[t] / m.Y_X_Glc
-
-    @m.Expression(m.t, doc="specific glutamine uptake [mmol/cell/h]")
-    def q_Gln(m, t):
-        return xing_glutamine_maintenance(pos(m.Gln[t]), m.a1_Gln, m.a2_Gln) + m.mu[t] / m.Y_X_Gln
+    add_uptake_and_dilution(m, pos)  # q_Glc, q_Gln, q_Amm, D, viability
 
     @m.Expression(m.t, doc="specific lactate production, net of consumption once glucose is low [mmol/cell/h]")
     def q_Lac(m, t):
         return (m.Y_Lac_Glc * m.q_Glc[t] - m.q_Lac_up * (1 - smooth_switch(m.Glc[t], m.Glc_switch, m.W_switch))
                 * monod(pos(m.Lac[t]), m.K_Lac_up))
-
-    @m.Expression(m.t, doc="specific ammonia production [mmol/cell/h]")
-    def q_Amm(m, t):
-        return m.Y_Amm_Gln * m.mu[t] / m.Y_X_Gln - m.r_Amm * smooth_switch(m.Amm[t], m.C_exh, m.W_exh)
-
-    @m.Expression(m.t, doc="dilution rate by feeding [1/h]")
-    def D(m, t):
-        return (m.F_cont[t] + m.F_bolus[t]) / m.V[t]
-
-    @m.Expression(m.t, doc="viability [%]")
-    def viability(m, t):
-        return 100 * m.Xv[t] / (m.Xv[t] + m.Xd[t])
 
     def pos_copies(c):
         return positive_part(c, 1e-9 / u.cell)

@@ -41,11 +41,10 @@ Withdrawal removes broth at its own composition, so it changes V but no concentr
 
 import pyomo.environ as pyo
 
-from biotwin.kinetics import (positive_part, smooth_switch, xing_death_rate, xing_glutamine_maintenance,
-                              xing_growth_rate)
+from biotwin.culture_model import add_uptake_and_dilution
 from biotwin.culture_scenario import read_culture_scenario
-from biotwin.modeling import derivative, time_set
-from biotwin.units import parse_unit
+from biotwin.kinetics import positive_part, xing_death_rate, xing_growth_rate
+from biotwin.modeling import declare, time_set
 
 TIME_UNIT = "h"
 
@@ -71,15 +70,7 @@ def build(settings=None):
     u = pyo.units
     m = pyo.ConcreteModel(name="mab_fedbatch")
     m.t = time_set(settings, 336.0)
-    for name, unit in PARAMETER_UNITS.items():
-        m.add_component(name, pyo.Var(units=parse_unit(unit)))
-    for name, unit in STATES.items():
-        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=1.0))
-    for name, unit in INPUTS.items():
-        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
-        getattr(m, name).fix()
-    for name in STATES:
-        m.add_component(f"d{name}", derivative(getattr(m, name), m.t, TIME_UNIT))
+    declare(m, TIME_UNIT, PARAMETER_UNITS, STATES, INPUTS, state_initialize=1.0)
 
     conc_rate = u.mM / u.h
 
@@ -95,29 +86,11 @@ def build(settings=None):
     def mu_d(m, t):
         return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm)
 
-    @m.Expression(m.t, doc="specific glucose uptake [mmol/cell/h]")
-    def q_Glc(m, t):
-        return m.m_Glc * smooth_switch(m.Glc[t], m.C_exh, m.W_exh) + m.mu[t] / m.Y_X_Glc
-
-    @m.Expression(m.t, doc="specific glutamine uptake [mmol/cell/h]")
-    def q_Gln(m, t):
-        return xing_glutamine_maintenance(pos(m.Gln[t]), m.a1_Gln, m.a2_Gln) + m.mu[t] / m.Y_X_Gln
-
-    @m.Expression(m.t, doc="specific ammonia production by cells [mmol/cell/h]")
-    def q_Amm(m, t):
-        return m.Y_Amm_Gln * m.mu[t] / m.Y_X_Gln - m.r_Amm * smooth_switch(m.Amm[t], m.C_exh, m.W_exh)
+    add_uptake_and_dilution(m, pos)  # q_Glc, q_Gln, q_Amm, D, viability
 
     @m.Expression(m.t, doc="specific antibody productivity [pg/cell/d]")
     def q_P(m, t):
         return m.alpha_P * u.convert(m.mu[t], to_units=1 / u.d) + m.beta_P
-
-    @m.Expression(m.t, doc="dilution rate by feeding [1/h]")
-    def D(m, t):
-        return (m.F_cont[t] + m.F_bolus[t]) / m.V[t]
-
-    @m.Expression(m.t, doc="viability [%]")
-    def viability(m, t):
-        return 100 * m.Xv[t] / (m.Xv[t] + m.Xd[t])
 
     def per_volume(rate_per_cell, t, to_units):
         """Specific rate times viable cell density, in the balance's units."""

@@ -53,3 +53,33 @@ def derivative(state, time: dae.ContinuousSet, time_unit: str) -> dae.Derivative
     unit = pyo.units.get_units(state)
     t_unit = parse_unit(time_unit, "time unit")
     return dae.DerivativeVar(state, wrt=time, units=(unit if unit is not None else pyo.units.dimensionless) / t_unit)
+
+
+def declare(m, time_unit: str, parameters: dict | None = None, states: dict | None = None,
+            inputs: dict | None = None, state_initialize: float = 1.0) -> None:
+    """Add a model's variables to ``m`` from ``{name: unit}`` tables.
+
+    Parameters
+    ----------
+    m : pyomo.environ.ConcreteModel
+        With its time set ``m.t``.
+    time_unit : str
+        The model's time unit (for the derivatives' units).
+    parameters : dict, optional
+        Scalar ``Var``s (fixed by the engine at their ``parameters.yaml`` values).
+    states : dict, optional
+        ``Var``s indexed by ``m.t``, each with a ``DerivativeVar`` ``d<name>`` (see :func:`derivative`).
+    inputs : dict, optional
+        ``Var``s indexed by ``m.t``, fixed (at 0 until the scenario's programs set them).
+    state_initialize : float
+        Initial value of the states (the engine's forward integration replaces it).
+    """
+    for name, unit in (parameters or {}).items():
+        m.add_component(name, pyo.Var(units=parse_unit(unit)))
+    for name, unit in (states or {}).items():
+        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=state_initialize))
+    for name, unit in (inputs or {}).items():
+        m.add_component(name, pyo.Var(m.t, units=parse_unit(unit), initialize=0.0))
+        getattr(m, name).fix()
+    for name in states or {}:
+        m.add_component(f"d{name}", derivative(getattr(m, name), m.t, time_unit))
