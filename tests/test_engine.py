@@ -113,15 +113,15 @@ def test_second_call_reuses_model_and_warm_starts(model):
 def test_warm_resolves_write_the_nlp_once_and_match_solve_ivp(model):
     """Re-solves of a cached model go through one PersistentNLP (fixed values as equal bounds).
 
-    Checked against solve_ivp for a parameter change, with Ipopt's limited-memory Hessian (the
-    default for these square re-solves) and with the exact one.
+    Checked against solve_ivp for a parameter change, with the zero Hessian (the default for these
+    square re-solves), Ipopt's exact one and its limited-memory approximation.
     """
     model.simulate(**ACCURATE)
     d = next(iter(model._simulations.values()))
     assert d.nlp is None  # a cold solve writes the model the usual way
     changed = {"mu_max": 0.42, "Ks": 0.3}
     ref = reference([T_END], {**P, **changed})[T_END]
-    for options in (None, {"hessian_approximation": "exact"}):
+    for options in (None, {"hessian_approximation": "exact"}, {"hessian_approximation": "limited-memory"}):
         model.simulate(**ACCURATE)
         nlp = d.nlp
         result = model.simulate(**ACCURATE, params=changed, options=options)
@@ -141,6 +141,14 @@ def test_a_failed_warm_resolve_is_an_error_and_the_model_recovers(model):
     again = model.simulate(nfe=40, params={"mu_max": 0.3})
     assert again.stats["iterations"] > 0
     assert again.wide["X"].iloc[-1] == pytest.approx(model.simulate(nfe=40, params={"mu_max": 0.3}).wide["X"].iloc[-1])
+
+
+def test_a_refused_ipopt_option_is_a_clear_error(model):
+    from biotwin.errors import SolverError
+
+    model.simulate(nfe=20)
+    with pytest.raises(SolverError, match="constr_mult_init_max"):
+        model.simulate(nfe=20, params={"mu_max": 0.3}, options={"constr_mult_init_max": 0})  # wants a float
 
 
 def test_persistent_nlp_refuses_a_changed_fixed_set(model):
