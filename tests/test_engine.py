@@ -216,3 +216,15 @@ def test_program_limits_at_steps_and_ramps():
     assert prog(9.0)[0] == pytest.approx(3.0) and prog(9.0, side="right")[0] == pytest.approx(3.0)
     assert prog(25.0)[0] == 4.0 and prog(0.0, side="right")[0] == 0.0
     assert prog.at_collocation_point(0.0, 0.0) == 0.0 and prog.at_collocation_point(8.0, 0.0) == 0.0
+    # many times at once equal numpy's interpolation away from the step, and the limits at it
+    rng = np.random.default_rng(7)
+    t = np.sort(np.concatenate([rng.uniform(-1, 25, 200), [0.0, 8.0, 10.0, 20.0]]))
+    away = t != 8.0
+    expected = np.interp(t, [0, 8, 10, 20], [0, 2, 4, 4])
+    for side in ("left", "right"):
+        got = prog(t, side=side)
+        np.testing.assert_allclose(got[away & (t > 8)], expected[away & (t > 8)], rtol=1e-14)
+        assert (got[t < 8] == 0.0).all()
+        assert got[t == 8.0][0] == (0.0 if side == "left" else 2.0)
+    points = [0.0, 4.0, 8.0, 9.0, 20.0]
+    assert prog.at_collocation_points(points, 0.0).tolist() == [prog.at_collocation_point(p, 0.0) for p in points]

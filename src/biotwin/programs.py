@@ -89,20 +89,21 @@ class Program:
             Which limit to take at a step.
         """
         t = np.atleast_1d(np.asarray(t, dtype=float))
-        out = np.empty_like(t)
         times, values = self.times, self.values
-        for k, tk in enumerate(t):
-            # j: first point after tk (right limit) or at/after tk (left limit); at a step the
-            # segment ending at the step (left) or starting at it (right) is interpolated
-            j = int(np.searchsorted(times, tk, side=side if side == "left" else "right"))
-            if j == 0:
-                out[k] = values[0]
-            elif j >= len(times):
-                out[k] = values[-1]
-            else:
-                t0, t1, v0, v1 = times[j - 1], times[j], values[j - 1], values[j]
-                out[k] = v1 if t1 == t0 else v0 + (v1 - v0) * (tk - t0) / (t1 - t0)
-        return out
+        # j: first point after t (right limit) or at/after t (left limit); at a step the segment
+        # ending at the step (left) or starting at it (right) is interpolated
+        j = np.searchsorted(times, t, side="left" if side == "left" else "right")
+        inside = np.clip(j, 1, len(times) - 1)
+        t0, t1 = times[inside - 1], times[inside]
+        v0, v1 = values[inside - 1], values[inside]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            interpolated = np.where(t1 == t0, v1, v0 + (v1 - v0) * (t - t0) / np.where(t1 == t0, 1.0, t1 - t0))
+        return np.where(j == 0, values[0], np.where(j >= len(times), values[-1], interpolated)).astype(float)
+
+    def at_collocation_points(self, points, t_start: float) -> np.ndarray:
+        """:meth:`at_collocation_point` at many points at once."""
+        points = np.asarray(points, dtype=float)
+        return np.where(points <= t_start, self(points, side="right"), self(points, side="left"))
 
     def at_collocation_point(self, t: float, t_start: float) -> float:
         """Value the collocation equations use at ``t``: left limit, right limit at ``t_start``."""

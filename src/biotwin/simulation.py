@@ -113,6 +113,7 @@ class _Discretized:
         self.solved = False
         self.nlp = None  # PersistentNLP, written on the first warm re-solve
         self._expressions = None
+        self._units_and_kinds = None  # see _units_and_kinds()
 
     def expressions(self) -> CompiledExpressions:
         """The time-indexed expressions, compiled for evaluation on the whole grid (on first use)."""
@@ -176,10 +177,11 @@ def _check_times(times, t_end):
 def _apply_inputs(d: _Discretized, programs):
     m = d.m
     t_start = m.t.first()
+    points = list(m.t)
     for name, prog in programs.items():
         var = getattr(m, name)
-        for t in m.t:
-            var[t].fix(prog.at_collocation_point(t, t_start))
+        for t, value in zip(points, prog.at_collocation_points(points, t_start).tolist()):
+            var[t].fix(value)
 
 
 @dataclass
@@ -330,25 +332,37 @@ def points_at(m, times) -> list:
     return chosen
 
 
+def _units_and_kinds(model, d) -> tuple[dict, dict]:
+    """Units and kinds (state, input, output, expression) of a discretized model's columns (kept on ``d``)."""
+    if d._units_and_kinds is None:
+        units, kinds = {"time": model.time_unit}, {}
+        for v in d.time_vars:
+            name = v.local_name
+            units[name] = unit_string(pyo.units.get_units(v))
+            kinds[name] = "state" if name in d.state_names else ("input" if name in d.inputs else "output")
+        last = d.m.t.last()
+        for e in d.time_exprs:
+            name = e.local_name
+            try:
+                units[name] = unit_string(pyo.units.get_units(e[last]))
+            except Exception:  # noqa: BLE001 - inconsistent units inside a user expression
+                units[name] = "?"
+            kinds[name] = "expression"
+        d._units_and_kinds = (units, kinds)
+    return d._units_and_kinds
+
+
 def collect(model, d, sc, values, out_times) -> SimulationResult:
     m = d.m
     points = list(m.t) if out_times is None else points_at(m, out_times)
-    state_names = d.state_names
-    columns, units, kinds = {"time": np.asarray(points, dtype=float)}, {"time": model.time_unit}, {}
+    cached_units, cached_kinds = _units_and_kinds(model, d)
+    units, kinds = dict(cached_units), dict(cached_kinds)
+    columns = {"time": np.asarray(points, dtype=float)}
     for v in d.time_vars:
-        name = v.local_name
-        columns[name] = np.array([pyo.value(v[t]) for t in points], dtype=float)
-        units[name] = unit_string(pyo.units.get_units(v))
-        kinds[name] = "state" if name in state_names else ("input" if name in d.inputs else "output")
+        columns[v.local_name] = np.array([pyo.value(v[t]) for t in points], dtype=float)
     expression_values = d.expressions().evaluate(points)
     for e in d.time_exprs:
-        name = e.local_name
-        columns[name] = expression_values[name]
-        try:
-            units[name] = unit_string(pyo.units.get_units(e[points[-1]]))
-        except Exception:  # inconsistent units inside a user expression
-            units[name] = "?"
-        kinds[name] = "expression"
+        columns[e.local_name] = expression_values[e.local_name]
     wide = pd.DataFrame(columns)
     wide.attrs["units"] = dict(units)
     return SimulationResult(wide=wide, units=units, time_unit=model.time_unit, model_name=model.name,
