@@ -80,6 +80,10 @@ def test_calibration_view_fits_the_ticked_parameters():
     result = view.run()
     assert list(result.parameters) == ["beta_P"]
     assert "beta_P" in view.table.value and "done" in view.progress.value
+    fit, residuals = view.figures.children  # FigureWidgets: fit with bands per run, residuals per variable
+    measured = set(result.residual_frame()["variable"])
+    assert {t.name for t in fit.data} >= {"fit", "data"} and len(residuals.data) > 0
+    assert fit.layout.width >= 170 * len(measured)  # one column per measured variable, each with room
     view.boxes["beta_P"].value = False
     assert view.run() is None and "at least one" in view.progress.value
 

@@ -426,7 +426,11 @@ class CalibrationView:
         self.table.value = table.to_html(float_format=lambda v: f"{v:.4g}")
         import plotly.graph_objects as go
 
-        self.figures.children = [go.FigureWidget(plot_fit(self.result)), go.FigureWidget(plot_residuals(self.result))]
+        figures = [plot_fit(self.result), plot_residuals(self.result)]
+        for figure in figures:  # one column per measured variable: give them room (a widget box is 700 px)
+            columns = len({tuple(figure.layout[name].domain) for name in figure.layout if name.startswith("xaxis")})
+            figure.update_layout(width=max(700, 170 * columns))
+        self.figures.children = [go.FigureWidget(f) for f in figures]
         self.progress.value = f"done: weighted SSE {self.result.objective:.4g}"
         return self.result
 
