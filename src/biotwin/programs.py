@@ -107,4 +107,4 @@ class Program:
 
     def at_collocation_point(self, t: float, t_start: float) -> float:
         """Value the collocation equations use at ``t``: left limit, right limit at ``t_start``."""
-        return float(self(t, side="right" if t <= t_start else "left")[0])
+        return float(self.at_collocation_points([t], t_start)[0])

@@ -113,13 +113,33 @@ class _Discretized:
         self.solved = False
         self.nlp = None  # PersistentNLP, written on the first warm re-solve
         self._expressions = None
-        self._units_and_kinds = None  # see _units_and_kinds()
+        self._units_and_kinds = None
 
     def expressions(self) -> CompiledExpressions:
         """The time-indexed expressions, compiled for evaluation on the whole grid (on first use)."""
         if self._expressions is None:
             self._expressions = CompiledExpressions(self.m.t, self.time_exprs)
         return self._expressions
+
+    def units_and_kinds(self, time_unit: str) -> tuple[dict, dict]:
+        """Units and kinds (state, input, output, expression) of the result columns (found once)."""
+        if self._units_and_kinds is None:
+            units, kinds = {"time": time_unit}, {}
+            for v in self.time_vars:
+                name = v.local_name
+                units[name] = unit_string(pyo.units.get_units(v))
+                kinds[name] = ("state" if name in self.state_names
+                               else "input" if name in self.inputs else "output")
+            last = self.m.t.last()
+            for e in self.time_exprs:
+                name = e.local_name
+                try:
+                    units[name] = unit_string(pyo.units.get_units(e[last]))
+                except Exception:  # noqa: BLE001 - inconsistent units inside a user expression
+                    units[name] = "?"
+                kinds[name] = "expression"
+            self._units_and_kinds = (units, kinds)
+        return self._units_and_kinds
 
 
 def _programs(model, scenario, d, t_end):
@@ -332,30 +352,10 @@ def points_at(m, times) -> list:
     return chosen
 
 
-def _units_and_kinds(model, d) -> tuple[dict, dict]:
-    """Units and kinds (state, input, output, expression) of a discretized model's columns (kept on ``d``)."""
-    if d._units_and_kinds is None:
-        units, kinds = {"time": model.time_unit}, {}
-        for v in d.time_vars:
-            name = v.local_name
-            units[name] = unit_string(pyo.units.get_units(v))
-            kinds[name] = "state" if name in d.state_names else ("input" if name in d.inputs else "output")
-        last = d.m.t.last()
-        for e in d.time_exprs:
-            name = e.local_name
-            try:
-                units[name] = unit_string(pyo.units.get_units(e[last]))
-            except Exception:  # noqa: BLE001 - inconsistent units inside a user expression
-                units[name] = "?"
-            kinds[name] = "expression"
-        d._units_and_kinds = (units, kinds)
-    return d._units_and_kinds
-
-
 def collect(model, d, sc, values, out_times) -> SimulationResult:
     m = d.m
     points = list(m.t) if out_times is None else points_at(m, out_times)
-    cached_units, cached_kinds = _units_and_kinds(model, d)
+    cached_units, cached_kinds = d.units_and_kinds(model.time_unit)
     units, kinds = dict(cached_units), dict(cached_kinds)
     columns = {"time": np.asarray(points, dtype=float)}
     for v in d.time_vars:

@@ -137,6 +137,34 @@ def check_options(opts: dict, what: str = "model") -> None:
                               "https://coin-or.github.io/Ipopt/OPTIONS.html", "error", 0, []) from None
 
 
+def _options_for_solve(options, tee: bool, what: str) -> dict:
+    """Default options updated with ``options``, each checked by Ipopt, a printing level for ``tee``."""
+    opts = solver_options(options)
+    check_options(opts, what)
+    if tee:
+        opts["print_level"] = max(int(opts.get("print_level", 5)), 5)
+    return opts
+
+
+def _failed(model, what: str, exc: Exception, iterations: int) -> SolverError:
+    """The error for an exception inside Ipopt, with the largest residuals at the last iterate."""
+    residuals = largest_residuals(model)
+    return SolverError(f"Ipopt failed on {what}: {type(exc).__name__}: {exc}. " + _format_residuals(residuals),
+                       "error", iterations, residuals)
+
+
+def _not_converged(model, what: str, condition: str, iterations: int, message: str) -> SolverError:
+    """The error for Ipopt stopping without a (locally) optimal point."""
+    residuals = largest_residuals(model)
+    return SolverError(f"Ipopt did not converge on {what}: termination condition '{condition}' after "
+                       f"{iterations} iterations ({message}). " + _format_residuals(residuals),
+                       condition, iterations, residuals)
+
+
+def _decoded(message) -> str:
+    return message.decode(errors="replace") if isinstance(message, bytes) else (message or "")
+
+
 def largest_residuals(model, count: int = 5) -> list[tuple[str, float]]:
     """The ``count`` largest constraint violations at the model's current values.
 
@@ -202,10 +230,7 @@ def solve(model, options: dict | None = None, tee: bool = False, what: str = "mo
         If cyipopt or the PyNumero library is missing.
     """
     _check_available()
-    opts = solver_options(options)
-    check_options(opts, what)
-    if tee:
-        opts["print_level"] = max(int(opts.get("print_level", 5)), 5)
+    opts = _options_for_solve(options, tee, what)
     iterations = [0]
 
     def count_iterations(nlp, problem, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm,
@@ -226,21 +251,12 @@ def solve(model, options: dict | None = None, tee: bool = False, what: str = "mo
         if keep_nlp:
             results, nlp = results
     except Exception as exc:
-        residuals = largest_residuals(model)
-        raise SolverError(
-            f"Ipopt failed on {what}: {type(exc).__name__}: {exc}. "
-            + _format_residuals(residuals), "error", iterations[0], residuals) from exc
+        raise _failed(model, what, exc, iterations[0]) from exc
     wall = time.perf_counter() - start
     condition = results.solver.termination_condition
-    message = results.solver.message or ""
-    if isinstance(message, bytes):
-        message = message.decode(errors="replace")
+    message = _decoded(results.solver.message)
     if condition not in _OK:
-        residuals = largest_residuals(model)
-        raise SolverError(
-            f"Ipopt did not converge on {what}: termination condition '{condition}' after "
-            f"{iterations[0]} iterations ({message}). " + _format_residuals(residuals),
-            str(condition), iterations[0], residuals)
+        raise _not_converged(model, what, str(condition), iterations[0], message)
     objective = results.problem.upper_bound if results.problem.upper_bound is not None else None
     return SolveStats(str(condition), iterations[0], wall, objective, opts, message, nlp)
 
@@ -330,11 +346,8 @@ class PersistentNLP:
                          count=len(variables))
         lb, ub = self.lb.copy(), self.ub.copy()
         lb[mask] = ub[mask] = x0[mask]
-        opts = solver_options(options)
-        check_options(opts, what)
+        opts = _options_for_solve(options, tee, what)
         zero_hessian = "hessian_approximation" not in opts
-        if tee:
-            opts["print_level"] = max(int(opts.get("print_level", 5)), 5)
         start = time.perf_counter()
         problem = _square_problem_class()(self, lb, ub, zero_hessian)
         for key, value in opts.items():
@@ -342,23 +355,15 @@ class PersistentNLP:
         try:
             x, info = problem.solve(x0)
         except Exception as exc:
-            residuals = largest_residuals(self.nlp.pyomo_model())
-            raise SolverError(f"Ipopt failed on {what}: {type(exc).__name__}: {exc}. "
-                              + _format_residuals(residuals), "error", problem.iterations, residuals) from exc
+            raise _failed(self.nlp.pyomo_model(), what, exc, problem.iterations) from exc
         for v, value, is_fixed in zip(variables, x.tolist(), mask.tolist()):
             if not is_fixed:
                 v.set_value(value, skip_validation=True)
         wall = time.perf_counter() - start
         status = int(info["status"])
-        message = info.get("status_msg", b"")
-        if isinstance(message, bytes):
-            message = message.decode(errors="replace")
+        message = _decoded(info.get("status_msg"))
         if status not in (0, 1):  # Solve_Succeeded, Solved_To_Acceptable_Level
-            residuals = largest_residuals(self.nlp.pyomo_model())
-            raise SolverError(
-                f"Ipopt did not converge on {what}: status {status} after {problem.iterations} iterations "
-                f"({message}). " + _format_residuals(residuals), f"ipopt status {status}", problem.iterations,
-                residuals)
+            raise _not_converged(self.nlp.pyomo_model(), what, f"ipopt status {status}", problem.iterations, message)
         return SolveStats("optimal", problem.iterations, wall, float(info["obj_val"]), opts, message)
 
 
