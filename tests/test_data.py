@@ -2,6 +2,7 @@
 
 import hashlib
 
+import numpy as np
 import pytest
 
 from biotwin.data import read_experiment
@@ -60,3 +61,17 @@ def test_sidecar_scenario(tmp_path):
     path = write(tmp_path, "time,X\n0,1\n")
     (tmp_path / "run1.yaml").write_text("t_end: 5\n")
     assert read_experiment(path).scenario == str(tmp_path / "run1.yaml")
+
+
+def test_noisy_measurements_follow_the_stated_error_model():
+    from biotwin.data import noisy_measurements
+
+    true = {"X": np.full(20000, 5.0), "P": np.full(20000, 0.001)}
+    noise = {"X": (0.1, 0.05), "P": (0.1, 0.01)}  # P sits below its floor: absolute error 0.01
+    out = noisy_measurements(true, noise, np.random.default_rng(3), decimals=12)
+    assert abs(out["X"].mean() - 5.0) < 4 * 0.5 / np.sqrt(20000) and abs(out["X"].std() / 0.5 - 1) < 0.03
+    assert abs(out["P"].std() / 0.01 - 1) < 0.03
+    np.testing.assert_allclose(out["X_sigma"], np.maximum(0.1 * np.abs(out["X"]), 0.05))
+    assert (out["P_sigma"] >= 0.01).all()
+    again = noisy_measurements(true, noise, np.random.default_rng(3), decimals=12)
+    assert np.array_equal(again["X"], out["X"])  # a seed reproduces the data set

@@ -178,3 +178,32 @@ def _parse(rows, name, where, scenario, params, known, digest, path) -> Experime
     sigma = pd.DataFrame({h: values.get(f"{h}_sigma", [math.nan] * len(lines)) for h in measured})
     return Experiment(name=name, data=data, sigma=sigma, scenario=scenario, params=dict(params), path=path,
                       sha256=digest)
+
+
+def noisy_measurements(true: dict, noise: dict, rng: np.random.Generator, decimals: int = 5) -> dict:
+    """Synthetic measurements of true trajectories, with the standard deviations a lab would report.
+
+    Parameters
+    ----------
+    true : dict[str, array]
+        True values per variable at the sampling times [variable's unit].
+    noise : dict[str, (float, float)]
+        Per variable, the relative error (coefficient of variation) [-] and the absolute floor
+        [variable's unit] of a measurement's standard deviation ``max(cv |value|, floor)``.
+    rng : numpy.random.Generator
+        Drawn from in the order of ``noise`` (so a seed reproduces a data set).
+    decimals : int
+        Rounding of the written values.
+
+    Returns
+    -------
+    dict
+        ``{var: measured values, f"{var}_sigma": standard deviations}``; the sigma is computed from
+        the measured value, as a lab knows only that.
+    """
+    columns = {}
+    for var, (cv, floor) in noise.items():
+        sd = np.maximum(cv * np.abs(true[var]), floor)
+        columns[var] = np.round(true[var] + rng.normal(0.0, sd), decimals)
+        columns[f"{var}_sigma"] = np.round(np.maximum(cv * np.abs(columns[var]), floor), decimals)
+    return columns

@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 import biotwin
+from biotwin.data import noisy_measurements
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261127
@@ -77,11 +78,8 @@ def main():
         first = model.simulate(scenario=recipe, params=TRUE_PARAMETERS, nfe=50).wide.iloc[0]
         truth = result.wide
         frame = {"time": times}
-        for var, (cv, floor) in NOISE.items():
-            true = np.concatenate([[first[var]], truth[var].to_numpy()])
-            sd = np.maximum(cv * np.abs(true), floor)
-            frame[var] = np.round(true + rng.normal(0.0, sd), 5)
-            frame[f"{var}_sigma"] = np.round(np.maximum(cv * np.abs(frame[var]), floor), 5)
+        true = {var: np.concatenate([[first[var]], truth[var].to_numpy()]) for var in NOISE}
+        frame.update(noisy_measurements(true, NOISE, rng))
         frame["viability"] = np.minimum(frame["viability"], 100.0)  # a counter reports at most 100 %
         table = pd.DataFrame(frame)
         table.loc[0, ["Lac", "Lac_sigma", "Amm", "Amm_sigma"]] = np.nan

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 import biotwin
+from biotwin.data import noisy_measurements
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261126
@@ -65,11 +66,8 @@ def main():
         truth = result.wide
         first = model.simulate(scenario=recipe, params=TRUE_PARAMETERS, nfe=50).wide.iloc[0]
         frame = {"time": [round(t, 6) for t in times_h]}
-        for var, (cv, floor) in NOISE.items():
-            true = np.concatenate([[first[var]], truth[var].to_numpy()])
-            sd = np.maximum(cv * np.abs(true), floor)
-            frame[var] = np.round(true + rng.normal(0.0, sd), 5)
-            frame[f"{var}_sigma"] = np.round(np.maximum(cv * np.abs(frame[var]), floor), 5)
+        true = {var: np.concatenate([[first[var]], truth[var].to_numpy()]) for var in NOISE}
+        frame.update(noisy_measurements(true, NOISE, rng))
         table = pd.DataFrame(frame)
         # fresh medium is not assayed for products: no lactate, ammonia or titer value at day 0
         for var in ("Lac", "Amm", "titer"):
