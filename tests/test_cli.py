@@ -79,8 +79,8 @@ def test_calibrate_cli(tmp_path, shared_data):
     data = tmp_path / "gasoil.csv"
     frame.to_csv(data, index=False)
     out = tmp_path / "fit.json"
-    args = ("calibrate", str(TEST_MODELS / "cops_gasoil"), "--data", str(data), "--estimate", "theta1,theta2,theta3",
-            "--nfe", "100", "--out", str(out))
+    args = ("calibrate", str(TEST_MODELS / "cops_gasoil"), "--data", str(data), "--scenario", "default",
+            "--estimate", "theta1,theta2,theta3", "--nfe", "100", "--out", str(out))
     done = biotwin(*args)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
@@ -98,6 +98,11 @@ def test_calibrate_cli(tmp_path, shared_data):
 def test_calibrate_cli_bad_estimate(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("time,X\n1,0.2\n2,0.4\n3,0.8\n")
-    done = biotwin("calibrate", str(TEST_MODELS / "monod_switch"), "--data", str(data), "--estimate", "mu_max,Kss",
-                   "--out", str(tmp_path / "r.json"))
+    done = biotwin("calibrate", str(TEST_MODELS / "monod_switch"), "--data", str(data), "--scenario", "default",
+                   "--estimate", "mu_max,Kss", "--out", str(tmp_path / "r.json"))
     assert done.returncode == 2 and "cannot estimate 'Kss'" in done.stderr and "Traceback" not in done.stderr
+    # without a recipe next to the file or --scenario, the model's default is not assumed
+    done = biotwin("calibrate", str(TEST_MODELS / "monod_switch"), "--data", str(data), "--estimate", "mu_max",
+                   "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 2 and "no recipe for this experiment" in done.stderr and "d.yaml" in done.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -276,7 +276,7 @@ def read_scenario(raw, where):
             params["PEI0"] = dna * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
             continue
         pulses.append((start, start + tf_duration, dna / tf_duration))
-    _check_overlaps(pulses, "transfections", where)
+    _check_overlaps(pulses, "transfections", where, unit, hours)
     out["inputs"]["DNA_dose"] = {"unit": "pg/cell/h", "points": pulse_program(pulses, t_end)}
     if "pei_to_dna" in raw:
         params["PEI_DNA_ratio"] = _number(raw["pei_to_dna"], f"{where}: pei_to_dna", positive=True)
@@ -296,7 +296,7 @@ def read_scenario(raw, where):
         if start + duration > t_end + 1e-9:
             raise ScenarioError(f"{label}: at {ex['time']} {unit}, after the end of the culture")
         exchanges.append((start, start + duration, -math.log(residual) / duration))
-    _check_overlaps(exchanges, "medium exchanges", where)
+    _check_overlaps(exchanges, "medium exchanges", where, unit, hours)
     points = _exchange_program(exchanges, t_end)
     perfusion = raw.get("perfusion")
     if perfusion:
@@ -318,9 +318,16 @@ def read_scenario(raw, where):
 
     if "growth_rate_1_per_h" in raw:
         out.setdefault("settings", {})["growth"] = "prescribed"
-        out["inputs"]["mu_in"] = {"unit": "1/h", "points": [
-            [_number(t, f"{where}: growth_rate_1_per_h time", non_negative=True) * hours,
-             _number(v, f"{where}: growth_rate_1_per_h value")] for t, v in raw["growth_rate_1_per_h"]]}
+        given = raw["growth_rate_1_per_h"]
+        if not isinstance(given, list):
+            raise ScenarioError(f"{where}: growth_rate_1_per_h: expected a list of [time, rate] points")
+        points = []
+        for k, p in enumerate(given):
+            if not isinstance(p, (list, tuple)) or len(p) != 2:
+                raise ScenarioError(f"{where}: growth_rate_1_per_h point {k}: expected [time, rate 1/h], got {p!r}")
+            points.append([_number(p[0], f"{where}: growth_rate_1_per_h point {k} time", non_negative=True) * hours,
+                           _number(p[1], f"{where}: growth_rate_1_per_h point {k} rate")])
+        out["inputs"]["mu_in"] = {"unit": "1/h", "points": points}
     return out
 
 

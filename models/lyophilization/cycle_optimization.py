@@ -21,8 +21,10 @@ product is colder than the shelf while it sublimes), simulated by the simulation
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -150,7 +152,36 @@ def read_optimize_block(raw: dict, where: str) -> dict:
         equipment = {k: _number(eq[k], f"{where}: equipment.{k}") for k in EQUIPMENT_KEYS}
         if equipment["n_vials"] <= 0:
             raise ScenarioError(f"{where}: equipment.n_vials must be positive")
+    _check_sublimation_possible(raw, controls, t_max, where)
     return {"controls": controls, "T_bottom_max_C": t_max, "equipment": equipment}
+
+
+def _check_sublimation_possible(raw, controls, t_max_C, where):
+    """Refuse a limit at which ice cannot sublime at any allowed chamber pressure (an infeasible problem).
+
+    The product is at most ``t_max_C`` at its bottom, so the ice vapour pressure at the front is at most
+    ``Psub(t_max_C)``; nothing sublimes unless the chamber pressure is below it.
+    """
+    from biotwin.errors import ScenarioError
+    from biotwin.parameters import default_values
+
+    ice = default_values(Path(__file__).with_name("parameters.yaml"))
+    psub_mtorr = ice["psub_A"] * math.exp(-ice["psub_B"] / (t_max_C + ZERO_CELSIUS)) * 1e3
+    if "P_chamber" in controls:
+        p_min = controls["P_chamber"]["bounds"][0] * 1e3
+        what = "the lowest allowed chamber pressure (optimize.chamber_pressure_mTorr.min)"
+    else:
+        points = raw.get("chamber_pressure_mTorr") or []
+        values = [p[1] for p in points if isinstance(p, (list, tuple)) and len(p) == 2]
+        if not values:
+            return
+        p_min = float(min(values))
+        what = "the lowest chamber pressure of the recipe"
+    if p_min >= psub_mtorr:
+        raise ScenarioError(
+            f"{where}: infeasible optimization: with the product kept below T_bottom_max_C {t_max_C:g} degC the ice "
+            f"vapour pressure is at most {psub_mtorr:.3g} mTorr, but {what} is {p_min:g} mTorr, so no ice can "
+            "sublime; raise T_bottom_max_C or lower the chamber pressure")
 
 
 def _constant_recipe(raw, shelf_C, pressure_mTorr, hours):

@@ -143,12 +143,14 @@ VIAL_KEYS = {"Av_cm2": "Av", "Ap_cm2": "Ap", "fill_mL": "Vfill"}
 PRODUCT_KEYS = {"c_solid_g_per_mL": "c_solid", "R0_cm2_h_Torr_per_g": "R0", "A1_cm_h_Torr_per_g": "A1",
                 "A2_per_cm": "A2"}
 HEAT_KEYS = {"KC_cal_per_s_K_cm2": "KC", "KP_cal_per_s_K_cm2_Torr": "KP", "KD_per_Torr": "KD"}
+POSITIVE = {"Av", "Ap", "Vfill", "R0"}
 SCENARIO_KEYS = {"description", "vial", "product", "heat_transfer", "shelf_temperature_C", "chamber_pressure_mTorr",
                  "optimize", "t_end_h"}
 
 
 def read_scenario(raw, where):
     """Translate the lyophilization recipe schema into the generic scenario form."""
+    from biotwin import checks
     from biotwin.errors import ScenarioError
     from biotwin.programs import Program
 
@@ -167,7 +169,10 @@ def read_scenario(raw, where):
                                 f"allowed: {sorted(allowed)})")
         for key, name in keys.items():
             if key in given:
-                params[name] = given[key]
+                # geometry, concentration, resistance and heat transfer are physical magnitudes: never negative
+                # (A2 and the Kv terms may be zero), fill and areas positive
+                params[name] = checks.number(given[key], f"{where}: {block}.{key}",
+                                             positive=name in POSITIVE, non_negative=True)
     for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
         if key not in raw:
             raise ScenarioError(f"{where}: '{key}' is required ([[time_h, value], ...])")
@@ -175,6 +180,11 @@ def read_scenario(raw, where):
     pressure = Program.from_points("chamber_pressure_mTorr", raw["chamber_pressure_mTorr"], where)
     if (pressure.values <= 0).any():
         raise ScenarioError(f"{where}: chamber_pressure_mTorr must be positive")
+    checks.in_range(shelf.values, "shelf_temperature", f"{where}: shelf_temperature_C", unit_given="degC")
+    checks.in_range(pressure.values, "chamber_pressure", f"{where}: chamber_pressure_mTorr", unit_given="mTorr")
+    if "t_end_h" in raw:
+        checks.number(raw["t_end_h"], f"{where}: t_end_h", positive=True)
+        checks.in_range(raw["t_end_h"], "lyophilization_duration", f"{where}: t_end_h", unit_given="h")
     if raw.get("optimize") is not None:
         _sibling("cycle_optimization").read_optimize_block(raw, where)
     t_end = float(raw.get("t_end_h", min(shelf.times[-1], pressure.times[-1])))

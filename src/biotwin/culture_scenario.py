@@ -22,10 +22,7 @@ composition, which adds exactly the same amounts.
 
 from __future__ import annotations
 
-import numbers
-
-import math
-
+from biotwin import checks
 from biotwin.errors import ScenarioError
 from biotwin.units import convert_value, parse_unit
 
@@ -34,13 +31,7 @@ KEYS = {"description", "time_unit", "duration", "initial", "parameters", "boluse
 
 
 def _number(x, where, positive=False, non_negative=False):
-    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
-        raise ScenarioError(f"{where}: expected a finite number, got {x!r}")
-    if positive and x <= 0:
-        raise ScenarioError(f"{where}: must be positive, got {x}")
-    if non_negative and x < 0:
-        raise ScenarioError(f"{where}: must not be negative, got {x}")
-    return float(x)
+    return checks.number(x, where, positive=positive, non_negative=non_negative)
 
 
 def pulse_program(pulses, t_end):
@@ -57,12 +48,13 @@ def pulse_program(pulses, t_end):
     return points
 
 
-def _check_overlaps(pulses, what, where):
+def _check_overlaps(pulses, what, where, unit="h", hours=1.0):
+    """Pulses ``(start, end, ...)`` [h] must not overlap; the message quotes times in the recipe's ``unit``."""
     ordered = sorted(pulses)
     for (s1, e1, *_), (s2, e2, *_) in zip(ordered, ordered[1:]):
         if s2 < e1:
-            raise ScenarioError(f"{where}: {what} at {s1} h and {s2} h overlap (each lasts {e1 - s1:g} h); "
-                                "space them further apart")
+            raise ScenarioError(f"{where}: {what} at {s1 / hours:g} {unit} and {s2 / hours:g} {unit} overlap "
+                                f"(each lasts {e1 - s1:g} h); space them further apart")
 
 
 def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str]) -> dict:
@@ -91,6 +83,7 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
     if "duration" not in raw:
         raise ScenarioError(f"{where}: 'duration' (culture length in {unit}) is required")
     t_end = _number(raw["duration"], f"{where}: duration", positive=True) * hours
+    checks.in_range(t_end, "culture_duration", f"{where}: duration {raw['duration']} {unit}")
     dur = _number(raw.get("bolus_duration_h", 0.1), f"{where}: bolus_duration_h", positive=True)
 
     parameters = dict(raw.get("parameters") or {})
@@ -127,7 +120,7 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
         vol0, am0 = merged.get(start, (0.0, {s: 0.0 for s in species}))
         merged[start] = (vol0 + volume, {s: am0[s] + amounts[s] for s in species})
     bolus_pulses = [(s, s + dur, vol / dur, {sp: am[sp] / vol for sp in species}) for s, (vol, am) in merged.items()]
-    _check_overlaps(bolus_pulses, "boluses", where)
+    _check_overlaps(bolus_pulses, "boluses", where, unit, hours)
 
     # samples
     samples = raw.get("samples") or {}
@@ -141,7 +134,7 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
             if start + dur > t_end + 1e-9:
                 raise ScenarioError(f"{where}: sample at {t} {unit} is after the end of the culture")
             sample_pulses.append((start, start + dur, volume / dur))
-        _check_overlaps(sample_pulses, "samples", where)
+        _check_overlaps(sample_pulses, "samples", where, unit, hours)
 
     inputs = {
         "F_bolus": {"unit": "L/h", "points": pulse_program([(s, e, r) for s, e, r, _ in bolus_pulses], t_end)},

@@ -126,6 +126,12 @@ def _parse(rows, name, where, scenario, params, known, digest, path) -> Experime
         if h in seen:
             raise DataError(f"{where}, row {header_line}: duplicate column '{h}'")
         seen.add(h)
+        if not h.isidentifier():
+            bare = h.split("[")[0].split("(")[0].strip()
+            hint = (f"; rename it to '{bare}' (values in the model's unit of {bare})" if bare.isidentifier()
+                    else "")
+            raise DataError(f"{where}, row {header_line}: column '{h}' is not a variable name: columns are named "
+                            f"exactly like the model's variables, without units or spaces{hint}")
     measured = [h for h in header if h != "time" and not h.endswith("_sigma")]
     for h in header:
         if h.endswith("_sigma") and h[: -len("_sigma")] not in measured:

@@ -15,12 +15,14 @@ disk works the same way through its path.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import hashlib
 import importlib.util
 import json
 import math
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +31,9 @@ import pyomo.environ as pyo
 import pyomo.dae as dae
 from pyomo.core.base.units_container import UnitsError
 
+from biotwin import checks
 from biotwin import scenario as scenario_mod
-from biotwin.errors import ModelDefinitionError, ScenarioError
+from biotwin.errors import BiotwinError, ModelDefinitionError, ScenarioError
 from biotwin.parameters import ParameterSet
 from biotwin.units import convert_value, parse_unit, unit_string
 
@@ -82,6 +85,15 @@ def load_model(name_or_path: str | Path) -> "Model":
     Model
     """
     return Model(resolve_model_folder(name_or_path))
+
+
+def _check_bounds(entry, value: float, where: str) -> None:
+    """A parameter value outside its ``parameters.yaml`` bounds is refused unless unusual values are allowed."""
+    if (entry.lower is not None and value < entry.lower) or (entry.upper is not None and value > entry.upper):
+        lo = "-inf" if entry.lower is None else f"{entry.lower:g}"
+        hi = "inf" if entry.upper is None else f"{entry.upper:g}"
+        checks.unusual(f"{where}: parameter '{entry.name}' = {value:g} {entry.unit} is outside its bounds "
+                       f"[{lo}, {hi}] {entry.unit} (parameters.yaml)")
 
 
 def folder_sha256(folder: Path) -> str:
@@ -169,6 +181,9 @@ class Model:
             ``{"value": v, "unit": "..."}``.
         """
         values = self.parameter_set.values()
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise ScenarioError(f"{where}: parameter overrides must be a mapping name -> value, e.g. "
+                                f"{{'mu_max': 0.03}}, got {type(overrides).__name__} {overrides!r}")
         for name, given in (overrides or {}).items():
             if name not in self.parameter_set:
                 raise ScenarioError(f"{where}: {self.parameter_set.unknown_message(name)}")
@@ -192,6 +207,7 @@ class Model:
                 except (ValueError, UnitsError) as exc:
                     raise ScenarioError(f"{where}: parameter '{name}': unit {unit!r} does not convert to "
                                         f"{entry.unit!r} ({exc})") from None
+            _check_bounds(entry, value, where)
             values[name] = value
         return values
 
@@ -210,12 +226,24 @@ class Model:
             Not discretized; parameters fixed at their ``parameters.yaml`` values.
         """
         where = f"{self.folder / 'model.py'}: build()"
-        m = self.module.build(dict(settings or {}))
+        try:
+            m = self.module.build(dict(settings or {}))
+        except BiotwinError:
+            raise
+        except Exception as exc:
+            tb = traceback.extract_tb(exc.__traceback__)
+            line = next((f" (line {f.lineno}: {f.line})" for f in reversed(tb)
+                         if Path(f.filename).resolve() == (self.folder / "model.py").resolve()), "")
+            raise ModelDefinitionError(f"{where} failed{line}: {type(exc).__name__}: {exc} "
+                                       f"(settings {dict(settings or {})})") from exc
         if not isinstance(m, pyo.Block):
             raise ModelDefinitionError(f"{where} must return a Pyomo ConcreteModel, got {type(m).__name__}")
         t = getattr(m, "t", None)
         if not isinstance(t, dae.ContinuousSet):
             raise ModelDefinitionError(f"{where}: the model needs one continuous time set m.t (pyomo.dae.ContinuousSet)")
+        if t.get_discretization_info():
+            raise ModelDefinitionError(f"{where} returned a model that is already discretized; build must not apply "
+                                       "dae.collocation or dae.finite_difference (the engine discretizes)")
         for p in self.parameter_set:
             var = getattr(m, p.name, None)
             if not isinstance(var, pyo.Var) or var.is_indexed():

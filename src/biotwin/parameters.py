@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from biotwin import yaml_io
+
 from biotwin.errors import ModelDefinitionError
 from biotwin.units import parse_unit
 
@@ -85,7 +87,7 @@ class ParameterSet:
         """Read and validate a ``parameters.yaml`` file."""
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = yaml_io.load(path.read_text())
         except FileNotFoundError:
             raise ModelDefinitionError(f"{path}: file not found") from None
         except yaml.YAMLError as exc:

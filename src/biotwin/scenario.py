@@ -9,6 +9,7 @@ Generic schema (a model may translate its own schema into this one by defining
     parameters:               # overrides of parameters.yaml values
       X0: 0.2                 #   in the parameter's own unit, or
       mu_max: {value: 0.7, unit: 1/d}
+    allow_unusual: false      # true: values outside plausible ranges / parameter bounds are intended
     inputs:                   # piecewise-linear programs of the model's inputs
       F:
         unit: L/h             # optional; default: the model component's unit
@@ -25,6 +26,9 @@ from pathlib import Path
 
 import yaml
 
+from biotwin import yaml_io
+
+from biotwin import checks
 from biotwin.errors import ScenarioError
 
 GENERIC_KEYS = {"description", "t_end", "settings", "parameters", "inputs"}
@@ -50,6 +54,9 @@ class Scenario:
         Where the scenario came from (file path or ``"<dict>"``).
     raw : dict
         The scenario as given, before any model-specific translation.
+    allow_unusual : bool
+        The recipe says ``allow_unusual: true``: values outside the plausible ranges
+        (:mod:`biotwin.checks`) and parameters outside their bounds are intended.
     """
 
     name: str = "default"
@@ -60,12 +67,13 @@ class Scenario:
     description: str = ""
     source: str = "<dict>"
     raw: dict = field(default_factory=dict)
+    allow_unusual: bool = False
 
 
 def read_yaml(path: Path) -> dict:
     """Read a YAML mapping, with errors naming the file."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml_io.load(Path(path).read_text())
     except FileNotFoundError:
         raise ScenarioError(f"{path}: scenario file not found") from None
     except yaml.YAMLError as exc:
@@ -80,6 +88,15 @@ def read_yaml(path: Path) -> dict:
 def from_dict(raw: dict, name: str, source: str, translate=None) -> Scenario:
     """Build a :class:`Scenario` from a mapping, translating a model-specific schema first."""
     original = dict(raw)
+    raw = dict(raw)
+    allow = raw.pop("allow_unusual", False)
+    if not isinstance(allow, bool):
+        raise ScenarioError(f"{source}: allow_unusual must be true or false, got {allow!r}")
+    with checks.allow_unusual(allow):
+        return _from_dict(raw, name, source, translate, original, allow)
+
+
+def _from_dict(raw, name, source, translate, original, allow) -> Scenario:
     if translate is not None:
         raw = translate(dict(raw), source)
         if not isinstance(raw, dict):
@@ -97,4 +114,5 @@ def from_dict(raw: dict, name: str, source: str, translate=None) -> Scenario:
             raise ScenarioError(f"{source}: '{key}' must be a mapping")
     return Scenario(name=name, t_end=t_end, settings=dict(raw.get("settings") or {}),
                     parameters=dict(raw.get("parameters") or {}), inputs=dict(raw.get("inputs") or {}),
-                    description=str(raw.get("description") or ""), source=source, raw=original)
+                    description=str(raw.get("description") or ""), source=source, raw=original,
+                    allow_unusual=allow)

@@ -21,7 +21,8 @@ from biotwin.calibration.profile import profile_parameter
 from biotwin.calibration.result import CalibrationResult
 from biotwin.calibration.sensitivity import Sensitivities
 from biotwin.data import Experiment, read_experiment
-from biotwin.errors import ScenarioError
+from biotwin.checks import unusual_allowed
+from biotwin.errors import DataError, ScenarioError
 from biotwin.model import Model, folder_sha256, load_model
 from biotwin.solver import solve, solver_options
 from biotwin.units import unit_string
@@ -41,6 +42,12 @@ def _experiments(data) -> list[Experiment]:
             out.append(read_experiment(path, scenario=scenario))
         else:
             out.append(read_experiment(item))
+    for exp in out:
+        if exp.path is not None and exp.scenario is None:
+            raise DataError(f"{exp.path}: no recipe for this experiment: put the recipe that produced it next to "
+                            f"the file as {Path(exp.path).with_suffix('.yaml').name}, or give it explicitly "
+                            "(--scenario on the command line, a (path, scenario) pair in Python); a model's "
+                            "default recipe is not assumed for a data file")
     return out
 
 
@@ -117,7 +124,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     if multistart:
         say(f"multi-start: {multistart} Latin-hypercube starts (seed {seed})")
         spec = {"model_folder": str(model.folder), "experiments": experiments, "estimate": estimate, "local": local,
-                "sigma": sigma, "nfe": nfe, "ncp": ncp, "options": options}
+                "sigma": sigma, "nfe": nfe, "ncp": ncp, "options": options, "allow_unusual": unusual_allowed()}
         runs = run_multistart(spec, problem.parameters, multistart, seed, workers, progress)
         optima = distinct_optima(runs, labels)
         best = next((r for r in runs if r["objective"] is not None), None)
@@ -161,9 +168,13 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     for d in ident["null_directions"]:
         result_warnings.append(f"near-null direction (relative singular value {d['singular_value_ratio']:.1e}): "
                                f"{d['combination']}")
-    for label, flag in zip(labels, bound_flags):
+    informed = np.array([bool(np.isfinite(cov[k, k])) or not free[k] for k in range(len(labels))])
+    for label, flag, ok in zip(labels, bound_flags, informed):
         if flag:
             result_warnings.append(f"{label} is at its {flag} bound; no interval is given")
+        elif not ok:
+            result_warnings.append(f"{label} is NOT IDENTIFIABLE from these data: its standard error is infinite "
+                                   "and it has no finite interval (measure what it affects, or fix it)")
     ident["high_correlations"] = [{"a": a, "b": b, "correlation": r} for a, b, r in st.high_correlations(corr, labels)]
 
     params = {}
@@ -174,10 +185,12 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
             value = float(p.lower)
         elif bound_flags[k] == "upper":
             value = float(p.upper)
+        finite = ok and bool(informed[k])
         params[p.label] = {
-            "value": value, "unit": p.unit, "std_error": float(se[k]) if ok else None,
-            "ci95_low": float(lo[k]) if ok else None, "ci95_high": float(hi[k]) if ok else None,
-            "at_bound": bound_flags[k], "lower": p.lower, "upper": p.upper, "start": p.start,
+            "value": value, "unit": p.unit, "std_error": float(se[k]) if finite else None,
+            "ci95_low": float(lo[k]) if finite else None, "ci95_high": float(hi[k]) if finite else None,
+            "identifiable": bool(informed[k]), "at_bound": bound_flags[k], "lower": p.lower, "upper": p.upper,
+            "start": p.start,
             "experiment": p.experiment, "profile_ci95_low": None, "profile_ci95_high": None}
 
     profiles = {}
@@ -223,7 +236,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
         multistart=optima, profiles=profiles, residuals=residual_rows, trajectories=trajectories,
         warnings=result_warnings, provenance=provenance, units=units)
     for w in result_warnings:
-        if "correlated" in w or "near-null" in w:
+        if "correlated" in w or "near-null" in w or "NOT IDENTIFIABLE" in w:
             warnings.warn(w, stacklevel=2)
     result._problem = problem  # in-memory only: the solved Pyomo problem, for further analysis
     say(f"done in {result.wall_time_s:.2f} s: {result.objective_kind} {objective:.6g}")
@@ -237,6 +250,7 @@ def p_bound(problem, k, side):
 
 def _trajectories(problem, sens, cov, scales, free, quantile):
     """Fitted trajectories of the measured variables with 95 % bands from the covariance."""
+    uninformed = np.isinf(np.diag(cov))
     cov_phi = np.where(np.isfinite(cov), cov, 0.0) / np.outer(scales, scales)
     out = {}
     for i, exp in enumerate(problem.experiments):
@@ -249,7 +263,9 @@ def _trajectories(problem, sens, cov, scales, free, quantile):
             for t in points:
                 g = sens.of(comp[t])
                 vals.append(float(pyo.value(comp[t])))
-                sds.append(float(np.sqrt(max(g @ cov_phi @ g, 0.0))))
+                # a prediction that moves with a parameter the data do not inform has no finite band
+                moves = np.abs(g[uninformed]) > 1e-10 * (1.0 + abs(vals[-1]))
+                sds.append(np.inf if moves.any() else float(np.sqrt(max(g @ cov_phi @ g, 0.0))))
             vals, sds = np.array(vals), np.array(sds)
             entry[var] = vals.tolist()
             entry[f"{var}_low"] = (vals - quantile * sds).tolist()

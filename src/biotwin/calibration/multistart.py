@@ -49,10 +49,13 @@ def _solve_from(spec, start):
     from biotwin.model import load_model
     from biotwin.solver import solve
 
+    from biotwin.checks import allow_unusual
+
     try:
-        problem = EstimationProblem(load_model(spec["model_folder"]), spec["experiments"], spec["estimate"],
-                                    spec["local"], start, spec["sigma"], spec["nfe"], spec["ncp"], spec["options"])
-        problem.build()
+        with allow_unusual(spec.get("allow_unusual", False)):  # the parent's permission, in this process too
+            problem = EstimationProblem(load_model(spec["model_folder"]), spec["experiments"], spec["estimate"],
+                                        spec["local"], start, spec["sigma"], spec["nfe"], spec["ncp"], spec["options"])
+            problem.build()
         stats = solve(problem.m, options=spec["options"], what="multi-start calibration")
         return {"start": start, "status": stats.termination_condition, "objective": problem.objective(),
                 "values": problem.values().tolist(), "iterations": stats.iterations}

@@ -95,8 +95,12 @@ class CalibrationResult:
         """Estimates with units, standard errors, intervals and bound flags (index: label)."""
         rows = []
         for label, p in self.parameters.items():
-            rows.append({"parameter": label, "value": p["value"], "unit": p["unit"], "std_error": p["std_error"],
-                         "ci95_low": p["ci95_low"], "ci95_high": p["ci95_high"],
+            informed = p.get("identifiable", True) or p["at_bound"]
+            rows.append({"parameter": label, "value": p["value"], "unit": p["unit"],
+                         "std_error": p["std_error"] if informed else np.inf,
+                         "ci95_low": p["ci95_low"] if informed else -np.inf,
+                         "ci95_high": p["ci95_high"] if informed else np.inf,
+                         "identifiable": bool(p.get("identifiable", True)),
                          "profile_ci95_low": p.get("profile_ci95_low"), "profile_ci95_high": p.get("profile_ci95_high"),
                          "at_bound": p["at_bound"], "start": p["start"]})
         return pd.DataFrame(rows).set_index("parameter")
@@ -119,6 +123,9 @@ class CalibrationResult:
         for label, p in self.parameters.items():
             if p["at_bound"]:
                 lines.append(f"  {label:24s} {p['value']:.6g} {p['unit']}  (at its {p['at_bound']} bound)")
+            elif not p.get("identifiable", True):
+                lines.append(f"  {label:24s} {p['value']:.6g} {p['unit']}  SE inf  95% CI (-inf, inf)  "
+                             "<-- NOT IDENTIFIABLE from these data")
             else:
                 se = p["std_error"]
                 ci = (f"[{p['ci95_low']:.4g}, {p['ci95_high']:.4g}]" if p["ci95_low"] is not None else "")
@@ -126,6 +133,13 @@ class CalibrationResult:
                              if se is not None else f"  {label:24s} {p['value']:.6g} {p['unit']}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
+        for label, p in self.parameters.items():
+            if p.get("profile_ci95_low") is not None or p.get("profile_ci95_high") is not None:
+                prof = self.profiles.get(label, {})
+                lo = "open" if prof.get("open_low") else f"{p['profile_ci95_low']:.4g}"
+                hi = "open" if prof.get("open_high") else f"{p['profile_ci95_high']:.4g}"
+                lines.append(f"  profile-likelihood 95% interval of {label}: [{lo}, {hi}]"
+                             + ("  (open: the data do not bound it within its bounds)" if "open" in (lo, hi) else ""))
         return "\n".join(lines)
 
     # -- persistence ----------------------------------------------------------
@@ -148,6 +162,9 @@ class CalibrationResult:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a result is an ordinary file
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -28,8 +28,18 @@ def at_bound(value, lower, upper, scale, rel_tol=1e-4):
     return None
 
 
-def covariance(jac, weights, residuals, free, weighted):
+#: Eigenvalue of the correlation-scaled Fisher matrix below which a direction counts as not informed
+#: by the data (a relative singular value below 1e-6: the data cannot tell the parameters along it apart).
+RANK_TOLERANCE = 1e-12
+
+
+def covariance(jac, weights, residuals, free, weighted, rank_tol=RANK_TOLERANCE):
     """Gauss-Newton covariance of the free parameters (in the units of ``jac``'s columns).
+
+    A direction of parameter space that the data do not inform (a zero column of ``J``, or a
+    combination of columns that is numerically zero) has infinite variance: every parameter that
+    loads on such a direction gets an infinite variance (never the zero a pseudo-inverse would give),
+    and the rest the covariance of the informed subspace.
 
     Parameters
     ----------
@@ -42,11 +52,14 @@ def covariance(jac, weights, residuals, free, weighted):
         Columns that are not at a bound.
     weighted : bool
         True when sigmas are known.
+    rank_tol : float
+        Eigenvalue threshold of the correlation-scaled Fisher matrix (see :data:`RANK_TOLERANCE`).
 
     Returns
     -------
     cov : (p, p) array
-        NaN in rows/columns of parameters at a bound.
+        NaN in rows/columns of parameters at a bound; ``inf`` on the diagonal (NaN off it) for
+        parameters the data do not inform.
     s2 : float
         Residual variance factor used.
     fisher : (q, q) array
@@ -59,23 +72,60 @@ def covariance(jac, weights, residuals, free, weighted):
     J = jac[:, free]
     fisher = J.T @ (weights[:, None] * J)
     cov = np.full((p, p), np.nan)
-    try:
-        inv = np.linalg.inv(fisher)
-    except np.linalg.LinAlgError:
-        inv = np.linalg.pinv(fisher)
-    cov[np.ix_(free, free)] = s2 * inv
+    inv, informed = _informed_inverse(fisher, rank_tol)
+    block = s2 * inv
+    idx = np.flatnonzero(free)
+    cov[np.ix_(idx, idx)] = block
+    for j in np.flatnonzero(~informed):
+        cov[idx[j], :] = np.nan
+        cov[:, idx[j]] = np.nan
+        cov[idx[j], idx[j]] = np.inf
     return cov, s2, fisher
 
 
+def _informed_inverse(fisher, rank_tol):
+    """Inverse of ``fisher`` on the directions the data inform, and which parameters are informed.
+
+    Returns
+    -------
+    inv : (q, q) array
+        Covariance contribution of the informed directions.
+    informed : (q,) bool array
+        False for a parameter with a loading above 1e-3 on a direction whose eigenvalue (of the
+        matrix scaled to unit diagonal) is below ``rank_tol``, or with a zero diagonal.
+    """
+    q = fisher.shape[0]
+    diag = np.diag(fisher).copy()
+    scale_ok = np.isfinite(diag) & (diag > 0)
+    informed = scale_ok.copy()
+    inv = np.zeros((q, q))
+    k = np.flatnonzero(scale_ok)
+    if k.size == 0:
+        return inv, informed
+    d = 1.0 / np.sqrt(diag[k])
+    scaled = fisher[np.ix_(k, k)] * np.outer(d, d)
+    lam, vec = np.linalg.eigh(0.5 * (scaled + scaled.T))
+    null = lam < rank_tol * max(1.0, float(lam.max()))
+    if null.any():
+        loads = np.abs(vec[:, null]).max(axis=1) > 1e-3
+        informed[k[loads]] = False
+    keep = ~null
+    sub = (vec[:, keep] / lam[keep]) @ vec[:, keep].T
+    inv[np.ix_(k, k)] = sub * np.outer(d, d)
+    return inv, informed
+
+
 def wald_intervals(values, cov, n, q, weighted, level=0.95):
-    """Standard errors and two-sided Wald intervals."""
+    """Standard errors and two-sided Wald intervals (infinite where the variance is)."""
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     quantile = stats.norm.ppf(0.5 + level / 2) if weighted else stats.t.ppf(0.5 + level / 2, max(n - q, 1))
     return se, values - quantile * se, values + quantile * se, float(quantile)
 
 
 def correlation(cov):
+    """Correlation matrix; NaN for parameters at a bound or not informed (infinite variance)."""
     sd = np.sqrt(np.diag(cov))
+    sd = np.where(np.isfinite(sd), sd, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return cov / np.outer(sd, sd)
 
@@ -113,7 +163,7 @@ def identifiability(jac, weights, values, labels, free, rel_threshold=1e-3):
     directions = []
     smax = s[0] if s.size and s[0] > 0 else 1.0
     for k, sv in enumerate(s):
-        ratio = sv / smax
+        ratio = abs(float(sv / smax))
         if ratio < rel_threshold:
             loadings = {labels[idx[j]]: float(vt[k, j]) for j in np.argsort(-np.abs(vt[k])) if abs(vt[k, j]) > 0.1}
             text = " ".join(f"{w:+.2f}*log({name})" for name, w in loadings.items())
