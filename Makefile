@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/biotwin notebooks run --only notebooks/00_quickstart.ipynb --out out --table
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 lab: setup
 	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/

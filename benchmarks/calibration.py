@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import biotwin  # noqa: E402
-from biotwin.data import Experiment  # noqa: E402
+import biotwin
+from biotwin.data import Experiment
 
 SHARED = ROOT.parent / "shared" / "data" / "estimation_benchmarks"
 MODELS = ROOT / "tests" / "models"

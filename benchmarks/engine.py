@@ -28,8 +28,8 @@ from scipy.integrate import solve_ivp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import biotwin  # noqa: E402
-from biotwin.simulation import simulate  # noqa: E402
+import biotwin
+from biotwin.simulation import simulate
 
 MODEL = ROOT / "tests" / "models" / "monod_switch"
 

@@ -21,8 +21,10 @@ from scipy.integrate import solve_ivp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import biotwin  # noqa: E402
-from biotwin.programs import Program  # noqa: E402
+import itertools
+
+import biotwin
+from biotwin.programs import Program
 
 AVOGADRO, BP = 6.02214076e23, 650.0
 
@@ -77,7 +79,7 @@ def scipy_simulation(model, scenario):
     y0 = [p["Xv0"], p["Xd0"], p["Glc0"], p["Gln0"], p["Lac0"], p["Amm0"], p["V0"], p["P_ext0"], 0, 0, 0, p["PEI0"], 0, 0, 0]
     corners = sorted({0.0, sc.t_end} | {c for prog in progs.values() for c in prog.corners if 0 < c < sc.t_end})
     y = np.array(y0, dtype=float)
-    for a, b in zip(corners[:-1], corners[1:]):  # inputs are linear between corners: right limit at the start
+    for a, b in itertools.pairwise(corners):  # inputs are linear between corners: right limit at the start
         sol = solve_ivp(lambda t, yy, a=a: rhs(t, yy, "right" if t <= a else "left"), (a, b), y, method="LSODA",
                         rtol=1e-8, atol=1e-10)
         y = sol.y[:, -1]

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import biotwin  # noqa: E402
-from biotwin.programs import Program  # noqa: E402
+import biotwin
+from biotwin.programs import Program
 
 
 def timed(fn):
@@ -48,7 +48,7 @@ def main(argv=None):
     t_dry = model.module.summary(result)["primary_drying_time_h"]
     warm = []
     for k in range(args.repeats):
-        dt, _ = timed(lambda: model.simulate(scenario="case1_standard", nfe=args.nfe,
+        dt, _ = timed(lambda k=k: model.simulate(scenario="case1_standard", nfe=args.nfe,
                                              params={"R0": 1.4 * (1 + 0.01 * (k + 1))}))
         warm.append(dt)
     warm_s = statistics.median(warm)

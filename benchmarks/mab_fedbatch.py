@@ -20,8 +20,10 @@ from scipy.integrate import solve_ivp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import biotwin  # noqa: E402
-from biotwin.optimization import optimize_feed  # noqa: E402
+import itertools
+
+import biotwin
+from biotwin.optimization import optimize_feed
 
 
 def scipy_simulation(model, scenario):
@@ -64,8 +66,8 @@ def scipy_simulation(model, scenario):
     corners = sorted({0.0, t_end} | {c for prog in progs.values() for c in prog.corners if 0 < c < t_end})
     y = [p[f"{s}0"] for s in ("Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "titer", "V")]
     start = time.perf_counter()
-    for a, b in zip(corners[:-1], corners[1:]):
-        sol = solve_ivp(lambda t, yy: rhs(t, yy, "right" if t < b else "left"), (a, b), y, method="LSODA",
+    for a, b in itertools.pairwise(corners):
+        sol = solve_ivp(lambda t, yy, b=b: rhs(t, yy, "right" if t < b else "left"), (a, b), y, method="LSODA",
                         rtol=1e-8, atol=1e-10)
         y = sol.y[:, -1]
     return time.perf_counter() - start, y

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import biotwin  # noqa: E402
-import biotwin.simulation  # noqa: E402
+import biotwin
+import biotwin.simulation
 
 CASES = [  # model, knob moved (a parameter: no grid change), two values
     ("mab_fedbatch", "beta_P", (25.0, 30.0)),

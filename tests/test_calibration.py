@@ -164,7 +164,7 @@ def test_experiment_specific_parameter():
 
 def test_multistart_is_reproducible_and_lists_optima(shared_data):
     exp = benchmark_experiment(shared_data, "cops_gasoil", "t")
-    kwargs = dict(nfe=40, multistart=4, seed=7, workers=2)
+    kwargs = {"nfe": 40, "multistart": 4, "seed": 7, "workers": 2}
     a = biotwin.calibrate(TEST_MODELS / "cops_gasoil", exp, ["theta1", "theta2", "theta3"], **kwargs)
     b = biotwin.calibrate(TEST_MODELS / "cops_gasoil", exp, ["theta1", "theta2", "theta3"], **kwargs)
     assert a.multistart and sum(o["count"] for o in a.multistart) <= 4
@@ -174,11 +174,11 @@ def test_multistart_is_reproducible_and_lists_optima(shared_data):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(estimate=["mu_maxx"]), ScenarioError, "cannot estimate 'mu_maxx': unknown parameter"),
-    (dict(estimate=["Sf"]), ScenarioError, "cannot estimate 'Sf': it has no bounds"),
-    (dict(estimate=["mu_max"], profile=["Ks"]), ScenarioError, r"cannot profile \['Ks'\]"),
-    (dict(estimate=["mu_max"], start={"Ks": 1.0}), ScenarioError, "not estimated"),
-    (dict(estimate=["mu_max"], start={"mu_max": 50.0}), ScenarioError, "outside its bounds"),
+    ({"estimate": ["mu_maxx"]}, ScenarioError, "cannot estimate 'mu_maxx': unknown parameter"),
+    ({"estimate": ["Sf"]}, ScenarioError, "cannot estimate 'Sf': it has no bounds"),
+    ({"estimate": ["mu_max"], "profile": ["Ks"]}, ScenarioError, r"cannot profile \['Ks'\]"),
+    ({"estimate": ["mu_max"], "start": {"Ks": 1.0}}, ScenarioError, "not estimated"),
+    ({"estimate": ["mu_max"], "start": {"mu_max": 50.0}}, ScenarioError, "outside its bounds"),
 ])
 def test_bad_requests(kwargs, error, message):
     exps = synthetic_experiments(np.random.default_rng(3))

@@ -12,7 +12,7 @@ from conftest import ROOT, TEST_MODELS
 
 def biotwin(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "biotwin", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+                          timeout=600, check=False)
 
 
 def test_doctor():

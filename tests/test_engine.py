@@ -4,6 +4,7 @@ Reference: scipy.integrate.solve_ivp (Radau, rtol 1e-10) on the same equations
 written out by hand below, independent of Pyomo and of biotwin.forward.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -15,9 +16,9 @@ from scipy.integrate import solve_ivp
 import biotwin
 from biotwin.errors import ScenarioError
 
-P = dict(mu_max=0.5, Ks=0.2, Yxs=0.5, Sf=100.0, X0=0.1, S0=10.0, V0=1.0)
+P = {"mu_max": 0.5, "Ks": 0.2, "Yxs": 0.5, "Sf": 100.0, "X0": 0.1, "S0": 10.0, "V0": 1.0}
 T_SWITCH, F_ON, T_END = 8.0, 0.02, 20.0
-ACCURATE = dict(nfe=160, ncp=5)  # discretization meeting 1e-5 relative on this problem
+ACCURATE = {"nfe": 160, "ncp": 5}  # discretization meeting 1e-5 relative on this problem
 
 
 def monod_rhs(t, y, p, feed):
@@ -204,7 +205,7 @@ def test_time_grid_has_every_corner():
     grid = time_grid(20.0, 10, [8.0, 8.0, 3.3, 25.0])
     assert grid[0] == 0 and grid[-1] == 20.0
     assert 8.0 in grid and 3.3 in grid
-    assert all(b > a for a, b in zip(grid, grid[1:]))
+    assert all(b > a for a, b in itertools.pairwise(grid))
     assert 9 <= len(grid) - 1 <= 12
 
 

@@ -81,7 +81,7 @@ def test_cli_columns_and_summary(tmp_path):
     out, summary = tmp_path / "run.csv", tmp_path / "s.json"
     done = subprocess.run([sys.executable, "-m", "biotwin", "simulate", "lyophilization", "--scenario", "case1_standard",
                            "--out", str(out), "--summary", str(summary), "--nfe", "120"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert list(table.columns) == ["time_h", "T_sublimation_C", "T_bottom_C", "T_shelf_C", "P_chamber_mTorr",
@@ -179,7 +179,7 @@ def test_optimized_cycle_respects_limits_and_beats_constant_shelf(model, tmp_pat
     out, summary = tmp_path / "opt.csv", tmp_path / "opt.json"
     done = subprocess.run([sys.executable, "-m", "biotwin", "optimize", "lyophilization", "--scenario",
                            "optimize_case1", "--out", str(out), "--summary", str(summary)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     table, data = pd.read_csv(out), json.loads(summary.read_text())
     best = model.submodule("cycle_optimization").best_constant_shelf(model, "optimize_case1", tolerance_C=0.05)

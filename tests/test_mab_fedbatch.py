@@ -50,8 +50,8 @@ def test_rates_match_independent_code(model, shared_data):
                 "Amm": rates["dAmm/dt"], "Xv_cells_per_L": rates["dXv/dt"] * CELLS_PER_L_PER_MCELL_PER_ML}
         theirs = {"Glc": row["dGlc_mM_dt"], "Gln": row["dGln_mM_dt"], "Lac": row["dLac_mM_dt"],
                   "Amm": row["dAmm_mM_dt"], "Xv_cells_per_L": row["dXv_cells_per_L_dt"]}
-        for key in ours:
-            rel = abs(ours[key] - theirs[key]) / abs(theirs[key])
+        for key, value in ours.items():
+            rel = abs(value - theirs[key]) / abs(theirs[key])
             worst[key] = max(worst.get(key, 0.0), rel)
     print(f"rates vs independent code, worst relative deviation: {worst}")
     assert max(worst.values()) < 1e-6, worst

@@ -1,5 +1,5 @@
-import pytest
 import pyomo.environ as pyo
+import pytest
 
 from biotwin.units import convert_value, parse_unit, same_unit
 

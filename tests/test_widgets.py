@@ -57,6 +57,13 @@ def test_mab_and_hek_explorers(tmp_path):
     hek.sliders["k_expr"].value = 0.5 * hek.sliders["k_expr"].value
     assert hek.last_readouts["final VLP titer [1e9 vp/mL]"] == pytest.approx(0.5 * before, rel=0.01)
     assert np.array(hek.figure.data[5].y)[-1] == pytest.approx(hek.last_readouts["final VLP titer [1e9 vp/mL]"])
+    # issue #12 item 10: every value of the feed-factor slider can run (0 always failed), and a value
+    # past a slider's range is refused by name instead of being clamped silently
+    assert mab.sliders["feed_factor"].min > 0
+    mab.set(feed_factor=mab.sliders["feed_factor"].min)
+    assert mab.error is None and mab.last_readouts["final titer [g/L]"] > 0
+    with pytest.raises(biotwin.errors.BiotwinError, match="outside its range"):
+        mab.set(feed_factor=mab.sliders["feed_factor"].max + 1.0)
 
 
 def test_design_space_view_maps_and_loads_a_point(lyo):

@@ -166,7 +166,7 @@ def build(settings=None):
                                     - (m.D[t] + m.D_ex[t]) * m.Lac[t]))
     c("Amm_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate)
                                     + m.d_Gln * m.Gln[t] - (m.D[t] + m.D_ex[t]) * m.Amm[t]))
-    uptake = lambda m, t: m.eta_PEI * m.k_uptake * m.P_ext[t]  # noqa: E731
+    uptake = lambda m, t: m.eta_PEI * m.k_uptake * m.P_ext[t]
     c("P_ext_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_ext[t] == m.dose_copies[t] - uptake(m, t)
                                       - m.D_ex[t] * m.P_ext[t]))
     c("P_endo_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_endo[t] == uptake(m, t)
@@ -306,7 +306,7 @@ def read_scenario(raw, where):
             raise ScenarioError(f"{where}: perfusion: expected {{unit: 1/d, rate: [[time, volumes per time], ...]}}")
         try:
             per_h = convert_value(1.0, parse_unit(str(perfusion.get("unit", "1/d"))), parse_unit("1/h"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise ScenarioError(f"{where}: perfusion: unit {perfusion.get('unit')!r} is not a rate ({exc})") from None
         points = []
         for k, p in enumerate(perfusion["rate"]):

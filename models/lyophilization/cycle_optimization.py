@@ -20,6 +20,7 @@ product is colder than the shelf while it sublimes), simulated by the simulation
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -297,7 +298,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
             var[tau].unfix()
             var[tau].setlb(lo)
             var[tau].setub(hi)
-        for a_, b_ in zip(boundaries[:-1], boundaries[1:]):
+        for a_, b_ in itertools.pairwise(boundaries):
             for tau in taus:
                 if a_ < tau < b_:
                     m.control_shape.add(var[tau] == var[a_] + (tau - a_) / (b_ - a_) * (var[b_] - var[a_]))
@@ -306,7 +307,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     ramp = controls["T_shelf"].get("ramp_K_per_h")
     if ramp:
         m.ramp_limit = pyo.ConstraintList()
-        for a_, b_ in zip(boundaries[:-1], boundaries[1:]):
+        for a_, b_ in itertools.pairwise(boundaries):
             m.ramp_limit.add(m.T_shelf[b_] - m.T_shelf[a_] <= ramp * u.K / u.h * m.t_final * (b_ - a_))
             m.ramp_limit.add(m.T_shelf[a_] - m.T_shelf[b_] <= ramp * u.K / u.h * m.t_final * (b_ - a_))
     m.drying_time = pyo.Objective(expr=m.t_final / u.h)
@@ -327,7 +328,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
         "T_shelf_C": [pyo.value(m.T_shelf[t]) - ZERO_CELSIUS for t in taus],
         "P_chamber_mTorr": [pyo.value(m.P_chamber[t]) * 1e3 for t in taus],
         "flux_kg_per_h_m2": [pyo.value(m.flux[t]) for t in taus],
-        "percent_dried": [pyo.value(m.percent_dried[t]) for t in taus],
+        "percent_dried": [100.0 * pyo.value(m.Lck[t] / m.Lpr0) for t in taus],  # as LyoPRONTO: from Lck
     })
     if equipment:
         table["sublimation_kg_per_h"] = [n * pyo.value(m.sublimation_rate[t]) / 1000.0 for t in taus]

@@ -100,7 +100,10 @@ def build(settings=None):
     m.flux = pyo.Expression(m.t, rule=lambda m, t: u.convert(m.sublimation_rate[t] / m.Ap,
                                                              to_units=u.kg / u.h / u.m**2),
                             doc="sublimation flux per product area [kg/h/m^2]")
-    m.percent_dried = pyo.Expression(m.t, rule=lambda m, t: 100 * m.Lck[t] / m.Lpr0)
+    # capped at 100 % (smoothly, by the frozen thickness): the run goes on past the end of primary drying,
+    # where the sublimation front would otherwise read 173 % dried at 12 h on case 1
+    m.percent_dried = pyo.Expression(m.t, rule=lambda m, t: 100 * pyo.units.percent
+                                     * (m.Lpr0 - m.frozen_thickness[t]) / m.Lpr0, doc="share of the ice sublimed [%]")
     if (settings or {}).get("secondary_drying", True):
         _add_secondary_drying(m)
     return m
@@ -132,7 +135,7 @@ def _add_secondary_drying(m):
         return m.dT_product[t] == (m.secondary[t] * heating / heat_capacity
                                    + (1 - m.secondary[t]) * (m.T_bottom[t] - m.T_product[t]) / tracking)
     m.product_heat_balance = pyo.Constraint(m.t, rule=heat_balance)
-    m.residual_moisture = pyo.Expression(m.t, rule=lambda m, t: 100 * m.Cs[t] / (1 + m.Cs[t]),
+    m.residual_moisture = pyo.Expression(m.t, rule=lambda m, t: 100 * pyo.units.percent * m.Cs[t] / (1 + m.Cs[t]),
                                          doc="residual moisture [% w/w of the dried product]")
     m.Cs_init = pyo.Constraint(expr=m.Cs[m.t.first()] == m.Cs0)
     m.T_product_init = pyo.Constraint(expr=m.T_product[m.t.first()] == m.T_shelf[m.t.first()])
@@ -274,6 +277,7 @@ def output_table(result, t_dry=None):
     if t_dry is None:
         t_dry = primary_drying_end(result)
     rows = result.wide[result.wide["time"] < t_dry].to_dict("records") + [result.interpolate(t_dry)]
+    lpr0 = float(pyo.value(result.pyomo_model.Lpr0))
     primary = pd.DataFrame({
         "time_h": [r["time"] for r in rows],
         "T_sublimation_C": [r["T_sub"] - ZERO_CELSIUS for r in rows],
@@ -281,7 +285,8 @@ def output_table(result, t_dry=None):
         "T_shelf_C": [r["T_shelf"] - ZERO_CELSIUS for r in rows],
         "P_chamber_mTorr": [r["P_chamber"] * 1000.0 for r in rows],
         "flux_kg_per_h_m2": [r["flux"] for r in rows],
-        "percent_dried": [r["percent_dried"] for r in rows],
+        # from Lck, linear in it (exact at the interpolated end row); the wide column caps it smoothly
+        "percent_dried": [100.0 * r["Lck"] / lpr0 for r in rows],
     })
     primary["T_product_C"] = primary["T_bottom_C"]
     primary["residual_moisture_percent"] = np.nan

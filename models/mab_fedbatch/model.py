@@ -148,7 +148,7 @@ EXPLORER = {
     "knobs": [
         {"name": "seeding", "label": "seeding density", "unit": "1e6 cells/mL", "min": 0.1, "max": 1.0, "step": 0.05,
          "value": 0.3, "apply": _set_seeding},
-        {"name": "feed_factor", "label": "bolus volumes x", "unit": "-", "min": 0.0, "max": 2.5, "step": 0.05,
+        {"name": "feed_factor", "label": "bolus volumes x", "unit": "-", "min": 0.05, "max": 2.5, "step": 0.05,
          "value": 1.0, "apply": _scale_feeds},
     ],
     "parameters": ["mu_max", "beta_P"],

@@ -8,7 +8,10 @@ from biotwin._config import configure_pyomo_config_dir as _configure
 
 _configure()
 
-from biotwin.errors import (  # noqa: E402
+from biotwin import optimization  # noqa: F401
+from biotwin.calibration import CalibrationResult, calibrate
+from biotwin.data import Experiment, read_experiment
+from biotwin.errors import (
     BiotwinError,
     DataError,
     ModelDefinitionError,
@@ -16,11 +19,8 @@ from biotwin.errors import (  # noqa: E402
     SolverError,
     SolverSetupError,
 )
-from biotwin.model import Model, available_models, load_model  # noqa: E402
-from biotwin.results import SimulationResult  # noqa: E402
-from biotwin.calibration import CalibrationResult, calibrate  # noqa: E402
-from biotwin.data import Experiment, read_experiment  # noqa: E402
-from biotwin import optimization  # noqa: E402,F401
+from biotwin.model import Model, available_models, load_model
+from biotwin.results import SimulationResult
 
 
 def explore(model, *args, **kwargs):
@@ -32,6 +32,20 @@ def explore(model, *args, **kwargs):
 __version__ = "0.1.0"
 
 __all__ = [
-    "BiotwinError", "DataError", "ModelDefinitionError", "ScenarioError", "SolverError", "SolverSetupError",
-    "Model", "SimulationResult", "CalibrationResult", "Experiment", "calibrate", "read_experiment", "available_models", "load_model", "explore", "__version__",
+    "BiotwinError",
+    "CalibrationResult",
+    "DataError",
+    "Experiment",
+    "Model",
+    "ModelDefinitionError",
+    "ScenarioError",
+    "SimulationResult",
+    "SolverError",
+    "SolverSetupError",
+    "__version__",
+    "available_models",
+    "calibrate",
+    "explore",
+    "load_model",
+    "read_experiment",
 ]

@@ -38,4 +38,4 @@ def add_uptake_and_dilution(m, pos) -> None:
                              m.Y_Amm_Gln * m.mu[t] / m.Y_X_Gln - m.r_Amm * smooth_switch(m.Amm[t], m.C_exh, m.W_exh))
     m.D = pyo.Expression(m.t, doc="dilution rate by feeding [1/h]",
                          rule=lambda m, t: (m.F_cont[t] + m.F_bolus[t]) / m.V[t])
-    m.viability = pyo.Expression(m.t, doc="viability [%]", rule=lambda m, t: 100 * m.Xv[t] / (m.Xv[t] + m.Xd[t]))
+    m.viability = pyo.Expression(m.t, doc="viability [%]", rule=lambda m, t: 100 * pyo.units.percent * m.Xv[t] / (m.Xv[t] + m.Xd[t]))

@@ -22,6 +22,8 @@ composition, which adds exactly the same amounts.
 
 from __future__ import annotations
 
+import itertools
+
 from biotwin import checks
 from biotwin.errors import ScenarioError
 from biotwin.units import convert_value, parse_unit
@@ -51,7 +53,7 @@ def pulse_program(pulses, t_end):
 def _check_overlaps(pulses, what, where, unit="h", hours=1.0):
     """Pulses ``(start, end, ...)`` [h] must not overlap; the message quotes times in the recipe's ``unit``."""
     ordered = sorted(pulses)
-    for (s1, e1, *_), (s2, e2, *_) in zip(ordered, ordered[1:]):
+    for (s1, e1, *_), (s2, e2, *_) in itertools.pairwise(ordered):
         if s2 < e1:
             raise ScenarioError(f"{where}: {what} at {s1 / hours:g} {unit} and {s2 / hours:g} {unit} overlap "
                                 f"(each lasts {e1 - s1:g} h); space them further apart")
@@ -78,7 +80,7 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
     unit = raw.get("time_unit", "h")
     try:
         hours = convert_value(1.0, parse_unit(str(unit), f"{where}: time_unit"), parse_unit("h"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         raise ScenarioError(f"{where}: time_unit {unit!r} is not a time unit ({exc})") from None
     if "duration" not in raw:
         raise ScenarioError(f"{where}: 'duration' (culture length in {unit}) is required")

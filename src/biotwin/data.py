@@ -66,7 +66,7 @@ class Experiment:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, name: str = "experiment", scenario=None, params=None,
-                   known: set | None = None) -> "Experiment":
+                   known: set | None = None) -> Experiment:
         """An experiment from a DataFrame (validated like a file)."""
         text = frame.to_csv(index=False)
         rows = list(csv.reader(text.splitlines()))

@@ -23,9 +23,11 @@ then starts Ipopt from the model's own initial values and says so.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyomo.environ as pyo
-import pyomo.dae as dae
+from pyomo import dae
 from scipy.integrate import solve_ivp
 
 from biotwin.modeling import time_indexed as _time_indexed
@@ -113,7 +115,7 @@ class ForwardIntegrator:
                 (differential if resid.free_symbols & set(dx) else algebraic).append(resid)
         except UnsupportedStructure:
             raise
-        except Exception as exc:  # sympy cannot represent some expression
+        except Exception as exc:  # sympy cannot represent some expression  # noqa: BLE001
             raise UnsupportedStructure(f"equation not convertible to sympy: {exc}") from None
         if len(differential) != len(x) or len(algebraic) != len(z):
             raise UnsupportedStructure(
@@ -264,10 +266,10 @@ class ForwardIntegrator:
                 out_z.append(z)
                 out_dx.append(np.zeros(0))
             corners = []
-        for a, b in zip(corners[:-1], corners[1:]):
+        for a, b in itertools.pairwise(corners):
             zc = [z]
 
-            def rhs(t, y, b=b):
+            def rhs(t, y, b=b, zc=zc):
                 u = inputs_at(t, "right" if t < b else "left")
                 zc[0] = self._solve_algebraic(y, u, p, zc[0])
                 return self.rates(y, zc[0], u, p)

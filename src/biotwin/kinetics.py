@@ -16,7 +16,6 @@ independent reference of the tests.
 from __future__ import annotations
 
 
-
 def monod(c, k):
     """Monod saturation ``c / (k + c)`` [dimensionless]."""
     return c / (k + c)

@@ -14,21 +14,20 @@ disk works the same way through its path.
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping
-
 import hashlib
 import importlib.util
 import json
 import math
+import numbers
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
-import pyomo.dae as dae
+from pyomo import dae
 from pyomo.core.base.units_container import UnitsError
 
 from biotwin import checks
@@ -72,7 +71,7 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
         f"no model named or at '{name_or_path}'; shipped models: {', '.join(available_models()) or 'none'}")
 
 
-def load_model(name_or_path: str | Path) -> "Model":
+def load_model(name_or_path: str | Path) -> Model:
     """Load a model folder.
 
     Parameters

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pyomo.dae as dae
 import pyomo.environ as pyo
+from pyomo import dae
 
 from biotwin.units import parse_unit
 

@@ -9,9 +9,8 @@ file and the key.
 from __future__ import annotations
 
 import functools
-import numbers
-
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pandas as pd
 import yaml
 
 from biotwin import yaml_io
-
 from biotwin.errors import ModelDefinitionError
 from biotwin.units import parse_unit
 
@@ -83,7 +81,7 @@ class ParameterSet:
         self.path = path
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "ParameterSet":
+    def from_yaml(cls, path: str | Path) -> ParameterSet:
         """Read and validate a ``parameters.yaml`` file."""
         path = Path(path)
         try:

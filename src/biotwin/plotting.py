@@ -55,21 +55,21 @@ def plot_trajectories(results, variables=None, data=None, time_unit: str | None 
                 raise KeyError(f"'{name}' is not a column of the result; columns: {', '.join(result.wide.columns)}")
             fig.add_trace(go.Scatter(x=result.wide["time"] * factor, y=result.wide[name], mode="lines",
                                      name=label, legendgroup=label, showlegend=(i == 0),
-                                     line=dict(color=palette[k % len(palette)])),
+                                     line={"color": palette[k % len(palette)]}),
                           row=i // columns + 1, col=i % columns + 1)
     if data is not None:
         for i, name in enumerate(variables):
             if name in data:
                 fig.add_trace(go.Scatter(x=data["time"] * factor, y=data[name], mode="markers", name="data",
                                          legendgroup="data", showlegend=(i == 0),
-                                         marker=dict(color="black", size=6)),
+                                         marker={"color": "black", "size": 6}),
                               row=i // columns + 1, col=i % columns + 1)
     for i, name in enumerate(variables):
         fig.update_yaxes(title_text=f"{name} [{first.units.get(name, '?')}]", row=i // columns + 1,
                          col=i % columns + 1)
         fig.update_xaxes(title_text=f"time [{t_label}]", row=i // columns + 1, col=i % columns + 1)
     fig.update_layout(height=height_per_row * rows + 80, title=title, template="plotly_white",
-                      margin=dict(l=60, r=20, t=60 if title else 40, b=40))
+                      margin={"l": 60, "r": 20, "t": 60 if title else 40, "b": 40})
     return fig
 
 
@@ -99,7 +99,7 @@ def design_space_map(table, x: str, y: str, value: str, limits=(), labels: dict 
     labels = dict(labels or {})
     grid = table.pivot_table(index=y, columns=x, values=value)
     fig = go.Figure(go.Heatmap(x=grid.columns.to_numpy(), y=grid.index.to_numpy(), z=grid.to_numpy(),
-                               colorscale="Viridis", colorbar=dict(title=labels.get(value, value)),
+                               colorscale="Viridis", colorbar={"title": labels.get(value, value)},
                                hovertemplate=f"{labels.get(x, x)}: %{{x}}<br>{labels.get(y, y)}: %{{y}}<br>"
                                              f"{labels.get(value, value)}: %{{z:.3g}}<extra></extra>"))
     palette = ["#d62728", "#ff7f0e", "#ffffff", "#17becf"]
@@ -108,13 +108,13 @@ def design_space_map(table, x: str, y: str, value: str, limits=(), labels: dict 
         color = limit.get("color", palette[k % len(palette)])
         level = float(limit["level"])
         fig.add_trace(go.Contour(x=z.columns.to_numpy(), y=z.index.to_numpy(), z=z.to_numpy(), showscale=False,
-                                 contours=dict(coloring="none", start=level, end=level, size=1.0,
-                                               showlabels=False),
-                                 line=dict(color=color, width=3, dash="dash" if k else "solid"),
+                                 contours={"coloring": "none", "start": level, "end": level, "size": 1.0,
+                                               "showlabels": False},
+                                 line={"color": color, "width": 3, "dash": "dash" if k else "solid"},
                                  name=limit.get("label", f"{limit['column']} = {level}"), showlegend=True,
                                  hoverinfo="skip"))
     fig.update_xaxes(title_text=labels.get(x, x))
     fig.update_yaxes(title_text=labels.get(y, y), type="log" if log_y else "linear")
     fig.update_layout(title=title, template="plotly_white", height=480,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig

@@ -12,9 +12,8 @@ is used (there is no left).
 
 from __future__ import annotations
 
-import numbers
-
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +40,7 @@ class Program:
     values: np.ndarray
 
     @classmethod
-    def from_points(cls, name: str, points, where: str = "scenario", scale: float = 1.0) -> "Program":
+    def from_points(cls, name: str, points, where: str = "scenario", scale: float = 1.0) -> Program:
         """Validate ``[[t, v], ...]`` points; ``scale`` converts values to model units."""
         label = f"{where}: input '{name}'"
         if not isinstance(points, (list, tuple)) or len(points) == 0:

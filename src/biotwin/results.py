@@ -82,7 +82,7 @@ class SimulationResult:
 
     def interpolate(self, t: float) -> dict:
         """Every column at time ``t`` from its collocation polynomial (exact for the discretized model)."""
-        a, b, rows = self._element(t)
+        a, _b, rows = self._element(t)
         times = self.wide["time"].to_numpy()[rows]
         out = {"time": float(t)}
         for column in self.wide.columns:

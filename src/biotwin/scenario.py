@@ -18,17 +18,14 @@ Generic schema (a model may translate its own schema into this one by defining
 
 from __future__ import annotations
 
-import numbers
-
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from biotwin import yaml_io
-
-from biotwin import checks
+from biotwin import checks, yaml_io
 from biotwin.errors import ScenarioError
 
 GENERIC_KEYS = {"description", "t_end", "settings", "parameters", "inputs"}

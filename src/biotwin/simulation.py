@@ -14,6 +14,7 @@ One call of :func:`simulate`:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -61,8 +62,8 @@ def time_grid(t_end: float, nfe: int, fixed=()) -> list[float]:
     """
     anchors = sorted({0.0, float(t_end)} | {float(f) for f in fixed if 0.0 < f < t_end})
     grid = [anchors[0]]
-    for a, b in zip(anchors[:-1], anchors[1:]):
-        n = max(1, int(round(nfe * (b - a) / t_end)))
+    for a, b in itertools.pairwise(anchors):
+        n = max(1, round(nfe * (b - a) / t_end))
         grid.extend(np.linspace(a, b, n + 1)[1:].tolist())
         grid[-1] = b
     return grid
@@ -299,7 +300,7 @@ def _prepare(model, sc, params, t_end, nfe, ncp, times, use_cache, progress, ext
     for name, spec in sc.inputs.items():
         pts = spec.get("points") if isinstance(spec, dict) else spec
         corners.update(Program.from_points(name, pts, f"scenario {sc.source}").corners)
-    fixed = set(corners) | set(float(x) for x in extra_points)
+    fixed = set(corners) | {float(x) for x in extra_points}
     if out_times is not None:
         fixed |= set(out_times.tolist())
     grid = time_grid(t_end, nfe, fixed)
@@ -347,7 +348,7 @@ def forward_initialize(model, prep: Prepared, progress=None) -> str:
 
 def solve_prepared(model, prep: Prepared, options=None, tee=False, progress=None) -> dict:
     """Initialize (forward integration, or warm start when reusing a solved model) and solve."""
-    d, say = prep.d, progress or (lambda text: None)
+    _d, _say = prep.d, progress or (lambda text: None)
     what = f"simulation of {model.name} ({prep.scenario.name})"
     options = {**SIMULATION_OPTIONS, **(options or {})}
     try:
@@ -408,7 +409,7 @@ def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times
     info = solve_prepared(model, prep, options, tee, progress)
     prep.timings["total_s"] = time.perf_counter() - wall0
     result = collect(model, prep.d, prep.scenario, prep.values, prep.out_times)
-    check_physical(model, result, prep.scenario)
+    check_physical(model, result, prep.scenario, nfe=len(prep.grid) - 1)
     result.stats = {**prep.timings, **info, "reused_model": prep.reused, "n_elements": len(prep.grid) - 1,
                     "ncp": ncp}
     return result
@@ -419,7 +420,7 @@ def simulate(model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times
 NEGATIVE_TOLERANCE = 1e-2
 
 
-def check_physical(model, result, sc) -> None:
+def check_physical(model, result, sc, nfe=None) -> None:
     """Refuse a solution that breaks physics: a state (other than the model's ``SIGNED_STATES``) below zero.
 
     A state far below zero -- a volume of -1.25 L after samples that drain the reactor, a glucose of
@@ -442,7 +443,9 @@ def check_physical(model, result, sc) -> None:
                      else f"state {name} is not finite")
             hint = (" The recipe removes more than the vessel holds (samples or withdrawals larger than "
                     "the volume and the feeds)?" if name == "V" else
-                    " The recipe or the parameter values take the model outside its physical range.")
+                    " The recipe or the parameter values take the model outside its physical range -- or, "
+                    "if the undershoot sits at a sharp transition such as substrate exhaustion, the time "
+                    f"grid is too coarse there: raise nfe (now {nfe}).")
             raise ScenarioError(f"simulation of {model.name} ({sc.source}) breaks physics: {where}.{hint}")
 
 

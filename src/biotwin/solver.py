@@ -10,6 +10,7 @@ not finish in 5 minutes, with ``mumps_permuting_scaling=0`` and
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -91,7 +92,7 @@ def pynumero_library_status() -> tuple[bool, str]:
 
         if not AmplInterface.available():
             return False, f"{path} exists but does not load"
-    except Exception as exc:  # pragma: no cover - depends on the machine
+    except Exception as exc:  # pragma: no cover - depends on the machine  # noqa: BLE001
         return False, f"{path}: {exc}"
     return True, path
 
@@ -191,7 +192,7 @@ def largest_residuals(model, count: int = 5) -> list[tuple[str, float]]:
                             (body - upper) if upper is not None else 0.0)
         except (ValueError, ZeroDivisionError, OverflowError, TypeError):
             violation = float("inf")
-        if violation != violation:  # NaN
+        if math.isnan(violation):
             violation = float("inf")
         if violation > 0:
             rows.append((con.name, violation))

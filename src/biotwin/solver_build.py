@@ -24,7 +24,7 @@ DEBIAN_PACKAGES = ("libamplsolver-dev", "cmake", "g++")
 def _dpkg_files(package: str) -> list[str]:
     if shutil.which("dpkg") is None:
         return []
-    done = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
+    done = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=False)
     return done.stdout.splitlines() if done.returncode == 0 else []
 
 
@@ -102,7 +102,7 @@ def build_pynumero(force: bool = False, log=print) -> Path:
             ["make", f"-j{os.cpu_count() or 1}", "install"],
         ]
         for cmd in steps:
-            done = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+            done = subprocess.run(cmd, cwd=build, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise SolverSetupError(f"`{' '.join(cmd)}` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     if not target.is_file():

@@ -8,7 +8,7 @@ notebooks end to end).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 EXERCISES = {
     "tier": "Which decision tier does the HEK293 VLP model card state? (an int: 0, 1, 2 or 3)",
@@ -25,7 +25,7 @@ def _say(ok: bool, text: str) -> bool:
     return ok
 
 
-@lru_cache(maxsize=None)
+@cache
 def _feed_sweep():
     from biotwin.model import load_model
 
@@ -56,9 +56,9 @@ def check(exercise: str, answer, context=None) -> bool:
     if exercise not in EXERCISES:
         raise KeyError(f"unknown exercise {exercise!r}; exercises: {', '.join(EXERCISES)}")
     if exercise == "tier":
-        from biotwin.model import load_model
-
         import re
+
+        from biotwin.model import load_model
 
         card = (load_model("hek293_vlp").folder / "README.md").read_text().lower()
         found = re.search(r"tier (\d)(?:-(\d))?", card)
@@ -84,7 +84,7 @@ def check(exercise: str, answer, context=None) -> bool:
         try:
             shelf_C, pressure = answer
             s = _lyo_cycle(shelf_C, pressure)
-        except Exception as exc:  # a recipe that does not dry, or a malformed answer
+        except Exception as exc:  # a recipe that does not dry, or a malformed answer  # noqa: BLE001
             return _say(False, f"that cycle cannot be evaluated ({exc})")
         ok = s["primary_drying_time_h"] < 9.0 and s["max_T_bottom_C"] <= -15.0
         return _say(ok, f"dries in {s['primary_drying_time_h']:.2f} h with the product at most "

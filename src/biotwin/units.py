@@ -83,7 +83,7 @@ def unit_string(unit) -> str:
         return "dimensionless"
     try:
         unit = units.get_units(unit) or unit
-    except Exception:  # not a unit expression Pyomo can reduce; print as is
+    except Exception:  # not a unit expression Pyomo can reduce; print as is  # noqa: BLE001, S110
         pass
     text = str(unit)
     return "dimensionless" if text in ("", "dimensionless", "None") else text

@@ -100,8 +100,8 @@ def explorer_spec(model, scenario=None, parameters=None, panels=None) -> Explore
     spec_panels = panels or raw.get("panels")
     if spec_panels is None:
         build = model.build({"t_end": 1.0})
-        import pyomo.dae as dae
         import pyomo.environ as pyo
+        from pyomo import dae
 
         states = [dv.get_state_var() for dv in build.component_objects(dae.DerivativeVar)]
         spec_panels = [(s.local_name, f"{s.local_name} [{pyo.units.get_units(s)}]") for s in states][:6]
@@ -169,15 +169,15 @@ class Explorer:
         for i, (column, title) in enumerate(self.spec.panels):
             r, c = i // columns + 1, i % columns + 1
             self.figure.add_scatter(x=[], y=[], mode="lines", name=column, showlegend=False, row=r, col=c,
-                                    line=dict(color="#1f77b4"))
+                                    line={"color": "#1f77b4"})
             self.figure.update_xaxes(title_text=self.spec.time_label, row=r, col=c)
         if data is not None:
             for i, (column, _) in enumerate(self.spec.panels):
                 if column in data:
                     self.figure.add_scatter(x=data["time"], y=data[column], mode="markers", name=f"data {column}",
-                                            showlegend=False, marker=dict(color="black", size=6),
+                                            showlegend=False, marker={"color": "black", "size": 6},
                                             row=i // columns + 1, col=i % columns + 1)
-        self.figure.update_layout(height=260 * rows + 60, template="plotly_white", margin=dict(l=50, r=20, t=40, b=40))
+        self.figure.update_layout(height=260 * rows + 60, template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 40})
         self.readout = w.HTML()
         self.status = w.HTML()
         self.widget = w.VBox([w.HBox([w.VBox(list(self.sliders.values())), self.readout]), self.status, self.figure])
@@ -194,6 +194,11 @@ class Explorer:
         unknown = set(values) - set(self.sliders)
         if unknown:
             raise BiotwinError(f"unknown knob(s) {sorted(unknown)}; knobs: {', '.join(self.sliders)}")
+        for name, value in values.items():
+            slider = self.sliders[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not slider.min <= value <= slider.max:
+                raise BiotwinError(f"knob {name}: {value!r} is outside its range [{slider.min:g}, {slider.max:g}] "
+                                   "(a slider would clamp it silently; choose a value inside the range)")
         self._hold = True
         try:
             for name, value in values.items():
@@ -317,10 +322,10 @@ class DesignSpaceView:
         self.progress = w.IntProgress(min=0, max=len(self.x_values) * len(self.y_values), description="grid")
         self.figure = go.FigureWidget()
         self.figure.add_heatmap(x=self.x_values, y=self.y_values, z=np.full((len(self.y_values), len(self.x_values)), np.nan),
-                                colorbar=dict(title=readout), colorscale="Viridis")
+                                colorbar={"title": readout}, colorscale="Viridis")
         self.figure.add_contour(x=self.x_values, y=self.y_values, z=np.zeros((len(self.y_values), len(self.x_values))),
-                                showscale=False, contours=dict(coloring="none", start=self.limit, end=self.limit, size=1),
-                                line=dict(color="#d62728", width=3), name=f"limit {limit}", hoverinfo="skip")
+                                showscale=False, contours={"coloring": "none", "start": self.limit, "end": self.limit, "size": 1},
+                                line={"color": "#d62728", "width": 3}, name=f"limit {limit}", hoverinfo="skip")
         self.figure.update_layout(xaxis_title=knobs[x].description, yaxis_title=knobs[y].description,
                                   template="plotly_white", height=420, title=f"{readout}: passes {passes} {limit}")
         self.figure.data[0].on_click(self._on_click)
@@ -331,8 +336,8 @@ class DesignSpaceView:
 
     def compute(self):
         """Evaluate the grid (in parallel processes) and draw the map; returns the grid as an array."""
-        from concurrent.futures import ProcessPoolExecutor
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         base = self.explorer.values()
         points = [(i, j, {**base, self.x: float(xv), self.y: float(yv)})

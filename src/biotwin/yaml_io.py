@@ -32,4 +32,4 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def load(text: str):
     """Parse YAML ``text`` like :func:`yaml.safe_load`, but a duplicate key is a :class:`yaml.YAMLError`."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_UniqueKeyLoader)

@@ -4,4 +4,4 @@ from biotwin.calibration.api import calibrate
 from biotwin.calibration.problem import EstimationProblem
 from biotwin.calibration.result import CalibrationResult
 
-__all__ = ["calibrate", "CalibrationResult", "EstimationProblem"]
+__all__ = ["CalibrationResult", "EstimationProblem", "calibrate"]

@@ -20,8 +20,8 @@ from biotwin.calibration.problem import EstimationProblem
 from biotwin.calibration.profile import profile_parameter
 from biotwin.calibration.result import CalibrationResult
 from biotwin.calibration.sensitivity import Sensitivities
-from biotwin.data import Experiment, read_experiment
 from biotwin.checks import unusual_allowed
+from biotwin.data import Experiment, read_experiment
 from biotwin.errors import DataError, ScenarioError
 from biotwin.model import Model, folder_sha256, load_model
 from biotwin.solver import solve, solver_options
@@ -212,7 +212,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     trajectories = _trajectories(problem, sens, cov, scales, free, quantile) if bands else {}
 
     provenance = {
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model_folder": str(model.folder), "model_sha256": folder_sha256(model.folder),
         "data": [{"experiment": e.name, "path": str(e.path) if e.path else None, "sha256": e.sha256,
                   "scenario": e.scenario if isinstance(e.scenario, (str, type(None))) else "<dict>"}
@@ -226,7 +226,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
         if o.variable not in units:
             try:
                 units[o.variable] = unit_string(pyo.units.get_units(comp))
-            except Exception:  # inconsistent units inside a user expression
+            except Exception:  # inconsistent units inside a user expression  # noqa: BLE001
                 units[o.variable] = "?"
     result = CalibrationResult(
         model=model.name, objective=objective, objective_kind="weighted SSE" if problem.weighted else "SSE",

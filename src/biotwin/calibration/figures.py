@@ -35,15 +35,15 @@ def plot_fit(result, variables=None) -> go.Figure:
             if traj and var in traj:
                 t = traj["time"]
                 fig.add_trace(go.Scatter(x=t + t[::-1], y=traj[f"{var}_high"] + traj[f"{var}_low"][::-1],
-                                         fill="toself", fillcolor="rgba(31,119,180,0.2)", line=dict(width=0),
+                                         fill="toself", fillcolor="rgba(31,119,180,0.2)", line={"width": 0},
                                          name="95% band", legendgroup="band", showlegend=first, hoverinfo="skip"),
                               row=i, col=j)
-                fig.add_trace(go.Scatter(x=t, y=traj[var], mode="lines", line=dict(color=PALETTE[0]), name="fit",
+                fig.add_trace(go.Scatter(x=t, y=traj[var], mode="lines", line={"color": PALETTE[0]}, name="fit",
                                          legendgroup="fit", showlegend=first), row=i, col=j)
             d = res[(res.experiment == exp) & (res.variable == var)]
-            err = dict(type="data", array=d["sigma"].tolist(), visible=True) if d["sigma"].notna().all() else None
+            err = {"type": "data", "array": d["sigma"].tolist(), "visible": True} if d["sigma"].notna().all() else None
             fig.add_trace(go.Scatter(x=d["time"], y=d["value"], mode="markers", error_y=err,
-                                     marker=dict(color="black", size=6), name="data", legendgroup="data",
+                                     marker={"color": "black", "size": 6}, name="data", legendgroup="data",
                                      showlegend=first), row=i, col=j)
             fig.update_yaxes(title_text=_label(result, var), row=i, col=j)
             if i == len(experiments):
@@ -62,7 +62,7 @@ def _markers_by_variable(res, x, y):
         for k, exp in enumerate(sorted(d["experiment"].unique())):
             e = d[d.experiment == exp]
             fig.add_trace(go.Scatter(x=e[x], y=e[y], mode="markers", name=exp, legendgroup=exp,
-                                     showlegend=j == 1, marker=dict(color=PALETTE[k % len(PALETTE)])), row=1, col=j)
+                                     showlegend=j == 1, marker={"color": PALETTE[k % len(PALETTE)]}), row=1, col=j)
     return fig, variables
 
 
@@ -73,7 +73,7 @@ def plot_parity(result) -> go.Figure:
     for j, var in enumerate(variables, 1):
         d = res[res.variable == var]
         lo, hi = float(min(d["value"].min(), d["fitted"].min())), float(max(d["value"].max(), d["fitted"].max()))
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="grey", dash="dash"),
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "grey", "dash": "dash"},
                                  showlegend=False, hoverinfo="skip"), row=1, col=j)
         fig.update_xaxes(title_text=f"measured {_label(result, var)}", row=1, col=j)
         fig.update_yaxes(title_text=f"fitted {_label(result, var)}", row=1, col=j)
@@ -89,7 +89,7 @@ def plot_residuals(result) -> go.Figure:
     fig, variables = _markers_by_variable(res, "time", "r")
     for j, var in enumerate(variables, 1):
         for level in ([-2, 0, 2] if standardized else [0]):
-            fig.add_hline(y=level, line=dict(color="grey", dash="dot" if level else "solid"), row=1, col=j)
+            fig.add_hline(y=level, line={"color": "grey", "dash": "dot" if level else "solid"}, row=1, col=j)
         fig.update_xaxes(title_text=_label(result, "time"), row=1, col=j)
         fig.update_yaxes(title_text="(y - fit)/sigma [-]" if standardized else f"y - fit {_label(result, var)[len(var):]}",
                          row=1, col=j)
@@ -105,9 +105,9 @@ def plot_correlation(result) -> go.Figure:
     text = np.where(np.isfinite(z), np.round(z, 2).astype(str), "at bound")
     fig = go.Figure(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), x=list(frame.columns), y=list(frame.index),
                                zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, text=text,
-                               texttemplate="%{text}", colorbar=dict(title="correlation [-]")))
+                               texttemplate="%{text}", colorbar={"title": "correlation [-]"}))
     fig.update_layout(height=120 + 50 * len(frame), width=200 + 60 * len(frame), template="plotly_white",
-                      title="Correlation of the estimates", yaxis=dict(autorange="reversed"))
+                      title="Correlation of the estimates", yaxis={"autorange": "reversed"})
     return fig
 
 

@@ -45,11 +45,10 @@ def _solve_from(spec, start):
     """Worker: build the problem from ``start`` and solve it (runs in a child process)."""
     import biotwin  # noqa: F401  (configures the PyNumero library path)
     from biotwin.calibration.problem import EstimationProblem
+    from biotwin.checks import allow_unusual
     from biotwin.errors import BiotwinError
     from biotwin.model import load_model
     from biotwin.solver import solve
-
-    from biotwin.checks import allow_unusual
 
     try:
         with allow_unusual(spec.get("allow_unusual", False)):  # the parent's permission, in this process too

@@ -29,7 +29,6 @@ from biotwin.simulation import forward_initialize, points_at, prepare, solve_pre
 from biotwin.solver import largest_residuals
 from biotwin.units import convert_value
 
-
 #: Largest collocation residual accepted from a forward-integration start; above it (e.g. where a
 #: nutrient runs out inside an element) Ipopt first solves each experiment at the start values.
 START_RESIDUAL_TOL = 1e-6

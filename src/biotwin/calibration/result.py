@@ -118,8 +118,8 @@ class CalibrationResult:
 
     def summary(self) -> str:
         """A short text report."""
-        lines = [f"calibration of '{self.model}': {self.status}, {self.objective_kind} = {self.objective:.6g}, "
-                 f"{self.n_observations} observations, {self.wall_time_s:.2f} s"]
+        lines = [(f"calibration of '{self.model}': {self.status}, {self.objective_kind} = {self.objective:.6g}, "
+                  f"{self.n_observations} observations, {self.wall_time_s:.2f} s")]
         for label, p in self.parameters.items():
             if p["at_bound"]:
                 lines.append(f"  {label:24s} {p['value']:.6g} {p['unit']}  (at its {p['at_bound']} bound)")
@@ -173,7 +173,7 @@ class CalibrationResult:
         return path
 
     @classmethod
-    def load(cls, path) -> "CalibrationResult":
+    def load(cls, path) -> CalibrationResult:
         """Read a result saved by :meth:`save`."""
         path = Path(path)
         try:
