@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.biotwin-installed
 EXTRAS := solver,lab,test,dev,browser
 
-.PHONY: setup system-deps python-env solver demo test lab clean
+.PHONY: setup system-deps python-env solver demo test test-fast lab clean
 
 setup: system-deps python-env solver
 
@@ -30,7 +30,12 @@ demo: setup
 	$(BIN)/biotwin notebooks run --only notebooks/00_quickstart.ipynb --out out --table
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist worksteal
+
+test-fast: python-env
+	$(BIN)/python -m pytest -m unit -q
 
 lab: setup
 	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/

@@ -15,7 +15,6 @@ uncertainty analysis.
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,14 +25,12 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import least_squares
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import biotwin
-from biotwin.data import Experiment
+from biotwin.core.data import Experiment
 
 SHARED = ROOT.parent / "shared" / "data" / "estimation_benchmarks"
-MODELS = ROOT / "tests" / "models"
+MODELS = ROOT / "tests" / "toy_models"
 
 
 def gasoil_rhs(t, y, th):
@@ -42,9 +39,11 @@ def gasoil_rhs(t, y, th):
 
 def methanol_rhs(t, y, th):
     D = (th[1] + th[4]) * y[0] + y[1]
-    return [-(2 * th[1] - th[0] * y[1] / D + th[2] + th[3]) * y[0],
-            th[0] * y[0] * (th[1] * y[0] - y[1]) / D + th[2] * y[0],
-            th[0] * y[0] * (y[1] + th[4] * y[0]) / D + th[3] * y[0]]
+    return [
+        -(2 * th[1] - th[0] * y[1] / D + th[2] + th[3]) * y[0],
+        th[0] * y[0] * (th[1] * y[0] - y[1]) / D + th[2] * y[0],
+        th[0] * y[0] * (y[1] + th[4] * y[0]) / D + th[3] * y[0],
+    ]
 
 
 def shooting_fit(rhs, data, y0, start, lower, upper):
@@ -75,10 +74,12 @@ def monod_shooting(experiments, start):
                 mu = th[0] * max(S, 0) / (th[1] + max(S, 0))
                 return [mu * X - F / V * X, -mu * X / th[2] + F / V * (TRUE["Sf"] - S), F]
 
-            a = solve_ivp(rhs, (0, ts), [x0, s0, 1.0], args=(0.0,), method="LSODA", rtol=1e-8, atol=1e-10,
-                          dense_output=True)
-            b = solve_ivp(rhs, (ts, 20), a.y[:, -1], args=(f,), method="LSODA", rtol=1e-8, atol=1e-10,
-                          dense_output=True)
+            a = solve_ivp(
+                rhs, (0, ts), [x0, s0, 1.0], args=(0.0,), method="LSODA", rtol=1e-8, atol=1e-10, dense_output=True
+            )
+            b = solve_ivp(
+                rhs, (ts, 20), a.y[:, -1], args=(f,), method="LSODA", rtol=1e-8, atol=1e-10, dense_output=True
+            )
             y = np.array([a.sol(tt) if tt <= ts else b.sol(tt) for tt in t])
             out.append((y[:, 0] - exp.data["X"].to_numpy()) / exp.sigma["X"].to_numpy())
             out.append((y[:, 1] - exp.data["S"].to_numpy()) / exp.sigma["S"].to_numpy())
@@ -97,21 +98,24 @@ def main():
     # one small fit first, so that one-time costs (imports, first sympy compile) are not billed to gasoil
     d = pd.read_csv(SHARED / "parmest_rooney_biegler" / "data.csv").rename(columns={"hour": "time"})
     t0 = time.perf_counter()
-    biotwin.calibrate(MODELS / "rooney_biegler", Experiment.from_frame(d, "rb"), ["asymptote", "rate_constant"],
-                      nfe=7, ncp=1)
+    biotwin.calibrate(
+        MODELS / "rooney_biegler", Experiment.from_frame(d, "rb"), ["asymptote", "rate_constant"], nfe=7, ncp=1
+    )
     print(f"warm-up (Rooney-Biegler, first fit in the process): {time.perf_counter() - t0:.2f} s")
     d = pd.read_csv(SHARED / "cops_gasoil" / "data.csv").rename(columns={"t": "time"})
     t0 = time.perf_counter()
-    r = biotwin.calibrate(MODELS / "cops_gasoil", Experiment.from_frame(d, "gasoil"),
-                          ["theta1", "theta2", "theta3"], nfe=100)
+    r = biotwin.calibrate(
+        MODELS / "cops_gasoil", Experiment.from_frame(d, "gasoil"), ["theta1", "theta2", "theta3"], nfe=100
+    )
     ours = time.perf_counter() - t0
     base, base_f = shooting_fit(gasoil_rhs, d, [1.0, 0.0], [0.0, 0.0, 0.0], [0, 0, 0], [np.inf] * 3)
     rows.append(("COPS gasoil (nfe 100)", ours, r.objective, base, base_f, 5.2366e-3))
 
     d = pd.read_csv(SHARED / "cops_methanol" / "data.csv").rename(columns={"t": "time"})
     t0 = time.perf_counter()
-    r = biotwin.calibrate(MODELS / "cops_methanol", Experiment.from_frame(d, "methanol"),
-                          ["th1", "th2", "th3", "th4", "th5"], nfe=100)
+    r = biotwin.calibrate(
+        MODELS / "cops_methanol", Experiment.from_frame(d, "methanol"), ["th1", "th2", "th3", "th4", "th5"], nfe=100
+    )
     ours = time.perf_counter() - t0
     base, base_f = shooting_fit(methanol_rhs, d, [1.0, 0.0, 0.0], [1.0] * 5, [0] * 5, [np.inf] * 5)
     rows.append(("COPS methanol (nfe 100)", ours, r.objective, base, base_f, 9.02229e-3))
@@ -125,8 +129,10 @@ def main():
     rows.append(("3-experiment fed-batch (nfe 60)", ours, r.objective, base, base_f, float("nan")))
 
     print("calibration benchmark: wall time [s] and objective, biotwin vs scipy single shooting (same run)")
-    print(f"{'problem':32s} {'biotwin s':>10} {'objective':>12} {'scipy s':>9} {'objective':>12} "
-          f"{'published':>10} {'scipy/biotwin':>13}")
+    print(
+        f"{'problem':32s} {'biotwin s':>10} {'objective':>12} {'scipy s':>9} {'objective':>12} "
+        f"{'published':>10} {'scipy/biotwin':>13}"
+    )
     for name, ours, f, base, bf, pub in rows:
         print(f"{name:32s} {ours:10.2f} {f:12.6g} {base:9.2f} {bf:12.6g} {pub:10.6g} {base / ours:13.2f}")
 

@@ -1,7 +1,7 @@
 """Engine benchmark: build, discretize, initialize and solve a 3-state collocation model.
 
 Prints, for 160, 640 and 2560 finite elements (Radau, 3 points) of the Monod fed-batch test model
-(tests/models/monod_switch), the wall time of each stage next to
+(tests/toy_models/monod_switch), the wall time of each stage next to
 
 * Pyomo's own NL writer on the same discretized model -- the floor for any pass over a Pyomo model;
 * scipy's solve_ivp (LSODA, rtol 1e-8) on the same equations written by hand,
@@ -26,12 +26,11 @@ from pathlib import Path
 from scipy.integrate import solve_ivp
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 import biotwin
-from biotwin.simulation import simulate
+from biotwin.engine.simulation import clear_cache, simulate
 
-MODEL = ROOT / "tests" / "models" / "monod_switch"
+MODEL = ROOT / "tests" / "toy_models" / "monod_switch"
 
 
 def nl_writer_seconds(m) -> float:
@@ -56,29 +55,34 @@ def scipy_seconds(p) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[160, 640, 2560])
-    parser.add_argument("--mumps", type=int, nargs="*", default=[],
-                        help="also time Ipopt's default MUMPS scaling at these sizes")
+    parser.add_argument(
+        "--mumps", type=int, nargs="*", default=[], help="also time Ipopt's default MUMPS scaling at these sizes"
+    )
     args = parser.parse_args(argv)
     model = biotwin.load_model(MODEL)
     params = model.parameter_set.values()
     scipy_s = min(scipy_seconds(params) for _ in range(5))
-    header = (f"{'nfe':>6} {'build':>7} {'compile':>8} {'discr.':>7} {'init':>7} {'solve':>7} {'iters':>5} "
-              f"{'total':>7} {'NL wr.':>7} {'warm':>7} {'tot/NL':>7} {'tot/ivp':>8}")
+    header = (
+        f"{'nfe':>6} {'build':>7} {'compile':>8} {'discr.':>7} {'init':>7} {'solve':>7} {'iters':>5} "
+        f"{'total':>7} {'NL wr.':>7} {'warm':>7} {'tot/NL':>7} {'tot/ivp':>8}"
+    )
     print("biotwin engine benchmark: Monod fed-batch, 3 states, Radau 3 points; times in s")
     print(f"solve_ivp (LSODA, rtol 1e-8), best of 5: {scipy_s:.4f} s")
     print(header)
     print("-" * len(header))
     for nfe in args.sizes:
-        model._simulations.clear()
+        clear_cache(model)
         r = simulate(model, nfe=nfe, ncp=3)
         s = r.stats
         nl = nl_writer_seconds(r.pyomo_model)
         start = time.perf_counter()
         simulate(model, nfe=nfe, ncp=3, params={"mu_max": 0.45})
         warm = time.perf_counter() - start
-        print(f"{nfe:>6} {s['build_s']:7.3f} {s['template_s']:8.3f} {s['discretize_s']:7.3f} {s['initialize_s']:7.3f} "
-              f"{s['solve_s']:7.3f} {s['iterations']:>5} {s['total_s']:7.3f} {nl:7.3f} {warm:7.3f} "
-              f"{s['total_s'] / nl:7.1f} {s['total_s'] / scipy_s:8.0f}")
+        print(
+            f"{nfe:>6} {s['build_s']:7.3f} {s['template_s']:8.3f} {s['discretize_s']:7.3f} {s['initialize_s']:7.3f} "
+            f"{s['solve_s']:7.3f} {s['iterations']:>5} {s['total_s']:7.3f} {nl:7.3f} {warm:7.3f} "
+            f"{s['total_s'] / nl:7.1f} {s['total_s'] / scipy_s:8.0f}"
+        )
     print("columns: build = model.py build(); compile = sympy right-hand side for the forward integration;")
     print("discr. = collocation transformation; init = forward integration; solve = Ipopt via cyipopt incl.")
     print("NLP set-up; NL wr. = Pyomo NL writer on the discretized model; warm = second call with a new")
@@ -86,7 +90,7 @@ def main(argv=None):
     if args.mumps:
         print("\nIpopt default MUMPS scaling (mumps_scaling/mumps_permuting_scaling left at Ipopt defaults):")
         for nfe in args.mumps:
-            model._simulations.clear()
+            clear_cache(model)
             opts = {"mumps_scaling": None, "mumps_permuting_scaling": None, "max_wall_time": 120.0}
             start = time.perf_counter()
             try:

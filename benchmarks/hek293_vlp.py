@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -19,12 +18,11 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 import itertools
 
 import biotwin
-from biotwin.programs import Program
+from biotwin.core.programs import Program
 
 AVOGADRO, BP = 6.02214076e23, 650.0
 
@@ -44,7 +42,23 @@ def scipy_simulation(model, scenario):
         x = (c - centre) / width
         return 0.5 * (1 + x / math.sqrt(1 + x * x))
 
-    names = ["Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "V", "P_ext", "P_endo", "P_cyto", "P_nuc", "PEI", "Gag", "Asm", "VLP"]
+    names = [
+        "Xv",
+        "Xd",
+        "Glc",
+        "Gln",
+        "Lac",
+        "Amm",
+        "V",
+        "P_ext",
+        "P_endo",
+        "P_cyto",
+        "P_nuc",
+        "PEI",
+        "Gag",
+        "Asm",
+        "VLP",
+    ]
 
     def rhs(t, y, side):
         Xv, Xd, Glc, Gln, Lac, Amm, V, Pe, Pn, Pc, Pu, PEI, Gag, Asm, VLP = y
@@ -52,36 +66,85 @@ def scipy_simulation(model, scenario):
         Fb, Fo, Dex, dose = u.get("F_bolus", 0.0), u.get("F_out", 0.0), u.get("D_ex", 0.0), u.get("DNA_dose", 0.0)
         e = p["C_eps"]
         G, Q, L, A, W = pos(Glc, e), pos(Gln, e), pos(Lac, e), pos(Amm, e), pos(PEI, 1e-9)
-        mu = (p["mu_max"] * G / (p["K_Glc"] + G) * Q / (p["K_Gln"] + Q) * p["KI_Lac"] / (p["KI_Lac"] + L)
-              * p["KI_Amm"] / (p["KI_Amm"] + A) * p["K_burden"] / (p["K_burden"] + W))
+        mu = (
+            p["mu_max"]
+            * G
+            / (p["K_Glc"] + G)
+            * Q
+            / (p["K_Gln"] + Q)
+            * p["KI_Lac"]
+            / (p["KI_Lac"] + L)
+            * p["KI_Amm"]
+            / (p["KI_Amm"] + A)
+            * p["K_burden"]
+            / (p["K_burden"] + W)
+        )
         mud = p["mu_d_max"] * L / (p["KD_Lac"] + L) * A / (p["KD_Amm"] + A) + p["k_tox"] * W
         qg = p["m_Glc"] * sw(Glc, p["C_exh"], p["W_exh"]) + mu / p["Y_X_Glc"]
         qq = p["a1_Gln"] * Q / (p["a2_Gln"] + Q) + mu / p["Y_X_Gln"]
-        ql = p["Y_Lac_Glc"] * qg - p["q_Lac_up"] * (1 - sw(Glc, p["Glc_switch"], p["W_switch"])) * L / (p["K_Lac_up"] + L)
+        ql = p["Y_Lac_Glc"] * qg - p["q_Lac_up"] * (1 - sw(Glc, p["Glc_switch"], p["W_switch"])) * L / (
+            p["K_Lac_up"] + L
+        )
         qa = p["Y_Amm_Gln"] * mu / p["Y_X_Gln"] - p["r_Amm"] * sw(Amm, p["C_exh"], p["W_exh"])
         X = Xv * 1e9  # cells/L
         D = Fb / V
         nuc = pos(Pu, 1e-9)
         fT = p["f_max"] * nuc / (nuc + p["K_T"])
         per_t = (nuc + p["K_T"]) / p["f_max"]
-        qgag = p["k_expr"] * fT * per_t / (p["K_nuc"] + per_t) * (p["alpha_phys"] + (1 - p["alpha_phys"]) * mu / p["mu_max"])
+        qgag = (
+            p["k_expr"]
+            * fT
+            * per_t
+            / (p["K_nuc"] + per_t)
+            * (p["alpha_phys"] + (1 - p["alpha_phys"]) * mu / p["mu_max"])
+        )
         up = eta * p["k_uptake"] * Pe
-        return [(mu - mud - D) * Xv, mud * Xv - (p["k_lys"] + D) * Xd,
-                -qg * X + Fb / V * (u.get("Glc_bolus", 0) - Glc) + Dex * (p["Glc_medium"] - Glc),
-                -qq * X - p["d_Gln"] * Gln + Fb / V * (u.get("Gln_bolus", 0) - Gln) + Dex * (p["Gln_medium"] - Gln),
-                ql * X - (D + Dex) * Lac, qa * X + p["d_Gln"] * Gln - (D + Dex) * Amm, Fb - Fo,
-                dose * copies_per_pg - up - Dex * Pe, up - (p["k_escape"] + p["k_pdeg"] + mu) * Pn,
-                p["k_escape"] * Pn - (p["k_nuclear"] + p["k_pdeg"] + mu) * Pc,
-                p["k_nuclear"] * Pc - (p["k_pdeg"] + mu) * Pu,
-                p["PEI_DNA_ratio"] * dose - (p["k_PEI_clear"] + mu) * PEI,
-                qgag - (p["k_asm"] + p["k_gdeg"] + mu) * Gag, p["k_asm"] * Gag - (p["k_bud"] + mu) * Asm,
-                p["k_bud"] * Asm * Xv * 1e-3 - (p["k_vdeg"] + D + Dex) * VLP]   # Mcell/mL * vp/cell -> Gvp/mL
-    y0 = [p["Xv0"], p["Xd0"], p["Glc0"], p["Gln0"], p["Lac0"], p["Amm0"], p["V0"], p["P_ext0"], 0, 0, 0, p["PEI0"], 0, 0, 0]
+        return [
+            (mu - mud - D) * Xv,
+            mud * Xv - (p["k_lys"] + D) * Xd,
+            -qg * X + Fb / V * (u.get("Glc_bolus", 0) - Glc) + Dex * (p["Glc_medium"] - Glc),
+            -qq * X - p["d_Gln"] * Gln + Fb / V * (u.get("Gln_bolus", 0) - Gln) + Dex * (p["Gln_medium"] - Gln),
+            ql * X - (D + Dex) * Lac,
+            qa * X + p["d_Gln"] * Gln - (D + Dex) * Amm,
+            Fb - Fo,
+            dose * copies_per_pg - up - Dex * Pe - (mu - mud) * Pe,  # medium plasmid per viable cell
+            up - (p["k_escape"] + p["k_pdeg"] + mu) * Pn,
+            p["k_escape"] * Pn - (p["k_nuclear"] + p["k_pdeg"] + mu) * Pc,
+            p["k_nuclear"] * Pc - (p["k_pdeg"] + mu) * Pu,
+            p["PEI_DNA_ratio"] * dose - (p["k_PEI_clear"] + mu) * PEI,
+            qgag - (p["k_asm"] + p["k_gdeg"] + mu) * Gag,
+            p["k_asm"] * Gag - (p["k_bud"] + mu) * Asm,
+            p["k_bud"] * Asm * Xv * 1e-3 - (p["k_vdeg"] + D + Dex) * VLP,
+        ]  # Mcell/mL * vp/cell -> Gvp/mL
+
+    y0 = [
+        p["Xv0"],
+        p["Xd0"],
+        p["Glc0"],
+        p["Gln0"],
+        p["Lac0"],
+        p["Amm0"],
+        p["V0"],
+        p["P_ext0"],
+        0,
+        0,
+        0,
+        p["PEI0"],
+        0,
+        0,
+        0,
+    ]
     corners = sorted({0.0, sc.t_end} | {c for prog in progs.values() for c in prog.corners if 0 < c < sc.t_end})
     y = np.array(y0, dtype=float)
     for a, b in itertools.pairwise(corners):  # inputs are linear between corners: right limit at the start
-        sol = solve_ivp(lambda t, yy, a=a: rhs(t, yy, "right" if t <= a else "left"), (a, b), y, method="LSODA",
-                        rtol=1e-8, atol=1e-10)
+        sol = solve_ivp(
+            lambda t, yy, a=a: rhs(t, yy, "right" if t <= a else "left"),
+            (a, b),
+            y,
+            method="LSODA",
+            rtol=1e-8,
+            atol=1e-10,
+        )
         y = sol.y[:, -1]
     return y, names
 
@@ -95,8 +158,14 @@ def timed(fn):
 def main():
     model = biotwin.load_model("hek293_vlp")
     cold, run = timed(lambda: model.simulate(scenario="batch_transfection", nfe=68))
-    warm = [timed(lambda k=k: model.simulate(scenario="batch_transfection", nfe=68,
-                                             params={"k_expr": 100.0 * (1 + 0.01 * (k + 1))}))[0] for k in range(5)]
+    warm = [
+        timed(
+            lambda k=k: model.simulate(
+                scenario="batch_transfection", nfe=68, params={"k_expr": 100.0 * (1 + 0.01 * (k + 1))}
+            )
+        )[0]
+        for k in range(5)
+    ]
     warm_s = statistics.median(warm)
     scipy_s, (y, names) = timed(lambda: scipy_simulation(model, "batch_transfection"))
     ours = run.wide.iloc[-1]
@@ -105,18 +174,26 @@ def main():
     print(f"  scipy LSODA rtol 1e-8 {scipy_s:.3f} s; ratio warm/scipy {warm_s / scipy_s:.1f}")
     for name in ("Xv", "Glc", "Lac", "P_nuc", "VLP"):
         theirs = y[names.index(name)]
-        print(f"    final {name:5s} biotwin {ours[name]:.6g}  scipy {theirs:.6g}  rel diff {ours[name] / theirs - 1:+.1e}")
+        print(
+            f"    final {name:5s} biotwin {ours[name]:.6g}  scipy {theirs:.6g}  rel diff {ours[name] / theirs - 1:+.1e}"
+        )
     files = sorted((model.folder / "data").glob("run*.csv"))
-    cal_s, fit = timed(lambda: biotwin.calibrate(model, files, ["mu_max", "Y_X_Glc", "Y_Lac_Glc", "k_expr", "k_tox",
-                                                                "K_burden"], nfe=60))
+    cal_s, fit = timed(
+        lambda: biotwin.calibrate(
+            model, files, ["mu_max", "Y_X_Glc", "Y_Lac_Glc", "k_expr", "k_tox", "K_burden"], nfe=60
+        )
+    )
     print(f"calibration, 4 runs, 6 parameters, {fit.n_observations} observations: {cal_s:.1f} s")
     tools = model.submodule("transfection_optimization")
-    opt_s, best = timed(lambda: tools.optimize_transfection(model, "batch_transfection", min_viability=85.0,
-                                                            max_evaluations=20))
-    print(f"transfection optimization: {opt_s:.1f} s for {best.stats['evaluations']} simulations "
-          f"({opt_s / best.stats['evaluations']:.2f} s each, warm on one 2-h grid); "
-          f"titer {best.nominal['titer_per_mL']:.3e} -> {best.titer_per_mL:.3e} vp/mL; "
-          f"one scipy simulation {scipy_s:.2f} s")
+    opt_s, best = timed(
+        lambda: tools.optimize_transfection(model, "batch_transfection", min_viability=85.0, max_evaluations=20)
+    )
+    print(
+        f"transfection optimization: {opt_s:.1f} s for {best.stats['evaluations']} simulations "
+        f"({opt_s / best.stats['evaluations']:.2f} s each, warm on one 2-h grid); "
+        f"titer {best.nominal['titer_per_mL']:.3e} -> {best.titer_per_mL:.3e} vp/mL; "
+        f"one scipy simulation {scipy_s:.2f} s"
+    )
 
 
 if __name__ == "__main__":

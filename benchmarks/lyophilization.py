@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 import biotwin
-from biotwin.programs import Program
+from biotwin.core.programs import Program
 
 
 def timed(fn):
@@ -45,16 +43,20 @@ def main(argv=None):
     p = model.parameter_values()
 
     cold, result = timed(lambda: model.simulate(scenario="case1_standard", nfe=args.nfe))
-    t_dry = model.module.summary(result)["primary_drying_time_h"]
+    t_dry = model.summary(result)["primary_drying_time_h"]
     warm = []
     for k in range(args.repeats):
-        dt, _ = timed(lambda k=k: model.simulate(scenario="case1_standard", nfe=args.nfe,
-                                             params={"R0": 1.4 * (1 + 0.01 * (k + 1))}))
+        dt, _ = timed(
+            lambda k=k: model.simulate(
+                scenario="case1_standard", nfe=args.nfe, params={"R0": 1.4 * (1 + 0.01 * (k + 1))}
+            )
+        )
         warm.append(dt)
     warm_s = statistics.median(warm)
     scipy_tight, out = timed(lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end))
-    scipy_loose, _ = timed(lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end,
-                                                rtol=1e-6))
+    scipy_loose, _ = timed(
+        lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end, rtol=1e-6)
+    )
     print(f"case 1 simulation, primary + secondary drying to {sc.t_end} h ({args.nfe} elements x 3 Radau points):")
     print(f"  biotwin cold            {cold:7.3f} s   (drying time {t_dry:.5f} h)")
     print(f"  biotwin warm (median {args.repeats}) {warm_s:7.3f} s   min {min(warm):.3f} s; target < 1 s")
@@ -65,12 +67,16 @@ def main(argv=None):
     opt_s, opt = timed(lambda: model.module.optimize(model, "optimize_case1"))
     greedy_s, greedy = timed(lambda: ref.greedy_fastest_drying(p, 268.15, 0.15, (228.15, 393.15)))
     print("cycle optimization (optimize_case1: T_bottom <= -5 degC, 398 vials, shelf -45..120 degC, 40 elements):")
-    print(f"  biotwin NLP solve + setup {opt.stats['optimization_wall_time_s']:7.3f} s   "
-          f"({opt.stats['iterations']} Ipopt iterations; drying time {opt.drying_time_h:.5f} h)")
+    print(
+        f"  biotwin NLP solve + setup {opt.stats['optimization_wall_time_s']:7.3f} s   "
+        f"({opt.stats['iterations']} Ipopt iterations; drying time {opt.drying_time_h:.5f} h)"
+    )
     print(f"  biotwin incl. start simulation and re-simulation check {opt_s:7.3f} s; target < 10 s")
     print(f"  scipy greedy policy       {greedy_s:7.3f} s   (drying time {greedy['t_dry']:.5f} h)")
-    print(f"  ratio optimization / greedy {opt.stats['optimization_wall_time_s'] / greedy_s:.1f}; "
-          f"optimum vs greedy drying time {opt.drying_time_h / greedy['t_dry'] - 1:+.2e}")
+    print(
+        f"  ratio optimization / greedy {opt.stats['optimization_wall_time_s'] / greedy_s:.1f}; "
+        f"optimum vs greedy drying time {opt.drying_time_h / greedy['t_dry'] - 1:+.2e}"
+    )
 
 
 if __name__ == "__main__":

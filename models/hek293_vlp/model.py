@@ -9,15 +9,18 @@ equivalents]; extracellular ``VLP`` [Gvp/mL = 1e9 particles/mL]. Time in hours.
 **Sourced** (see the model card for what is proposed):
 
 Plasmid delivery, Nguyen et al. 2021 (Mol Ther Methods Clin Dev 21:642, the published code's
-``ode_viralProd``), per cell, with the growth rate ``mu`` diluting the intracellular pools:
+``ode_viralProd``), per cell, with the growth rate ``mu`` diluting the intracellular pools. The
+plasmid in the medium is a per-mL amount carried per viable cell, so viable-cell growth and death
+``(mu - mu_d)`` change the ratio (Nguyen et al.'s per-cell form, without that term, is kept as
+``settings: {plasmid_medium: per_cell}`` to reproduce their trajectories):
 
-    dP_ext/dt  = dose(t) - eta_PEI k_uptake P_ext - D_ex P_ext
+    dP_ext/dt  = dose(t) - eta_PEI k_uptake P_ext - D_ex P_ext - (mu - mu_d) P_ext
     dP_endo/dt = eta_PEI k_uptake P_ext - (k_escape + k_pdeg + mu) P_endo
     dP_cyto/dt = k_escape P_endo - (k_nuclear + k_pdeg + mu) P_cyto
     dP_nuc/dt  = k_nuclear P_cyto - (k_pdeg + mu) P_nuc
 
 Growth and metabolism: the Monod/inhibition structure of Xing et al. 2010 shared with the CHO model
-(:mod:`biotwin.kinetics`), plus lactate consumption once glucose is limiting (documented for HEK293:
+(:mod:`biotwin.processes.kinetics`), plus lactate consumption once glucose is limiting (documented for HEK293:
 Petiot et al. 2011, BMC Biotechnol 11:84; Martinez-Monge et al. 2018, Appl Microbiol Biotechnol
 102:10465).
 
@@ -43,42 +46,60 @@ lactate, ammonia, plasmid or VLP). Feeds, boluses and samples as in the CHO mode
 
 import pyomo.environ as pyo
 
-from biotwin.culture_model import add_uptake_and_dilution
-from biotwin.culture_scenario import read_culture_scenario
-from biotwin.kinetics import inhibition, monod, positive_part, smooth_switch, xing_death_rate, xing_growth_rate
-from biotwin.modeling import declare, time_set
-from biotwin.units import parse_unit
+from biotwin.core.dae import declare, time_set
+from biotwin.core.units import parse_unit
+from biotwin.processes.cell_culture import add_uptake_and_dilution
+from biotwin.processes.culture_recipes import read_culture_scenario
+from biotwin.processes.kinetics import (
+    inhibition,
+    monod,
+    positive_part,
+    smooth_switch,
+    xing_death_rate,
+    xing_growth_rate,
+)
 
 TIME_UNIT = "h"
-AVOGADRO = 6.02214076e23      # [1/mol]
-BP_MOLAR_MASS = 650.0         # mean molar mass of a DNA base pair [g/mol]
+AVOGADRO = 6.02214076e23  # [1/mol]
+BP_MOLAR_MASS = 650.0  # mean molar mass of a DNA base pair [g/mol]
 
-STATES = {"Xv": "Mcell/mL", "Xd": "Mcell/mL", "Glc": "mM", "Gln": "mM", "Lac": "mM", "Amm": "mM", "V": "L",
-          "P_ext": "1/cell", "P_endo": "1/cell", "P_cyto": "1/cell", "P_nuc": "1/cell", "PEI": "pg/cell",
-          "Gag": "vp/cell", "Asm": "vp/cell", "VLP": "Gvp/mL"}
-CULTURE_STATES = ["Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "V"]   # those a recipe may set initially
-INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM",
-          "DNA_dose": "pg/cell/h", "D_ex": "1/h", "mu_in": "1/h"}
-
-PARAMETER_UNITS = {
-    # growth and metabolism (Xing et al. 2010 structure)
-    "mu_max": "1/h", "mu_d_max": "1/h", "K_Glc": "mM", "K_Gln": "mM", "KI_Lac": "mM", "KI_Amm": "mM",
-    "KD_Lac": "mM", "KD_Amm": "mM", "Y_X_Glc": "cell/mmol", "Y_X_Gln": "cell/mmol", "Y_Lac_Glc": "dimensionless",
-    "Y_Amm_Gln": "dimensionless", "m_Glc": "mmol/cell/h", "a1_Gln": "mmol/cell/h", "a2_Gln": "mM", "d_Gln": "1/h",
-    "r_Amm": "mmol/cell/h", "k_lys": "1/h",
-    "q_Lac_up": "mmol/cell/h", "K_Lac_up": "mM", "Glc_switch": "mM", "W_switch": "mM",
-    "Glc_feed": "mM", "Gln_feed": "mM", "Glc_medium": "mM", "Gln_medium": "mM",
-    "C_exh": "mM", "W_exh": "mM", "C_eps": "mM",
-    # delivery (Nguyen et al. 2021)
-    "k_uptake": "1/h", "k_escape": "1/h", "k_nuclear": "1/h", "k_pdeg": "1/h", "plasmid_bp": "dimensionless",
-    # transfection, expression, budding (proposed)
-    "PEI_DNA_ratio": "dimensionless", "K_PEI": "dimensionless", "k_PEI_clear": "1/h", "K_burden": "pg/cell",
-    "k_tox": "1/h/(pg/cell)", "f_max": "dimensionless", "K_T": "1/cell", "K_nuc": "1/cell", "k_expr": "vp/cell/h",
-    "alpha_phys": "dimensionless", "k_asm": "1/h", "k_gdeg": "1/h", "k_bud": "1/h", "k_vdeg": "1/h",
-    # initial culture
-    "Xv0": "Mcell/mL", "Xd0": "Mcell/mL", "Glc0": "mM", "Gln0": "mM", "Lac0": "mM", "Amm0": "mM", "V0": "L",
-    "P_ext0": "1/cell", "PEI0": "pg/cell",
+STATES = {
+    "Xv": "Mcell/mL",
+    "Xd": "Mcell/mL",
+    "Glc": "mM",
+    "Gln": "mM",
+    "Lac": "mM",
+    "Amm": "mM",
+    "V": "L",
+    "P_ext": "1/cell",
+    "P_endo": "1/cell",
+    "P_cyto": "1/cell",
+    "P_nuc": "1/cell",
+    "PEI": "pg/cell",
+    "Gag": "vp/cell",
+    "Asm": "vp/cell",
+    "VLP": "Gvp/mL",
 }
+CULTURE_STATES = ["Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "V"]  # those a recipe may set initially
+INPUTS = {
+    "F_cont": "L/h",
+    "F_bolus": "L/h",
+    "F_out": "L/h",
+    "Glc_bolus": "mM",
+    "Gln_bolus": "mM",
+    "DNA_dose": "pg/cell/h",
+    "D_ex": "1/h",
+    "mu_in": "1/h",
+}
+
+
+# How the plasmid in the medium is kept (``settings['plasmid_medium']``):
+#   per_volume  (default) a per-mL amount carried as copies per viable cell: the ratio falls as the viable
+#               cells grow (and rises as they die), so that Xv * P_ext changes only by dosing, uptake,
+#               medium exchange and dilution by feeds -- the medium never holds more than was dosed;
+#   per_cell    Nguyen et al. 2021's form (their ode_viralProd): copies per cell with no growth term, kept
+#               to reproduce their published delivery trajectories (tests/models/test_hek293_vlp.py).
+PLASMID_MEDIUM_FORMS = ("per_volume", "per_cell")
 
 
 def build(settings=None):
@@ -89,10 +110,13 @@ def build(settings=None):
     """
     settings = dict(settings or {})
     prescribed = settings.get("growth", "kinetic") == "prescribed"
+    medium_form = settings.get("plasmid_medium", "per_volume")
+    if medium_form not in PLASMID_MEDIUM_FORMS:
+        raise ValueError(f"settings: plasmid_medium {medium_form!r} is not one of {', '.join(PLASMID_MEDIUM_FORMS)}")
     u = pyo.units
     m = pyo.ConcreteModel(name="hek293_vlp")
     m.t = time_set(settings, 144.0)
-    declare(m, TIME_UNIT, PARAMETER_UNITS, STATES, INPUTS, state_initialize=0.0)
+    declare(m, TIME_UNIT, settings["parameter_units"], STATES, INPUTS, state_initialize=0.0)
     conc_rate = u.mM / u.h
 
     def pos(c):
@@ -101,30 +125,38 @@ def build(settings=None):
     def pos_pei(c):
         return positive_part(c, 1e-9 * u.pg / u.cell)
 
-    m.copies_per_pg = pyo.Expression(expr=u.convert(AVOGADRO / u.mol / (m.plasmid_bp * BP_MOLAR_MASS * u.g / u.mol),
-                                                    to_units=1 / u.pg), doc="plasmid copies per pg DNA")
-    m.eta_PEI = pyo.Expression(expr=m.PEI_DNA_ratio / (m.K_PEI + m.PEI_DNA_ratio) * (m.K_PEI + 2) / 2,
-                               doc="PEI uptake efficiency relative to 2:1 w/w [-]")
+    m.copies_per_pg = pyo.Expression(
+        expr=u.convert(AVOGADRO / u.mol / (m.plasmid_bp * BP_MOLAR_MASS * u.g / u.mol), to_units=1 / u.pg),
+        doc="plasmid copies per pg DNA",
+    )
+    m.eta_PEI = pyo.Expression(
+        expr=m.PEI_DNA_ratio / (m.K_PEI + m.PEI_DNA_ratio) * (m.K_PEI + 2) / 2,
+        doc="PEI uptake efficiency relative to 2:1 w/w [-]",
+    )
 
     @m.Expression(m.t, doc="specific growth rate [1/h]")
     def mu(m, t):
         if prescribed:
             return m.mu_in[t]
-        return (xing_growth_rate(pos(m.Glc[t]), pos(m.Gln[t]), pos(m.Lac[t]), pos(m.Amm[t]), m.mu_max, m.K_Glc,
-                                 m.K_Gln, m.KI_Lac, m.KI_Amm) * inhibition(pos_pei(m.PEI[t]), m.K_burden))
+        return xing_growth_rate(
+            pos(m.Glc[t]), pos(m.Gln[t]), pos(m.Lac[t]), pos(m.Amm[t]), m.mu_max, m.K_Glc, m.K_Gln, m.KI_Lac, m.KI_Amm
+        ) * inhibition(pos_pei(m.PEI[t]), m.K_burden)
 
     @m.Expression(m.t, doc="specific death rate [1/h]")
     def mu_d(m, t):
         if prescribed:
             return 0.0 / u.h
-        return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm) + m.k_tox * pos_pei(m.PEI[t])
+        return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm) + m.k_tox * pos_pei(
+            m.PEI[t]
+        )
 
     add_uptake_and_dilution(m, pos)  # q_Glc, q_Gln, q_Amm, D, viability
 
     @m.Expression(m.t, doc="specific lactate production, net of consumption once glucose is low [mmol/cell/h]")
     def q_Lac(m, t):
-        return (m.Y_Lac_Glc * m.q_Glc[t] - m.q_Lac_up * (1 - smooth_switch(m.Glc[t], m.Glc_switch, m.W_switch))
-                * monod(pos(m.Lac[t]), m.K_Lac_up))
+        return m.Y_Lac_Glc * m.q_Glc[t] - m.q_Lac_up * (1 - smooth_switch(m.Glc[t], m.Glc_switch, m.W_switch)) * monod(
+            pos(m.Lac[t]), m.K_Lac_up
+        )
 
     def pos_copies(c):
         return positive_part(c, 1e-9 / u.cell)
@@ -135,14 +167,30 @@ def build(settings=None):
 
     @m.Expression(m.t, doc="Gag expression per cell, VLP equivalents [vp/cell/h]")
     def q_Gag(m, t):
-        per_transfected = (pos_copies(m.P_nuc[t]) + m.K_T) / m.f_max   # P_nuc / f_T, without 0/0
-        return (m.k_expr * m.f_T[t] * per_transfected / (m.K_nuc + per_transfected)
-                * (m.alpha_phys + (1 - m.alpha_phys) * m.mu[t] / m.mu_max))
+        per_transfected = (pos_copies(m.P_nuc[t]) + m.K_T) / m.f_max  # P_nuc / f_T, without 0/0
+        return (
+            m.k_expr
+            * m.f_T[t]
+            * per_transfected
+            / (m.K_nuc + per_transfected)
+            * (m.alpha_phys + (1 - m.alpha_phys) * m.mu[t] / m.mu_max)
+        )
 
-    m.dose_copies = pyo.Expression(m.t, rule=lambda m, t: m.DNA_dose[t] * m.copies_per_pg,
-                                   doc="plasmid dosed [copies/cell/h]")
+    m.dose_copies = pyo.Expression(
+        m.t, rule=lambda m, t: m.DNA_dose[t] * m.copies_per_pg, doc="plasmid dosed [copies/cell/h]"
+    )
     m.plasmid_degradation = pyo.Expression(m.t, rule=lambda m, t: m.k_pdeg * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]))
-    m.plasmid_dilution = pyo.Expression(m.t, rule=lambda m, t: m.mu[t] * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]))
+    medium_growth = 1.0 if medium_form == "per_volume" else 0.0
+    m.plasmid_medium_growth = pyo.Expression(
+        m.t,
+        rule=lambda m, t: medium_growth * (m.mu[t] - m.mu_d[t]) * m.P_ext[t],
+        doc="change of the medium plasmid per viable cell as viable cells grow and die [copies/cell/h]",
+    )
+    m.plasmid_dilution = pyo.Expression(
+        m.t,
+        rule=lambda m, t: m.mu[t] * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]) + m.plasmid_medium_growth[t],
+        doc="per-cell plasmid diluted by growth (cells' pools) and by viable-cell growth (medium) [copies/cell/h]",
+    )
     m.plasmid_washout = pyo.Expression(m.t, rule=lambda m, t: m.D_ex[t] * m.P_ext[t])
 
     def per_volume(rate_per_cell, t, to_units):
@@ -151,38 +199,108 @@ def build(settings=None):
     c = m.add_component
     c("V_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] - m.F_out[t]))
     c("Xv_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dXv[t] == (m.mu[t] - m.mu_d[t] - m.D[t]) * m.Xv[t]))
-    c("Xd_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t]
-                                   - (m.k_lys + m.D[t]) * m.Xd[t]))
-    c("Glc_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dGlc[t] == -per_volume(m.q_Glc[t], t, conc_rate)
-                                    + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
-                                    + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t])
-                                    + m.D_ex[t] * (m.Glc_medium - m.Glc[t])))
-    c("Gln_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dGln[t] == -per_volume(m.q_Gln[t], t, conc_rate)
-                                    - m.d_Gln * m.Gln[t]
-                                    + m.F_cont[t] / m.V[t] * (m.Gln_feed - m.Gln[t])
-                                    + m.F_bolus[t] / m.V[t] * (m.Gln_bolus[t] - m.Gln[t])
-                                    + m.D_ex[t] * (m.Gln_medium - m.Gln[t])))
-    c("Lac_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dLac[t] == per_volume(m.q_Lac[t], t, conc_rate)
-                                    - (m.D[t] + m.D_ex[t]) * m.Lac[t]))
-    c("Amm_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate)
-                                    + m.d_Gln * m.Gln[t] - (m.D[t] + m.D_ex[t]) * m.Amm[t]))
+    c(
+        "Xd_balance",
+        pyo.Constraint(m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t] - (m.k_lys + m.D[t]) * m.Xd[t]),
+    )
+    c(
+        "Glc_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dGlc[t]
+                == -per_volume(m.q_Glc[t], t, conc_rate)
+                + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
+                + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t])
+                + m.D_ex[t] * (m.Glc_medium - m.Glc[t])
+            ),
+        ),
+    )
+    c(
+        "Gln_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dGln[t]
+                == -per_volume(m.q_Gln[t], t, conc_rate)
+                - m.d_Gln * m.Gln[t]
+                + m.F_cont[t] / m.V[t] * (m.Gln_feed - m.Gln[t])
+                + m.F_bolus[t] / m.V[t] * (m.Gln_bolus[t] - m.Gln[t])
+                + m.D_ex[t] * (m.Gln_medium - m.Gln[t])
+            ),
+        ),
+    )
+    c(
+        "Lac_balance",
+        pyo.Constraint(
+            m.t, rule=lambda m, t: m.dLac[t] == per_volume(m.q_Lac[t], t, conc_rate) - (m.D[t] + m.D_ex[t]) * m.Lac[t]
+        ),
+    )
+    c(
+        "Amm_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate) + m.d_Gln * m.Gln[t] - (m.D[t] + m.D_ex[t]) * m.Amm[t]
+            ),
+        ),
+    )
     uptake = lambda m, t: m.eta_PEI * m.k_uptake * m.P_ext[t]
-    c("P_ext_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_ext[t] == m.dose_copies[t] - uptake(m, t)
-                                      - m.D_ex[t] * m.P_ext[t]))
-    c("P_endo_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_endo[t] == uptake(m, t)
-                                       - (m.k_escape + m.k_pdeg + m.mu[t]) * m.P_endo[t]))
-    c("P_cyto_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_cyto[t] == m.k_escape * m.P_endo[t]
-                                       - (m.k_nuclear + m.k_pdeg + m.mu[t]) * m.P_cyto[t]))
-    c("P_nuc_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dP_nuc[t] == m.k_nuclear * m.P_cyto[t]
-                                      - (m.k_pdeg + m.mu[t]) * m.P_nuc[t]))
-    c("PEI_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dPEI[t] == m.PEI_DNA_ratio * m.DNA_dose[t]
-                                    - (m.k_PEI_clear + m.mu[t]) * m.PEI[t]))
-    c("Gag_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dGag[t] == m.q_Gag[t]
-                                    - (m.k_asm + m.k_gdeg + m.mu[t]) * m.Gag[t]))
-    c("Asm_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dAsm[t] == m.k_asm * m.Gag[t]
-                                    - (m.k_bud + m.mu[t]) * m.Asm[t]))
-    c("VLP_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dVLP[t] == per_volume(m.k_bud * m.Asm[t], t, parse_unit("Gvp/mL/h"))
-                                    - (m.k_vdeg + m.D[t] + m.D_ex[t]) * m.VLP[t]))
+    c(
+        "P_ext_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dP_ext[t] == m.dose_copies[t] - uptake(m, t) - m.D_ex[t] * m.P_ext[t] - m.plasmid_medium_growth[t]
+            ),
+        ),
+    )
+    c(
+        "P_endo_balance",
+        pyo.Constraint(
+            m.t, rule=lambda m, t: m.dP_endo[t] == uptake(m, t) - (m.k_escape + m.k_pdeg + m.mu[t]) * m.P_endo[t]
+        ),
+    )
+    c(
+        "P_cyto_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dP_cyto[t] == m.k_escape * m.P_endo[t] - (m.k_nuclear + m.k_pdeg + m.mu[t]) * m.P_cyto[t]
+            ),
+        ),
+    )
+    c(
+        "P_nuc_balance",
+        pyo.Constraint(
+            m.t, rule=lambda m, t: m.dP_nuc[t] == m.k_nuclear * m.P_cyto[t] - (m.k_pdeg + m.mu[t]) * m.P_nuc[t]
+        ),
+    )
+    c(
+        "PEI_balance",
+        pyo.Constraint(
+            m.t, rule=lambda m, t: m.dPEI[t] == m.PEI_DNA_ratio * m.DNA_dose[t] - (m.k_PEI_clear + m.mu[t]) * m.PEI[t]
+        ),
+    )
+    c(
+        "Gag_balance",
+        pyo.Constraint(m.t, rule=lambda m, t: m.dGag[t] == m.q_Gag[t] - (m.k_asm + m.k_gdeg + m.mu[t]) * m.Gag[t]),
+    )
+    c(
+        "Asm_balance",
+        pyo.Constraint(m.t, rule=lambda m, t: m.dAsm[t] == m.k_asm * m.Gag[t] - (m.k_bud + m.mu[t]) * m.Asm[t]),
+    )
+    c(
+        "VLP_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dVLP[t]
+                == per_volume(m.k_bud * m.Asm[t], t, parse_unit("Gvp/mL/h"))
+                - (m.k_vdeg + m.D[t] + m.D_ex[t]) * m.VLP[t]
+            ),
+        ),
+    )
     t0 = m.t.first()
     for name in STATES:
         state = getattr(m, name)
@@ -194,10 +312,16 @@ def build(settings=None):
 
 
 # -- scenario schema -----------------------------------------------------------------------------
-HEK_KEYS = {"transfections", "pei_to_dna", "medium_exchanges", "perfusion", "growth_rate_1_per_h",
-            "transfection_duration_h"}
+HEK_KEYS = {
+    "transfections",
+    "pei_to_dna",
+    "medium_exchanges",
+    "perfusion",
+    "growth_rate_1_per_h",
+    "transfection_duration_h",
+}
 EXCHANGE_DURATION_H = 0.1
-COMPLETE_EXCHANGE_RESIDUAL = 1e-6   # fraction of the old medium left by a complete exchange
+COMPLETE_EXCHANGE_RESIDUAL = 1e-6  # fraction of the old medium left by a complete exchange
 
 
 def _exchange_program(exchanges, t_end):
@@ -223,7 +347,7 @@ def _exchange_program(exchanges, t_end):
 
 
 def read_scenario(raw, where):
-    """The cell-culture recipe (:mod:`biotwin.culture_scenario`) plus transfection operations.
+    """The cell-culture recipe (:mod:`biotwin.processes.culture_recipes`) plus transfection operations.
 
     Extra keys (times in the recipe's ``time_unit``)::
 
@@ -239,10 +363,11 @@ def read_scenario(raw, where):
     import math
     from pathlib import Path
 
-    from biotwin.culture_scenario import _check_overlaps, _number, pulse_program
-    from biotwin.errors import ScenarioError
-    from biotwin.parameters import default_values
-    from biotwin.units import convert_value
+    from biotwin.core.checks import number
+    from biotwin.core.errors import ScenarioError
+    from biotwin.core.parameters import default_values
+    from biotwin.core.units import convert_value
+    from biotwin.processes.culture_recipes import check_overlaps, pulse_program
 
     base = {k: v for k, v in raw.items() if k not in HEK_KEYS}
     out = read_culture_scenario(base, where, {k: STATES[k] for k in CULTURE_STATES}, ["Glc", "Gln"])
@@ -254,19 +379,24 @@ def read_scenario(raw, where):
     bp = float(params.get("plasmid_bp", defaults["plasmid_bp"]))
     copies_per_pg = AVOGADRO / (bp * BP_MOLAR_MASS) * 1e-12
 
-    tf_duration = _number(raw.get("transfection_duration_h", EXCHANGE_DURATION_H), f"{where}: transfection_duration_h",
-                          positive=True)
+    tf_duration = number(
+        raw.get("transfection_duration_h", EXCHANGE_DURATION_H), f"{where}: transfection_duration_h", positive=True
+    )
     pulses = []
     for i, tf in enumerate(raw.get("transfections") or []):
         label = f"{where}: transfection {i}"
         if not isinstance(tf, dict) or set(tf) - {"time", "dna_pg_per_cell", "copies_per_cell"} or "time" not in tf:
             raise ScenarioError(f"{label}: expected {{time, dna_pg_per_cell}} or {{time, copies_per_cell}}")
         if ("dna_pg_per_cell" in tf) == ("copies_per_cell" in tf):
-            raise ScenarioError(f"{label}: give exactly one of dna_pg_per_cell [pg/cell = ug per 1e6 cells] "
-                                "and copies_per_cell")
-        start = _number(tf["time"], f"{label}: time", non_negative=True) * hours
-        dna = (_number(tf["dna_pg_per_cell"], f"{label}: dna_pg_per_cell", positive=True) if "dna_pg_per_cell" in tf
-               else _number(tf["copies_per_cell"], f"{label}: copies_per_cell", positive=True) / copies_per_pg)
+            raise ScenarioError(
+                f"{label}: give exactly one of dna_pg_per_cell [pg/cell = ug per 1e6 cells] and copies_per_cell"
+            )
+        start = number(tf["time"], f"{label}: time", non_negative=True) * hours
+        dna = (
+            number(tf["dna_pg_per_cell"], f"{label}: dna_pg_per_cell", positive=True)
+            if "dna_pg_per_cell" in tf
+            else number(tf["copies_per_cell"], f"{label}: copies_per_cell", positive=True) / copies_per_pg
+        )
         if start + tf_duration > t_end + 1e-9:
             raise ScenarioError(f"{label}: at {tf['time']} {unit}, after the end of the culture")
         if start == 0.0:  # at the start: the initial state, exactly (as Nguyen et al. 2021)
@@ -276,27 +406,29 @@ def read_scenario(raw, where):
             params["PEI0"] = dna * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
             continue
         pulses.append((start, start + tf_duration, dna / tf_duration))
-    _check_overlaps(pulses, "transfections", where, unit, hours)
+    check_overlaps(pulses, "transfections", where, unit, hours)
     out["inputs"]["DNA_dose"] = {"unit": "pg/cell/h", "points": pulse_program(pulses, t_end)}
     if "pei_to_dna" in raw:
-        params["PEI_DNA_ratio"] = _number(raw["pei_to_dna"], f"{where}: pei_to_dna", positive=True)
+        params["PEI_DNA_ratio"] = number(raw["pei_to_dna"], f"{where}: pei_to_dna", positive=True)
 
     exchanges = []
     for i, ex in enumerate(raw.get("medium_exchanges") or []):
         label = f"{where}: medium exchange {i}"
         if not isinstance(ex, dict) or set(ex) - {"time", "fraction", "duration_h"} or "time" not in ex:
-            raise ScenarioError(f"{label}: expected {{time, fraction, duration_h}} (fraction of the medium replaced, "
-                                f"default 1; duration default {EXCHANGE_DURATION_H} h)")
-        duration = _number(ex.get("duration_h", EXCHANGE_DURATION_H), f"{label}: duration_h", positive=True)
-        fraction = _number(ex.get("fraction", 1.0), f"{label}: fraction", positive=True)
+            raise ScenarioError(
+                f"{label}: expected {{time, fraction, duration_h}} (fraction of the medium replaced, "
+                f"default 1; duration default {EXCHANGE_DURATION_H} h)"
+            )
+        duration = number(ex.get("duration_h", EXCHANGE_DURATION_H), f"{label}: duration_h", positive=True)
+        fraction = number(ex.get("fraction", 1.0), f"{label}: fraction", positive=True)
         if fraction > 1:
             raise ScenarioError(f"{label}: fraction {fraction} above 1")
         residual = max(1 - fraction, COMPLETE_EXCHANGE_RESIDUAL)
-        start = _number(ex["time"], f"{label}: time", non_negative=True) * hours
+        start = number(ex["time"], f"{label}: time", non_negative=True) * hours
         if start + duration > t_end + 1e-9:
             raise ScenarioError(f"{label}: at {ex['time']} {unit}, after the end of the culture")
         exchanges.append((start, start + duration, -math.log(residual) / duration))
-    _check_overlaps(exchanges, "medium exchanges", where, unit, hours)
+    check_overlaps(exchanges, "medium exchanges", where, unit, hours)
     points = _exchange_program(exchanges, t_end)
     perfusion = raw.get("perfusion")
     if perfusion:
@@ -312,8 +444,8 @@ def read_scenario(raw, where):
         for k, p in enumerate(perfusion["rate"]):
             if not isinstance(p, (list, tuple)) or len(p) != 2:
                 raise ScenarioError(f"{where}: perfusion: rate point {k}: expected [time, value]")
-            value = _number(p[1], f"{where}: perfusion: rate point {k}", non_negative=True)
-            points.append([_number(p[0], f"{where}: perfusion: time {k}", non_negative=True) * hours, value * per_h])
+            value = number(p[1], f"{where}: perfusion: rate point {k}", non_negative=True)
+            points.append([number(p[0], f"{where}: perfusion: time {k}", non_negative=True) * hours, value * per_h])
     out["inputs"]["D_ex"] = {"unit": "1/h", "points": points}
 
     if "growth_rate_1_per_h" in raw:
@@ -325,8 +457,12 @@ def read_scenario(raw, where):
         for k, p in enumerate(given):
             if not isinstance(p, (list, tuple)) or len(p) != 2:
                 raise ScenarioError(f"{where}: growth_rate_1_per_h point {k}: expected [time, rate 1/h], got {p!r}")
-            points.append([_number(p[0], f"{where}: growth_rate_1_per_h point {k} time", non_negative=True) * hours,
-                           _number(p[1], f"{where}: growth_rate_1_per_h point {k} rate")])
+            points.append(
+                [
+                    number(p[0], f"{where}: growth_rate_1_per_h point {k} time", non_negative=True) * hours,
+                    number(p[1], f"{where}: growth_rate_1_per_h point {k} rate"),
+                ]
+            )
         out["inputs"]["mu_in"] = {"unit": "1/h", "points": points}
     return out
 
@@ -335,13 +471,15 @@ def read_scenario(raw, where):
 def summary(result):
     """Key numbers of a run: peak VCD, final viability and titer, and the timing of delivery and production."""
     w = result.wide
-    out = {"final_time_h": float(w["time"].iloc[-1]),
-           "peak_VCD_Mcell_per_mL": float(w["Xv"].max()),
-           "final_viability_percent": float(w["viability"].iloc[-1]),
-           "final_VLP_per_mL": float(w["VLP"].iloc[-1]) * 1e9,
-           "peak_VLP_per_mL": float(w["VLP"].max()) * 1e9,
-           "max_nuclear_plasmid_per_cell": float(w["P_nuc"].max()),
-           "max_transfected_fraction": float(w["f_T"].max())}
+    out = {
+        "final_time_h": float(w["time"].iloc[-1]),
+        "peak_VCD_Mcell_per_mL": float(w["Xv"].max()),
+        "final_viability_percent": float(w["viability"].iloc[-1]),
+        "final_VLP_per_mL": float(w["VLP"].iloc[-1]) * 1e9,
+        "peak_VLP_per_mL": float(w["VLP"].max()) * 1e9,
+        "max_nuclear_plasmid_per_cell": float(w["P_nuc"].max()),
+        "max_transfected_fraction": float(w["f_T"].max()),
+    }
     return out
 
 
@@ -357,27 +495,58 @@ def _explorer_transfection_time(raw, value):
 
 
 def _explorer_dna(raw, value):
-    return {**raw, "transfections": [{k: v for k, v in tf.items() if k != "copies_per_cell"} | {"dna_pg_per_cell": value}
-                                     for tf in raw["transfections"]]}
+    return {
+        **raw,
+        "transfections": [
+            {k: v for k, v in tf.items() if k != "copies_per_cell"} | {"dna_pg_per_cell": value}
+            for tf in raw["transfections"]
+        ],
+    }
 
 
 def _explorer_readouts(result):
     s = summary(result)
-    return {"final VLP titer [1e9 vp/mL]": s["final_VLP_per_mL"] / 1e9, "peak VCD [1e6 cells/mL]": s["peak_VCD_Mcell_per_mL"],
-            "final viability [%]": s["final_viability_percent"], "transfected fraction [-]": s["max_transfected_fraction"]}
+    return {
+        "final VLP titer [1e9 vp/mL]": s["final_VLP_per_mL"] / 1e9,
+        "peak VCD [1e6 cells/mL]": s["peak_VCD_Mcell_per_mL"],
+        "final viability [%]": s["final_viability_percent"],
+        "transfected fraction [-]": s["max_transfected_fraction"],
+    }
 
 
 EXPLORER = {
     "scenario": "batch_transfection",
     "nfe": 68,
     "knobs": [
-        {"name": "transfection_h", "label": "transfection time", "unit": "h", "min": 24, "max": 72, "step": 1,
-         "value": 40, "apply": _explorer_transfection_time},
-        {"name": "dna", "label": "plasmid DNA", "unit": "pg/cell", "min": 0.25, "max": 2.0, "step": 0.05, "value": 1.0,
-         "apply": _explorer_dna},
+        {
+            "name": "transfection_h",
+            "label": "transfection time",
+            "unit": "h",
+            "min": 24,
+            "max": 72,
+            "step": 1,
+            "value": 40,
+            "apply": _explorer_transfection_time,
+        },
+        {
+            "name": "dna",
+            "label": "plasmid DNA",
+            "unit": "pg/cell",
+            "min": 0.25,
+            "max": 2.0,
+            "step": 0.05,
+            "value": 1.0,
+            "apply": _explorer_dna,
+        },
     ],
     "parameters": ["k_expr", "mu_max"],
-    "panels": [("Xv", "viable cells [1e6 cells/mL]"), ("viability", "viability [%]"), ("Glc", "glucose [mM]"),
-               ("Lac", "lactate [mM]"), ("P_nuc", "nuclear plasmid [copies/cell]"), ("VLP", "VLP [1e9 vp/mL]")],
+    "panels": [
+        ("Xv", "viable cells [1e6 cells/mL]"),
+        ("viability", "viability [%]"),
+        ("Glc", "glucose [mM]"),
+        ("Lac", "lactate [mM]"),
+        ("P_nuc", "nuclear plasmid [copies/cell]"),
+        ("VLP", "VLP [1e9 vp/mL]"),
+    ],
     "readouts": _explorer_readouts,
 }

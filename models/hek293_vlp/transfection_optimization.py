@@ -58,14 +58,22 @@ class TransfectionOptimum:
     stats: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        keys = ("objective", "transfection_time_h", "dna_pg_per_cell", "harvest_time_h", "density_at_transfection",
-                "titer_per_mL", "productivity_per_mL_per_day", "viability_at_harvest")
+        keys = (
+            "objective",
+            "transfection_time_h",
+            "dna_pg_per_cell",
+            "harvest_time_h",
+            "density_at_transfection",
+            "titer_per_mL",
+            "productivity_per_mL_per_day",
+            "viability_at_harvest",
+        )
         return {**{k: getattr(self, k) for k in keys}, "nominal": self.nominal, "stats": self.stats}
 
 
 def _with_transfection(recipe, t_tf, dna):
     """The recipe with its (first) transfection moved to ``t_tf`` and dosed ``dna``; later operations move along."""
-    from biotwin.errors import ScenarioError
+    from biotwin.core.errors import ScenarioError
 
     out = copy.deepcopy(recipe)
     transfections = out.get("transfections") or []
@@ -95,8 +103,18 @@ def best_harvest(result, t_tf, objective, min_viability, min_hpt, max_hpt):
     return float(row["time"]), float(titer[k]), float(prod[k]), float(row["viability"])
 
 
-def optimize_transfection(model, scenario, objective="titer", min_viability=80.0, bounds=None, min_hpt=24.0, max_hpt=96.0,
-                          max_evaluations=40, params=None, progress=None) -> TransfectionOptimum:
+def optimize_transfection(
+    model,
+    scenario,
+    objective="titer",
+    min_viability=80.0,
+    bounds=None,
+    min_hpt=24.0,
+    max_hpt=96.0,
+    max_evaluations=40,
+    params=None,
+    progress=None,
+) -> TransfectionOptimum:
     """Maximize the VLP titer (or volumetric productivity) over transfection time, DNA dose and harvest time.
 
     Parameters
@@ -118,7 +136,7 @@ def optimize_transfection(model, scenario, objective="titer", min_viability=80.0
         Parameter values (e.g. from a calibration).
     progress : callable, optional
     """
-    from biotwin.errors import ScenarioError, SolverError
+    from biotwin.core.errors import ScenarioError, SolverError
 
     if objective not in OBJECTIVES:
         raise ScenarioError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
@@ -131,8 +149,9 @@ def optimize_transfection(model, scenario, objective="titer", min_viability=80.0
     step_h = GRID_H
     t_lo, t_hi = int(np.ceil(t_lo / step_h) * step_h), int(np.floor(t_hi / step_h) * step_h)
     if not (0 <= t_lo < t_hi and 0 < d_lo < d_hi and 0 <= min_hpt < max_hpt):
-        raise ScenarioError(f"bounds and harvest window must be increasing and positive, got {bounds}, "
-                            f"{min_hpt}-{max_hpt} h")
+        raise ScenarioError(
+            f"bounds and harvest window must be increasing and positive, got {bounds}, {min_hpt}-{max_hpt} h"
+        )
     # every evaluation runs to the latest possible harvest on the same 1-h grid (transfections on whole
     # hours, 1-h plasmid pulses), so the discretized model is built once and re-solved warm
     duration = float(t_hi + int(np.ceil(max_hpt / step_h) * step_h))
@@ -155,15 +174,28 @@ def optimize_transfection(model, scenario, objective="titer", min_viability=80.0
             return None
         harvest = best_harvest(result, t_tf, objective, min_viability, min_hpt, max_hpt)
         xv = float(np.interp(t_tf, result.wide["time"], result.wide["Xv"]))
-        entry = {"transfection_time_h": float(t_tf), "dna_pg_per_cell": float(dna), "density_at_transfection": xv,
-                 "status": "ok" if harvest else f"viability below {min_viability} % at every harvest time"}
+        entry = {
+            "transfection_time_h": float(t_tf),
+            "dna_pg_per_cell": float(dna),
+            "density_at_transfection": xv,
+            "status": "ok" if harvest else f"viability below {min_viability} % at every harvest time",
+        }
         if harvest:
-            entry.update(harvest_time_h=harvest[0], titer_per_mL=harvest[1], productivity_per_mL_per_day=harvest[2],
-                         viability_at_harvest=harvest[3])
+            entry.update(
+                harvest_time_h=harvest[0],
+                titer_per_mL=harvest[1],
+                productivity_per_mL_per_day=harvest[2],
+                viability_at_harvest=harvest[3],
+            )
         history.append(entry)
-        say(f"[{len(history)}] transfect at {t_tf:.0f} h ({xv:.2f} Mcell/mL), {dna:.3f} pg/cell -> "
-            + (f"harvest {harvest[0]:.0f} h: {harvest[1]:.3e} vp/mL, {harvest[2]:.3e} vp/mL/d" if harvest
-               else entry["status"]))
+        say(
+            f"[{len(history)}] transfect at {t_tf:.0f} h ({xv:.2f} Mcell/mL), {dna:.3f} pg/cell -> "
+            + (
+                f"harvest {harvest[0]:.0f} h: {harvest[1]:.3e} vp/mL, {harvest[2]:.3e} vp/mL/d"
+                if harvest
+                else entry["status"]
+            )
+        )
         cache[key] = entry
         return entry
 
@@ -196,16 +228,39 @@ def optimize_transfection(model, scenario, objective="titer", min_viability=80.0
         raise ScenarioError(f"no evaluated recipe keeps viability above {min_viability} % at any harvest time")
     table = pd.DataFrame(history)
     recipe = _with_transfection(raw, float(best["transfection_time_h"]), float(best["dna_pg_per_cell"]))
-    recipe["description"] = (f"optimized ({objective}) from {sc.source}: transfect at {best['transfection_time_h']:.1f} h "
-                             f"with {best['dna_pg_per_cell']:.2f} pg DNA/cell, harvest at {best['harvest_time_h']:.1f} h")
+    recipe["description"] = (
+        f"optimized ({objective}) from {sc.source}: transfect at {best['transfection_time_h']:.1f} h "
+        f"with {best['dna_pg_per_cell']:.2f} pg DNA/cell, harvest at {best['harvest_time_h']:.1f} h"
+    )
     recipe["duration"] = float(best["harvest_time_h"])
     recipe["transfection_duration_h"] = GRID_H
-    nominal_out = {k: nominal.get(k) for k in ("transfection_time_h", "dna_pg_per_cell", "density_at_transfection",
-                                               "harvest_time_h", "titer_per_mL", "productivity_per_mL_per_day",
-                                               "viability_at_harvest")} if nominal else {}
-    return TransfectionOptimum(objective, float(best["transfection_time_h"]), float(best["dna_pg_per_cell"]),
-                               float(best["harvest_time_h"]), float(best["density_at_transfection"]),
-                               float(best["titer_per_mL"]), float(best["productivity_per_mL_per_day"]),
-                               float(best["viability_at_harvest"]), recipe, nominal_out, table,
-                               {"evaluations": len(table), "wall_time_s": time.perf_counter() - wall0, "nfe": nfe,
-                                "duration_h": duration})
+    nominal_out = (
+        {
+            k: nominal.get(k)
+            for k in (
+                "transfection_time_h",
+                "dna_pg_per_cell",
+                "density_at_transfection",
+                "harvest_time_h",
+                "titer_per_mL",
+                "productivity_per_mL_per_day",
+                "viability_at_harvest",
+            )
+        }
+        if nominal
+        else {}
+    )
+    return TransfectionOptimum(
+        objective,
+        float(best["transfection_time_h"]),
+        float(best["dna_pg_per_cell"]),
+        float(best["harvest_time_h"]),
+        float(best["density_at_transfection"]),
+        float(best["titer_per_mL"]),
+        float(best["productivity_per_mL_per_day"]),
+        float(best["viability_at_harvest"]),
+        recipe,
+        nominal_out,
+        table,
+        {"evaluations": len(table), "wall_time_s": time.perf_counter() - wall0, "nfe": nfe, "duration_h": duration},
+    )

@@ -69,13 +69,16 @@ class CycleOptimizationResult:
     def summary(self) -> dict:
         """Key numbers, in the CLI summary's form."""
         t = self.table
-        out = {"primary_drying_time_h": self.drying_time_h,
-               "max_T_bottom_C": float(t["T_bottom_C"].max()),
-               "final_flux_kg_per_h_m2": float(t["flux_kg_per_h_m2"].iloc[-1]),
-               "T_bottom_max_C": self.limits["T_bottom_max_C"]}
+        out = {
+            "primary_drying_time_h": self.drying_time_h,
+            "max_T_bottom_C": float(t["T_bottom_C"].max()),
+            "final_flux_kg_per_h_m2": float(t["flux_kg_per_h_m2"].iloc[-1]),
+            "T_bottom_max_C": self.limits["T_bottom_max_C"],
+        }
         if self.limits.get("equipment"):
             out["max_equipment_load_fraction"] = float(
-                (t["sublimation_kg_per_h"] / t["equipment_capacity_kg_per_h"]).max())
+                (t["sublimation_kg_per_h"] / t["equipment_capacity_kg_per_h"]).max()
+            )
         out["shelf_temperature_C"] = self.recipe["shelf_temperature_C"]
         out["chamber_pressure_mTorr"] = self.recipe["chamber_pressure_mTorr"]
         out["verification"] = self.verification
@@ -84,7 +87,7 @@ class CycleOptimizationResult:
 
 
 def _number(value, where):
-    from biotwin.errors import ScenarioError
+    from biotwin.core.errors import ScenarioError
 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise ScenarioError(f"{where} must be a finite number, got {value!r}")
@@ -92,7 +95,7 @@ def _number(value, where):
 
 
 def _mapping(value, allowed, where, required=()):
-    from biotwin.errors import ScenarioError
+    from biotwin.core.errors import ScenarioError
 
     if not isinstance(value, dict):
         raise ScenarioError(f"{where} must be a mapping with keys {sorted(allowed)}")
@@ -107,14 +110,16 @@ def _mapping(value, allowed, where, required=()):
 
 def read_optimize_block(raw: dict, where: str) -> dict:
     """Validate a scenario's ``optimize`` block; return controls and limits in model units (K, torr)."""
-    from biotwin.errors import ScenarioError
+    from biotwin.core.errors import ScenarioError
 
     if "optimize" not in raw:
         raise ScenarioError(f"{where}: no 'optimize' block (which controls are free, and the constraints)")
     block = _mapping(raw["optimize"], OPTIMIZE_KEYS, f"{where}: optimize", required=("shelf_temperature_C",))
     controls = {}
-    for key, name, scale, offset in (("shelf_temperature_C", "T_shelf", 1.0, ZERO_CELSIUS),
-                                     ("chamber_pressure_mTorr", "P_chamber", 1e-3, 0.0)):
+    for key, name, scale, offset in (
+        ("shelf_temperature_C", "T_shelf", 1.0, ZERO_CELSIUS),
+        ("chamber_pressure_mTorr", "P_chamber", 1e-3, 0.0),
+    ):
         if key not in block:
             continue
         spec = _mapping(block[key], CONTROL_KEYS, f"{where}: optimize.{key}", required=("min", "max"))
@@ -139,8 +144,11 @@ def read_optimize_block(raw: dict, where: str) -> dict:
             if not lo <= initial <= hi:
                 raise ScenarioError(f"{where}: optimize.{key}.initial_C {initial} is outside [{lo}, {hi}]")
             initial += ZERO_CELSIUS
-        controls[name] = {"bounds": (lo * scale + offset, hi * scale + offset), "ramp_K_per_h": ramp and ramp * 60,
-                          "initial_K": initial}
+        controls[name] = {
+            "bounds": (lo * scale + offset, hi * scale + offset),
+            "ramp_K_per_h": ramp and ramp * 60,
+            "initial_K": initial,
+        }
     constraints = _mapping(block.get("constraints") or {}, CONSTRAINT_KEYS, f"{where}: optimize.constraints")
     t_max = constraints.get("T_bottom_max_C", (raw.get("product") or {}).get("T_critical_C"))
     if t_max is None:
@@ -148,8 +156,12 @@ def read_optimize_block(raw: dict, where: str) -> dict:
     t_max = _number(t_max, f"{where}: T_bottom_max_C")
     equipment = None
     if constraints.get("equipment") is not None:
-        eq = _mapping(constraints["equipment"], EQUIPMENT_KEYS, f"{where}: optimize.constraints.equipment",
-                      required=tuple(sorted(EQUIPMENT_KEYS)))
+        eq = _mapping(
+            constraints["equipment"],
+            EQUIPMENT_KEYS,
+            f"{where}: optimize.constraints.equipment",
+            required=tuple(sorted(EQUIPMENT_KEYS)),
+        )
         equipment = {k: _number(eq[k], f"{where}: equipment.{k}") for k in EQUIPMENT_KEYS}
         if equipment["n_vials"] <= 0:
             raise ScenarioError(f"{where}: equipment.n_vials must be positive")
@@ -163,8 +175,8 @@ def _check_sublimation_possible(raw, controls, t_max_C, where):
     The product is at most ``t_max_C`` at its bottom, so the ice vapour pressure at the front is at most
     ``Psub(t_max_C)``; nothing sublimes unless the chamber pressure is below it.
     """
-    from biotwin.errors import ScenarioError
-    from biotwin.parameters import default_values
+    from biotwin.core.errors import ScenarioError
+    from biotwin.core.parameters import default_values
 
     ice = default_values(Path(__file__).with_name("parameters.yaml"))
     psub_mtorr = ice["psub_A"] * math.exp(-ice["psub_B"] / (t_max_C + ZERO_CELSIUS)) * 1e3
@@ -182,7 +194,8 @@ def _check_sublimation_possible(raw, controls, t_max_C, where):
         raise ScenarioError(
             f"{where}: infeasible optimization: with the product kept below T_bottom_max_C {t_max_C:g} degC the ice "
             f"vapour pressure is at most {psub_mtorr:.3g} mTorr, but {what} is {p_min:g} mTorr, so no ice can "
-            "sublime; raise T_bottom_max_C or lower the chamber pressure")
+            "sublime; raise T_bottom_max_C or lower the chamber pressure"
+        )
 
 
 def _constant_recipe(raw, shelf_C, pressure_mTorr, hours):
@@ -197,7 +210,7 @@ def simulate_until_dry(model, raw, shelf_C, pressure_mTorr, nfe=60, max_hours=40
 
     Returns (result, drying time [h]); the recipe is held 40 h, then 120 h, ... up to ``max_hours``.
     """
-    from biotwin.errors import ScenarioError
+    from biotwin.core.errors import ScenarioError
 
     hours = 40.0
     while True:
@@ -206,8 +219,9 @@ def simulate_until_dry(model, raw, shelf_C, pressure_mTorr, nfe=60, max_hours=40
             return result, model.module.primary_drying_end(result)
         except ScenarioError:
             if hours >= max_hours:
-                raise ScenarioError(f"the starting recipe ({shelf_C} degC) does not finish primary drying "
-                                    f"within {max_hours} h") from None
+                raise ScenarioError(
+                    f"the starting recipe ({shelf_C} degC) does not finish primary drying within {max_hours} h"
+                ) from None
             hours *= 3
 
 
@@ -231,10 +245,10 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     -------
     CycleOptimizationResult
     """
-    from biotwin.errors import ScenarioError
-    from biotwin.scenario import Scenario
-    from biotwin.simulation import prepare
-    from biotwin.solver import solve
+    from biotwin.core.errors import ScenarioError
+    from biotwin.core.scenario import Scenario
+    from biotwin.engine.simulation import Simulation
+    from biotwin.engine.solver import solve
 
     say = progress or (lambda text: None)
     wall0 = time.perf_counter()
@@ -250,8 +264,10 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
         p0 = float(np.clip(pressure_points[0, 1] * 1e-3, p_lo, p_hi))
     else:
         if np.ptp(pressure_points[:, 1]) > 0:
-            raise ScenarioError(f"{sc.source}: with a fixed chamber pressure the optimization needs a constant "
-                                "chamber_pressure_mTorr program (or make the pressure a free control)")
+            raise ScenarioError(
+                f"{sc.source}: with a fixed chamber pressure the optimization needs a constant "
+                "chamber_pressure_mTorr program (or make the pressure a free control)"
+            )
         p0 = float(pressure_points[0, 1]) * 1e-3
     # start: constant shelf at the critical temperature (within the bounds)
     shelf0_K = float(np.clip(t_max_K, shelf_lo, shelf_hi))
@@ -259,13 +275,18 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     start, t_dry0 = simulate_until_dry(model, raw, shelf0_K - ZERO_CELSIUS, p0 * 1e3)
 
     # the scaled-time problem: the model over tau in [0, 1] (its time unit nominally), no secondary drying
-    generic = Scenario(name="cycle-optimization", t_end=1.0, settings={"secondary_drying": False},
-                       parameters=dict(sc.parameters),
-                       inputs={"T_shelf": {"unit": "K", "points": [[0.0, shelf0_K], [1.0, shelf0_K]]},
-                               "P_chamber": {"unit": "torr", "points": [[0.0, p0], [1.0, p0]]}},
-                       source=sc.source)
-    prep = prepare(model, generic, nfe=nfe, ncp=ncp, use_cache=False, progress=progress)
-    m = prep.d.m
+    generic = Scenario(
+        name="cycle-optimization",
+        t_end=1.0,
+        settings={"secondary_drying": False},
+        parameters=dict(sc.parameters),
+        inputs={
+            "T_shelf": {"unit": "K", "points": [[0.0, shelf0_K], [1.0, shelf0_K]]},
+            "P_chamber": {"unit": "torr", "points": [[0.0, p0], [1.0, p0]]},
+        },
+        source=sc.source,
+    )
+    m = Simulation(model, generic, nfe=nfe, ncp=ncp, use_cache=False, progress=progress).pyomo_model
     u = pyo.units
     taus = list(m.t)
     for tau in taus:
@@ -276,15 +297,19 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
 
     m.t_final = pyo.Var(bounds=(1e-3, 1e4), initialize=t_dry0, units=u.h, doc="primary drying time [h]")
     m.cake_growth.deactivate()
-    m.scaled_cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.t_final / u.h
-                                          * m.cake_growth_rate[t])
+    m.scaled_cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.t_final / u.h * m.cake_growth_rate[t])
     m.dried_at_end = pyo.Constraint(expr=m.Lck[taus[-1]] == m.Lpr0)
     m.temperature_limit = pyo.Constraint(m.t, rule=lambda m, t: m.T_bottom[t] <= t_max_K * u.K)
     equipment = spec["equipment"]
     if equipment:
         n, a, b = equipment["n_vials"], equipment["a_kg_per_h"], equipment["b_kg_per_h_per_Torr"]
-        m.equipment_limit = pyo.Constraint(m.t, rule=lambda m, t: n * u.convert(
-            m.sublimation_rate[t], to_units=u.kg / u.h) <= (a + b * m.P_chamber[t] / u.torr) * u.kg / u.h)
+        m.equipment_limit = pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                n * u.convert(m.sublimation_rate[t], to_units=u.kg / u.h)
+                <= (a + b * m.P_chamber[t] / u.torr) * u.kg / u.h
+            ),
+        )
 
     # piecewise-linear continuous controls: free at element boundaries, linear inside elements
     boundaries = list(m.t.get_finite_elements())
@@ -321,23 +346,27 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
         core_log.setLevel(level)
     t_f = float(pyo.value(m.t_final))
 
-    table = pd.DataFrame({
-        "time_h": [tau * t_f for tau in taus],
-        "T_sublimation_C": [pyo.value(m.T_sub[t]) - ZERO_CELSIUS for t in taus],
-        "T_bottom_C": [pyo.value(m.T_bottom[t]) - ZERO_CELSIUS for t in taus],
-        "T_shelf_C": [pyo.value(m.T_shelf[t]) - ZERO_CELSIUS for t in taus],
-        "P_chamber_mTorr": [pyo.value(m.P_chamber[t]) * 1e3 for t in taus],
-        "flux_kg_per_h_m2": [pyo.value(m.flux[t]) for t in taus],
-        "percent_dried": [100.0 * pyo.value(m.Lck[t] / m.Lpr0) for t in taus],  # as LyoPRONTO: from Lck
-    })
+    table = pd.DataFrame(
+        {
+            "time_h": [tau * t_f for tau in taus],
+            "T_sublimation_C": [pyo.value(m.T_sub[t]) - ZERO_CELSIUS for t in taus],
+            "T_bottom_C": [pyo.value(m.T_bottom[t]) - ZERO_CELSIUS for t in taus],
+            "T_shelf_C": [pyo.value(m.T_shelf[t]) - ZERO_CELSIUS for t in taus],
+            "P_chamber_mTorr": [pyo.value(m.P_chamber[t]) * 1e3 for t in taus],
+            "flux_kg_per_h_m2": [pyo.value(m.flux[t]) for t in taus],
+            "percent_dried": [100.0 * pyo.value(m.Lck[t] / m.Lpr0) for t in taus],  # as LyoPRONTO: from Lck
+        }
+    )
     if equipment:
         table["sublimation_kg_per_h"] = [n * pyo.value(m.sublimation_rate[t]) / 1000.0 for t in taus]
         table["equipment_capacity_kg_per_h"] = a + b * table["P_chamber_mTorr"] / 1000.0
     recipe = {k: v for k, v in raw.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
-    recipe["shelf_temperature_C"] = [[round(b_ * t_f, 6), round(float(pyo.value(m.T_shelf[b_])) - ZERO_CELSIUS, 4)]
-                                     for b_ in boundaries]
-    recipe["chamber_pressure_mTorr"] = [[round(b_ * t_f, 6), round(float(pyo.value(m.P_chamber[b_])) * 1e3, 4)]
-                                        for b_ in boundaries]
+    recipe["shelf_temperature_C"] = [
+        [round(b_ * t_f, 6), round(float(pyo.value(m.T_shelf[b_])) - ZERO_CELSIUS, 4)] for b_ in boundaries
+    ]
+    recipe["chamber_pressure_mTorr"] = [
+        [round(b_ * t_f, 6), round(float(pyo.value(m.P_chamber[b_])) * 1e3, 4)] for b_ in boundaries
+    ]
     recipe["description"] = f"optimized primary drying ({t_f:.3f} h) from {sc.source}"
     limits = {"T_bottom_max_C": spec["T_bottom_max_C"], "equipment": equipment}
     wall_opt = time.perf_counter() - wall0
@@ -345,18 +374,30 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     # verification: the recipe, held at its last values for 10 % longer, on the simulator's own grid
     say("re-simulating the optimized recipe")
     hold = 0.1 * t_f
-    check = {**recipe, "shelf_temperature_C": recipe["shelf_temperature_C"] + [[t_f + hold, recipe["shelf_temperature_C"][-1][1]]],
-             "chamber_pressure_mTorr": recipe["chamber_pressure_mTorr"] + [[t_f + hold, recipe["chamber_pressure_mTorr"][-1][1]]]}
+    check = {
+        **recipe,
+        "shelf_temperature_C": recipe["shelf_temperature_C"] + [[t_f + hold, recipe["shelf_temperature_C"][-1][1]]],
+        "chamber_pressure_mTorr": recipe["chamber_pressure_mTorr"]
+        + [[t_f + hold, recipe["chamber_pressure_mTorr"][-1][1]]],
+    }
     resim = model.simulate(scenario=check, nfe=4 * nfe)
     t_check = model.module.primary_drying_end(resim)
     dry = resim.wide[resim.wide["time"] <= t_check]
-    verification = {"primary_drying_time_h": t_check,
-                    "max_T_bottom_C": float(dry["T_bottom"].max() - ZERO_CELSIUS),
-                    "n_elements": 4 * nfe}
-    stats_out = {"iterations": stats.iterations, "termination": stats.termination_condition,
-                 "optimization_wall_time_s": wall_opt, "wall_time_s": time.perf_counter() - wall0,
-                 "start_constant_shelf_C": shelf0_K - ZERO_CELSIUS, "start_drying_time_h": t_dry0,
-                 "n_elements": len(boundaries) - 1, "ncp": ncp}
+    verification = {
+        "primary_drying_time_h": t_check,
+        "max_T_bottom_C": float(dry["T_bottom"].max() - ZERO_CELSIUS),
+        "n_elements": 4 * nfe,
+    }
+    stats_out = {
+        "iterations": stats.iterations,
+        "termination": stats.termination_condition,
+        "optimization_wall_time_s": wall_opt,
+        "wall_time_s": time.perf_counter() - wall0,
+        "start_constant_shelf_C": shelf0_K - ZERO_CELSIUS,
+        "start_drying_time_h": t_dry0,
+        "n_elements": len(boundaries) - 1,
+        "ncp": ncp,
+    }
     return CycleOptimizationResult(table, recipe, t_f, limits, verification, stats_out)
 
 
@@ -390,18 +431,26 @@ def best_constant_shelf(model, scenario, tolerance_C=0.01, nfe=80, progress=None
             load = float((equipment["n_vials"] * w["sublimation_rate"] / 1000.0).max() / cap)
         max_t = float(w["T_bottom"].max() - ZERO_CELSIUS)
         ok = max_t <= spec["T_bottom_max_C"] and load <= 1.0
-        say(f"constant shelf {shelf_C:.3f} degC: dry at {t_dry:.3f} h, max T_bottom {max_t:.2f} degC, "
-            f"load {load:.2f} -> {'ok' if ok else 'violates'}")
-        return ok, {"shelf_C": shelf_C, "primary_drying_time_h": t_dry, "max_T_bottom_C": max_t,
-                    "max_equipment_load_fraction": load}
+        say(
+            f"constant shelf {shelf_C:.3f} degC: dry at {t_dry:.3f} h, max T_bottom {max_t:.2f} degC, "
+            f"load {load:.2f} -> {'ok' if ok else 'violates'}"
+        )
+        return ok, {
+            "shelf_C": shelf_C,
+            "primary_drying_time_h": t_dry,
+            "max_T_bottom_C": max_t,
+            "max_equipment_load_fraction": load,
+        }
 
     # a shelf at the critical temperature keeps the product below it (the product is colder than
     # the shelf while it sublimes): the bisection starts from there
     lo = float(np.clip(spec["T_bottom_max_C"], lo, hi))
     ok, best = check(lo)
     if not ok:
-        raise ValueError(f"a constant shelf at {lo} degC already violates the constraints "
-                         f"(equipment load {best['max_equipment_load_fraction']:.2f})")
+        raise ValueError(
+            f"a constant shelf at {lo} degC already violates the constraints "
+            f"(equipment load {best['max_equipment_load_fraction']:.2f})"
+        )
     top_ok, top = check(hi)
     if top_ok:
         return top

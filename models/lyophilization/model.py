@@ -31,20 +31,14 @@ Temperatures are in kelvin inside the model (Pyomo units have no offset units).
 
 import pyomo.environ as pyo
 
-from biotwin.kinetics import positive_part, smooth_switch
-from biotwin.modeling import derivative, time_set
-from biotwin.units import parse_unit
+from biotwin.core.dae import derivative, time_set
+from biotwin.core.model import helper_module
+from biotwin.core.units import parse_unit
+from biotwin.processes.kinetics import positive_part, smooth_switch
 
 TIME_UNIT = "h"
 ZERO_CELSIUS = 273.15
 
-PARAMETER_UNITS = {
-    "Av": "cm^2", "Ap": "cm^2", "Vfill": "mL", "c_solid": "g/mL", "R0": "cm^2*h*torr/g", "A1": "cm*h*torr/g",
-    "A2": "1/cm", "KC": "cal/s/K/cm^2", "KP": "cal/s/K/cm^2/torr", "KD": "1/torr", "dHs": "cal/g",
-    "k_ice": "cal/cm/s/K", "rho_ice": "g/mL", "rho_solute": "g/mL", "rho_solution": "g/mL", "psub_A": "torr",
-    "psub_B": "K", "Cs0": "g/g", "Cs_eq": "g/g", "k_des": "1/h", "Ea_des": "kJ/mol", "T_des_ref": "K",
-    "cp_solid": "cal/g/K", "dH_des": "cal/g", "C_vial": "cal/K",
-}
 GAS_CONSTANT = 8.314462618  # [J/mol/K]
 # width of the switch from primary to secondary drying, in dried-cake length past the fill height [cm]:
 # desorption is 1/2 on at Lck = Lpr0 + 2e-4 cm and ~1e-6 on 1 mm before the ice is gone
@@ -62,7 +56,7 @@ def build(settings=None):
     u = pyo.units
     m = pyo.ConcreteModel(name="lyophilization")
     m.t = time_set(settings, 20.0)
-    for name, unit in PARAMETER_UNITS.items():
+    for name, unit in settings["parameter_units"].items():
         m.add_component(name, pyo.Var(units=parse_unit(unit)))
     m.Lck = pyo.Var(m.t, units=u.cm, initialize=0.1)
     m.T_sub = pyo.Var(m.t, units=u.K, initialize=240.0)
@@ -73,37 +67,53 @@ def build(settings=None):
     m.dLck = derivative(m.Lck, m.t, TIME_UNIT)
 
     x = m.c_solid / m.rho_solution
-    m.Lpr0 = pyo.Expression(expr=m.Vfill / (m.Ap * m.rho_ice) * m.rho_solution
-                            * (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute), doc="initial fill height [cm]")
+    m.Lpr0 = pyo.Expression(
+        expr=m.Vfill / (m.Ap * m.rho_ice) * m.rho_solution * (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute),
+        doc="initial fill height [cm]",
+    )
     m.P_sub = pyo.Expression(m.t, rule=lambda m, t: m.psub_A * pyo.exp(-m.psub_B / m.T_sub[t]))
     m.Rp = pyo.Expression(m.t, rule=lambda m, t: m.R0 + m.A1 * m.Lck[t] / (1 + m.A2 * m.Lck[t]))
     m.Kv = pyo.Expression(m.t, rule=lambda m, t: m.KC + m.KP * m.P_chamber[t] / (1 + m.KD * m.P_chamber[t]))
     # No sublimation while the ice vapour pressure is below the chamber pressure (LyoPRONTO clips
     # the rate to 0 there): a smooth positive part, off by eps^2/(4 dP) = 2.5e-10 torr at dP = 0.1 torr.
     eps = 1e-5 * u.torr
-    m.sublimation_rate = pyo.Expression(m.t, rule=lambda m, t: m.Ap * positive_part(
-        m.P_sub[t] - m.P_chamber[t], eps) / m.Rp[t], doc="sublimation rate per vial [g/h]")
-    m.heat_sublimation = pyo.Expression(m.t, rule=lambda m, t: u.convert(m.dHs * m.sublimation_rate[t],
-                                                                          to_units=u.cal / u.s))
+    m.sublimation_rate = pyo.Expression(
+        m.t,
+        rule=lambda m, t: m.Ap * positive_part(m.P_sub[t] - m.P_chamber[t], eps) / m.Rp[t],
+        doc="sublimation rate per vial [g/h]",
+    )
+    m.heat_sublimation = pyo.Expression(
+        m.t, rule=lambda m, t: u.convert(m.dHs * m.sublimation_rate[t], to_units=u.cal / u.s)
+    )
     # frozen-layer thickness; its smooth positive part (eps 1e-5 cm) keeps the equations regular after
     # the ice is gone, when the simulation runs on to the end of the recipe (results stop at the end)
     m.frozen_thickness = pyo.Expression(m.t, rule=lambda m, t: positive_part(m.Lpr0 - m.Lck[t], 1e-5 * u.cm))
-    m.T_bottom = pyo.Expression(m.t, rule=lambda m, t: m.T_sub[t] + m.heat_sublimation[t] / (m.Ap * m.k_ice)
-                                * m.frozen_thickness[t])
-    m.energy_balance = pyo.Constraint(m.t, rule=lambda m, t: m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_bottom[t])
-                                      == m.heat_sublimation[t])
+    m.T_bottom = pyo.Expression(
+        m.t, rule=lambda m, t: m.T_sub[t] + m.heat_sublimation[t] / (m.Ap * m.k_ice) * m.frozen_thickness[t]
+    )
+    m.energy_balance = pyo.Constraint(
+        m.t, rule=lambda m, t: m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_bottom[t]) == m.heat_sublimation[t]
+    )
     ice_factor = (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute) / (1 - x * m.rho_solution / m.rho_solute)
-    m.cake_growth_rate = pyo.Expression(m.t, rule=lambda m, t: m.sublimation_rate[t] / (m.Ap * m.rho_ice)
-                                        * ice_factor, doc="rate of growth of the dried cake [cm/h]")
+    m.cake_growth_rate = pyo.Expression(
+        m.t,
+        rule=lambda m, t: m.sublimation_rate[t] / (m.Ap * m.rho_ice) * ice_factor,
+        doc="rate of growth of the dried cake [cm/h]",
+    )
     m.cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.cake_growth_rate[t])
     m.Lck_init = pyo.Constraint(expr=m.Lck[m.t.first()] == 0.0 * u.cm)
-    m.flux = pyo.Expression(m.t, rule=lambda m, t: u.convert(m.sublimation_rate[t] / m.Ap,
-                                                             to_units=u.kg / u.h / u.m**2),
-                            doc="sublimation flux per product area [kg/h/m^2]")
+    m.flux = pyo.Expression(
+        m.t,
+        rule=lambda m, t: u.convert(m.sublimation_rate[t] / m.Ap, to_units=u.kg / u.h / u.m**2),
+        doc="sublimation flux per product area [kg/h/m^2]",
+    )
     # capped at 100 % (smoothly, by the frozen thickness): the run goes on past the end of primary drying,
     # where the sublimation front would otherwise read 173 % dried at 12 h on case 1
-    m.percent_dried = pyo.Expression(m.t, rule=lambda m, t: 100 * pyo.units.percent
-                                     * (m.Lpr0 - m.frozen_thickness[t]) / m.Lpr0, doc="share of the ice sublimed [%]")
+    m.percent_dried = pyo.Expression(
+        m.t,
+        rule=lambda m, t: 100 * pyo.units.percent * (m.Lpr0 - m.frozen_thickness[t]) / m.Lpr0,
+        doc="share of the ice sublimed [%]",
+    )
     if (settings or {}).get("secondary_drying", True):
         _add_secondary_drying(m)
     return m
@@ -118,44 +128,73 @@ def _add_secondary_drying(m):
     m.dT_product = derivative(m.T_product, m.t, TIME_UNIT)
     m.solid_mass = pyo.Expression(expr=m.c_solid * m.Vfill, doc="dried solid per vial [g]")
     width = SWITCH_WIDTH_CM * u.cm
-    m.secondary = pyo.Expression(m.t, rule=lambda m, t: smooth_switch(m.Lck[t], m.Lpr0 + 2 * width, width),
-                                 doc="0 during primary drying, 1 once the ice is gone")
+    m.secondary = pyo.Expression(
+        m.t,
+        rule=lambda m, t: smooth_switch(m.Lck[t], m.Lpr0 + 2 * width, width),
+        doc="0 during primary drying, 1 once the ice is gone",
+    )
     gas_constant = GAS_CONSTANT * u.J / u.mol / u.K
-    m.k_desorption = pyo.Expression(m.t, rule=lambda m, t: m.k_des * pyo.exp(
-        -u.convert(m.Ea_des / gas_constant, to_units=u.K) * (1 / m.T_product[t] - 1 / m.T_des_ref)))
-    m.desorption_rate = pyo.Expression(m.t, rule=lambda m, t: m.secondary[t] * m.k_desorption[t]
-                                       * (m.Cs[t] - m.Cs_eq), doc="[g water / g solid / h]")
+    m.k_desorption = pyo.Expression(
+        m.t,
+        rule=lambda m, t: (
+            m.k_des
+            * pyo.exp(-u.convert(m.Ea_des / gas_constant, to_units=u.K) * (1 / m.T_product[t] - 1 / m.T_des_ref))
+        ),
+    )
+    m.desorption_rate = pyo.Expression(
+        m.t, rule=lambda m, t: m.secondary[t] * m.k_desorption[t] * (m.Cs[t] - m.Cs_eq), doc="[g water / g solid / h]"
+    )
     m.desorption = pyo.Constraint(m.t, rule=lambda m, t: m.dCs[t] == -m.desorption_rate[t])
     heat_capacity = m.solid_mass * m.cp_solid + m.C_vial
     tracking = TRACKING_TIME_H * u.h
 
     def heat_balance(m, t):
-        heating = (u.convert(m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_product[t]), to_units=u.cal / u.h)
-                   - m.dH_des * m.solid_mass * m.desorption_rate[t])
-        return m.dT_product[t] == (m.secondary[t] * heating / heat_capacity
-                                   + (1 - m.secondary[t]) * (m.T_bottom[t] - m.T_product[t]) / tracking)
+        heating = (
+            u.convert(m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_product[t]), to_units=u.cal / u.h)
+            - m.dH_des * m.solid_mass * m.desorption_rate[t]
+        )
+        return m.dT_product[t] == (
+            m.secondary[t] * heating / heat_capacity
+            + (1 - m.secondary[t]) * (m.T_bottom[t] - m.T_product[t]) / tracking
+        )
+
     m.product_heat_balance = pyo.Constraint(m.t, rule=heat_balance)
-    m.residual_moisture = pyo.Expression(m.t, rule=lambda m, t: 100 * pyo.units.percent * m.Cs[t] / (1 + m.Cs[t]),
-                                         doc="residual moisture [% w/w of the dried product]")
+    m.residual_moisture = pyo.Expression(
+        m.t,
+        rule=lambda m, t: 100 * pyo.units.percent * m.Cs[t] / (1 + m.Cs[t]),
+        doc="residual moisture [% w/w of the dried product]",
+    )
     m.Cs_init = pyo.Constraint(expr=m.Cs[m.t.first()] == m.Cs0)
     m.T_product_init = pyo.Constraint(expr=m.T_product[m.t.first()] == m.T_shelf[m.t.first()])
 
 
 # -- scenario schema ---------------------------------------------------------------------------
 VIAL_KEYS = {"Av_cm2": "Av", "Ap_cm2": "Ap", "fill_mL": "Vfill"}
-PRODUCT_KEYS = {"c_solid_g_per_mL": "c_solid", "R0_cm2_h_Torr_per_g": "R0", "A1_cm_h_Torr_per_g": "A1",
-                "A2_per_cm": "A2"}
+PRODUCT_KEYS = {
+    "c_solid_g_per_mL": "c_solid",
+    "R0_cm2_h_Torr_per_g": "R0",
+    "A1_cm_h_Torr_per_g": "A1",
+    "A2_per_cm": "A2",
+}
 HEAT_KEYS = {"KC_cal_per_s_K_cm2": "KC", "KP_cal_per_s_K_cm2_Torr": "KP", "KD_per_Torr": "KD"}
 POSITIVE = {"Av", "Ap", "Vfill", "R0"}
-SCENARIO_KEYS = {"description", "vial", "product", "heat_transfer", "shelf_temperature_C", "chamber_pressure_mTorr",
-                 "optimize", "t_end_h"}
+SCENARIO_KEYS = {
+    "description",
+    "vial",
+    "product",
+    "heat_transfer",
+    "shelf_temperature_C",
+    "chamber_pressure_mTorr",
+    "optimize",
+    "t_end_h",
+}
 
 
 def read_scenario(raw, where):
     """Translate the lyophilization recipe schema into the generic scenario form."""
-    from biotwin import checks
-    from biotwin.errors import ScenarioError
-    from biotwin.programs import Program
+    from biotwin.core import checks
+    from biotwin.core.errors import ScenarioError
+    from biotwin.core.programs import Program
 
     unknown = set(raw) - SCENARIO_KEYS
     if unknown:
@@ -168,14 +207,16 @@ def read_scenario(raw, where):
         allowed = set(keys) | ({"T_critical_C"} if block == "product" else set())
         bad = set(given) - allowed
         if bad:
-            raise ScenarioError(f"{where}: {block}: unknown key(s) {sorted(bad)} (keys carry their unit, "
-                                f"allowed: {sorted(allowed)})")
+            raise ScenarioError(
+                f"{where}: {block}: unknown key(s) {sorted(bad)} (keys carry their unit, allowed: {sorted(allowed)})"
+            )
         for key, name in keys.items():
             if key in given:
                 # geometry, concentration, resistance and heat transfer are physical magnitudes: never negative
                 # (A2 and the Kv terms may be zero), fill and areas positive
-                params[name] = checks.number(given[key], f"{where}: {block}.{key}",
-                                             positive=name in POSITIVE, non_negative=True)
+                params[name] = checks.number(
+                    given[key], f"{where}: {block}.{key}", positive=name in POSITIVE, non_negative=True
+                )
     for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
         if key not in raw:
             raise ScenarioError(f"{where}: '{key}' is required ([[time_h, value], ...])")
@@ -189,7 +230,7 @@ def read_scenario(raw, where):
         checks.number(raw["t_end_h"], f"{where}: t_end_h", positive=True)
         checks.in_range(raw["t_end_h"], "lyophilization_duration", f"{where}: t_end_h", unit_given="h")
     if raw.get("optimize") is not None:
-        _sibling("cycle_optimization").read_optimize_block(raw, where)
+        helper_module(__file__, "cycle_optimization").read_optimize_block(raw, where)
     t_end = float(raw.get("t_end_h", min(shelf.times[-1], pressure.times[-1])))
     # nothing sublimes if the chamber pressure is above the ice vapour pressure at the shelf temperature
     # at every moment (the product cannot be warmer than the shelf)
@@ -199,15 +240,17 @@ def read_scenario(raw, where):
     grid = grid[grid <= t_end]
     from pathlib import Path
 
-    from biotwin.parameters import default_values
+    from biotwin.core.parameters import default_values
 
     ice = default_values(Path(__file__).with_name("parameters.yaml"))  # psub_A [torr], psub_B [K]
     psub_mtorr = ice["psub_A"] * np.exp(-ice["psub_B"] / (shelf(grid) + ZERO_CELSIUS)) * 1000.0
     if np.all(pressure(grid) >= psub_mtorr):
         warmest = float(np.max(shelf(grid)))
-        raise ScenarioError(f"{where}: the chamber pressure is above the ice vapour pressure at the shelf "
-                            f"temperature throughout the recipe (warmest shelf {warmest:.1f} degC gives "
-                            f"{float(np.max(psub_mtorr)):.1f} mTorr): nothing would sublime")
+        raise ScenarioError(
+            f"{where}: the chamber pressure is above the ice vapour pressure at the shelf "
+            f"temperature throughout the recipe (warmest shelf {warmest:.1f} degC gives "
+            f"{float(np.max(psub_mtorr)):.1f} mTorr): nothing would sublime"
+        )
     return {
         "description": raw.get("description", ""),
         "t_end": t_end,
@@ -219,27 +262,12 @@ def read_scenario(raw, where):
     }
 
 
-def _sibling(name):
-    """A helper module of this model folder (imported by file path: model folders are not packages)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    key = f"{__name__}_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 def optimize(model, scenario, nfe=40, progress=None):
     """Minimum-time primary drying for a scenario with an ``optimize`` block (used by ``biotwin optimize``).
 
     See ``cycle_optimization.py``; returns a ``CycleOptimizationResult`` (``.table``, ``.summary()``).
     """
-    return _sibling("cycle_optimization").optimize_cycle(model, scenario, nfe=nfe, progress=progress)
+    return helper_module(__file__, "cycle_optimization").optimize_cycle(model, scenario, nfe=nfe, progress=progress)
 
 
 # -- outputs (used by the CLI and notebooks) ------------------------------------------------------
@@ -249,14 +277,16 @@ def primary_drying_end(result) -> float:
     Found on the collocation polynomial of ``Lck`` (not rounded to an output point). Raises if the
     recipe ends before drying does.
     """
-    from biotwin.errors import ScenarioError
+    from biotwin.core.errors import ScenarioError
 
     lpr0 = float(pyo.value(result.pyomo_model.Lpr0))
     t_end = result.crossing_time("Lck", lpr0)
     if t_end is None:
         reached = float(result.wide["percent_dried"].iloc[-1])
-        raise ScenarioError(f"the recipe ends at {result.wide['time'].iloc[-1]:.3f} h before primary drying does "
-                            f"({reached:.1f} % dried): extend the shelf and pressure programs")
+        raise ScenarioError(
+            f"the recipe ends at {result.wide['time'].iloc[-1]:.3f} h before primary drying does "
+            f"({reached:.1f} % dried): extend the shelf and pressure programs"
+        )
     return t_end
 
 
@@ -278,30 +308,34 @@ def output_table(result, t_dry=None):
         t_dry = primary_drying_end(result)
     rows = result.wide[result.wide["time"] < t_dry].to_dict("records") + [result.interpolate(t_dry)]
     lpr0 = float(pyo.value(result.pyomo_model.Lpr0))
-    primary = pd.DataFrame({
-        "time_h": [r["time"] for r in rows],
-        "T_sublimation_C": [r["T_sub"] - ZERO_CELSIUS for r in rows],
-        "T_bottom_C": [r["T_bottom"] - ZERO_CELSIUS for r in rows],
-        "T_shelf_C": [r["T_shelf"] - ZERO_CELSIUS for r in rows],
-        "P_chamber_mTorr": [r["P_chamber"] * 1000.0 for r in rows],
-        "flux_kg_per_h_m2": [r["flux"] for r in rows],
-        # from Lck, linear in it (exact at the interpolated end row); the wide column caps it smoothly
-        "percent_dried": [100.0 * r["Lck"] / lpr0 for r in rows],
-    })
+    primary = pd.DataFrame(
+        {
+            "time_h": [r["time"] for r in rows],
+            "T_sublimation_C": [r["T_sub"] - ZERO_CELSIUS for r in rows],
+            "T_bottom_C": [r["T_bottom"] - ZERO_CELSIUS for r in rows],
+            "T_shelf_C": [r["T_shelf"] - ZERO_CELSIUS for r in rows],
+            "P_chamber_mTorr": [r["P_chamber"] * 1000.0 for r in rows],
+            "flux_kg_per_h_m2": [r["flux"] for r in rows],
+            # from Lck, linear in it (exact at the interpolated end row); the wide column caps it smoothly
+            "percent_dried": [100.0 * r["Lck"] / lpr0 for r in rows],
+        }
+    )
     primary["T_product_C"] = primary["T_bottom_C"]
     primary["residual_moisture_percent"] = np.nan
     after = result.wide[result.wide["time"] > t_dry + 1e-9]
-    secondary = pd.DataFrame({
-        "time_h": after["time"],
-        "T_sublimation_C": np.nan,
-        "T_bottom_C": after["T_product"] - ZERO_CELSIUS,
-        "T_shelf_C": after["T_shelf"] - ZERO_CELSIUS,
-        "P_chamber_mTorr": after["P_chamber"] * 1000.0,
-        "flux_kg_per_h_m2": 0.0,
-        "percent_dried": 100.0,
-        "T_product_C": after["T_product"] - ZERO_CELSIUS,
-        "residual_moisture_percent": after["residual_moisture"],
-    })
+    secondary = pd.DataFrame(
+        {
+            "time_h": after["time"],
+            "T_sublimation_C": np.nan,
+            "T_bottom_C": after["T_product"] - ZERO_CELSIUS,
+            "T_shelf_C": after["T_shelf"] - ZERO_CELSIUS,
+            "P_chamber_mTorr": after["P_chamber"] * 1000.0,
+            "flux_kg_per_h_m2": 0.0,
+            "percent_dried": 100.0,
+            "T_product_C": after["T_product"] - ZERO_CELSIUS,
+            "residual_moisture_percent": after["residual_moisture"],
+        }
+    )
     if secondary.empty:
         return primary
     return pd.concat([primary, secondary], ignore_index=True)
@@ -312,26 +346,35 @@ def summary(result):
     t_dry = primary_drying_end(result)
     table = output_table(result, t_dry)
     primary = table[table["time_h"] <= t_dry]
-    out = {"primary_drying_time_h": float(t_dry),
-           "max_T_bottom_C": float(primary["T_bottom_C"].max()),
-           "final_flux_kg_per_h_m2": float(primary["flux_kg_per_h_m2"].iloc[-1])}
+    out = {
+        "primary_drying_time_h": float(t_dry),
+        "max_T_bottom_C": float(primary["T_bottom_C"].max()),
+        "final_flux_kg_per_h_m2": float(primary["flux_kg_per_h_m2"].iloc[-1]),
+    }
     secondary = table[table["time_h"] > t_dry]
     if not secondary.empty:
-        out.update({"cycle_end_h": float(secondary["time_h"].iloc[-1]),
-                    "final_residual_moisture_percent": float(secondary["residual_moisture_percent"].iloc[-1]),
-                    "max_T_product_secondary_C": float(secondary["T_product_C"].max())})
+        out.update(
+            {
+                "cycle_end_h": float(secondary["time_h"].iloc[-1]),
+                "final_residual_moisture_percent": float(secondary["residual_moisture_percent"].iloc[-1]),
+                "max_T_product_secondary_C": float(secondary["T_product_C"].max()),
+            }
+        )
     return out
 
 
-def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C=-5.0, ramp_C_per_min=1.0,
-                          hold_h=40.0):
+def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C=-5.0, ramp_C_per_min=1.0, hold_h=40.0):
     """A recipe ramping the shelf from ``initial_shelf_C`` to a set point and holding it, at constant pressure.
 
     The form of LyoPRONTO's design-space "shelf isotherms".
     """
     ramp_h = abs(shelf_setpoint_C - initial_shelf_C) / ramp_C_per_min / 60.0
     recipe = {k: v for k, v in base.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
-    recipe["shelf_temperature_C"] = [[0.0, initial_shelf_C], [ramp_h, shelf_setpoint_C], [ramp_h + hold_h, shelf_setpoint_C]]
+    recipe["shelf_temperature_C"] = [
+        [0.0, initial_shelf_C],
+        [ramp_h, shelf_setpoint_C],
+        [ramp_h + hold_h, shelf_setpoint_C],
+    ]
     recipe["chamber_pressure_mTorr"] = [[0.0, pressure_Torr * 1000.0], [ramp_h + hold_h, pressure_Torr * 1000.0]]
     return recipe
 
@@ -361,10 +404,18 @@ def design_space(model, base_scenario, shelf_setpoints_C, pressures_Torr, nfe=20
             result = model.simulate(scenario=shelf_isotherm_recipe(base, ts, p), nfe=nfe)
             key = summary(result)
             drying = result.wide[result.wide["time"] <= key["primary_drying_time_h"]]
-            rows.append({"T_shelf_setpoint_C": ts, "P_chamber_Torr": p,
-                         **{k: v for k, v in key.items() if k in (
-                             "primary_drying_time_h", "max_T_bottom_C", "final_flux_kg_per_h_m2")},
-                         "max_sublimation_g_per_h": float(drying["sublimation_rate"].max())})
+            rows.append(
+                {
+                    "T_shelf_setpoint_C": ts,
+                    "P_chamber_Torr": p,
+                    **{
+                        k: v
+                        for k, v in key.items()
+                        if k in ("primary_drying_time_h", "max_T_bottom_C", "final_flux_kg_per_h_m2")
+                    },
+                    "max_sublimation_g_per_h": float(drying["sublimation_rate"].max()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -382,28 +433,51 @@ def design_space_figure(grid, T_critical_C, equipment=None, value="primary_dryin
         ``{a_kg_per_h, b_kg_per_h_per_Torr, n_vials}``: the contour where the peak sublimation load
         of all vials reaches the dryer's capability ``a + b P`` (above it the dryer chokes).
     """
-    from biotwin.plotting import design_space_map
+    from biotwin.ui.figures import design_space_map
 
     grid = grid.copy()
-    limits = [{"column": "max_T_bottom_C", "level": T_critical_C,
-               "label": f"max product temperature = {T_critical_C} degC (critical)"}]
+    limits = [
+        {
+            "column": "max_T_bottom_C",
+            "level": T_critical_C,
+            "label": f"max product temperature = {T_critical_C} degC (critical)",
+        }
+    ]
     if equipment:
         capacity = equipment["a_kg_per_h"] + equipment["b_kg_per_h_per_Torr"] * grid["P_chamber_Torr"]
         grid["equipment_load"] = equipment["n_vials"] * grid["max_sublimation_g_per_h"] / 1000.0 / capacity
-        limits.append({"column": "equipment_load", "level": 1.0,
-                       "label": f"equipment capability ({equipment['n_vials']} vials)"})
-    labels = {"T_shelf_setpoint_C": "shelf temperature set point [degC]", "P_chamber_Torr": "chamber pressure [Torr]",
-              "primary_drying_time_h": "primary drying time [h]", "max_T_bottom_C": "max product temperature [degC]"}
-    return design_space_map(grid, "T_shelf_setpoint_C", "P_chamber_Torr", value, limits, labels,
-                            title="Primary-drying design space", log_y=True)
+        limits.append(
+            {"column": "equipment_load", "level": 1.0, "label": f"equipment capability ({equipment['n_vials']} vials)"}
+        )
+    labels = {
+        "T_shelf_setpoint_C": "shelf temperature set point [degC]",
+        "P_chamber_Torr": "chamber pressure [Torr]",
+        "primary_drying_time_h": "primary drying time [h]",
+        "max_T_bottom_C": "max product temperature [degC]",
+    }
+    return design_space_map(
+        grid,
+        "T_shelf_setpoint_C",
+        "P_chamber_Torr",
+        value,
+        limits,
+        labels,
+        title="Primary-drying design space",
+        log_y=True,
+    )
 
 
 # -- interactive explorer (biotwin.explore) -------------------------------------------------------
 def _explorer_shelf(raw, value):
     ramp_h = abs(value + 35.0) / 60.0  # from -35 degC at 1 degC/min
-    return {**raw, "shelf_temperature_C": [[0.0, -35.0], [ramp_h, value], [40.0, value]],
-            "chamber_pressure_mTorr": [[0.0, raw["chamber_pressure_mTorr"][0][1]],
-                                       [40.0, raw["chamber_pressure_mTorr"][0][1]]]}
+    return {
+        **raw,
+        "shelf_temperature_C": [[0.0, -35.0], [ramp_h, value], [40.0, value]],
+        "chamber_pressure_mTorr": [
+            [0.0, raw["chamber_pressure_mTorr"][0][1]],
+            [40.0, raw["chamber_pressure_mTorr"][0][1]],
+        ],
+    }
 
 
 def _explorer_pressure(raw, value):
@@ -412,8 +486,11 @@ def _explorer_pressure(raw, value):
 
 def _explorer_readouts(result):
     s = summary(result)
-    return {"primary drying time [h]": s["primary_drying_time_h"], "max product temperature [degC]": s["max_T_bottom_C"],
-            "final flux [kg/h/m2]": s["final_flux_kg_per_h_m2"]}
+    return {
+        "primary drying time [h]": s["primary_drying_time_h"],
+        "max product temperature [degC]": s["max_T_bottom_C"],
+        "final flux [kg/h/m2]": s["final_flux_kg_per_h_m2"],
+    }
 
 
 def _primary_table(result):
@@ -427,17 +504,37 @@ EXPLORER = {
     "nfe": 60,
     "knobs": [
         # pressure first: the shelf knob keeps the pressure it finds
-        {"name": "pressure_mTorr", "label": "chamber pressure", "unit": "mTorr", "min": 30, "max": 400, "step": 5,
-         "value": 150, "apply": _explorer_pressure},
-        {"name": "shelf_C", "label": "shelf set point", "unit": "degC", "min": -25, "max": 40, "step": 1, "value": 20,
-         "apply": _explorer_shelf},
+        {
+            "name": "pressure_mTorr",
+            "label": "chamber pressure",
+            "unit": "mTorr",
+            "min": 30,
+            "max": 400,
+            "step": 5,
+            "value": 150,
+            "apply": _explorer_pressure,
+        },
+        {
+            "name": "shelf_C",
+            "label": "shelf set point",
+            "unit": "degC",
+            "min": -25,
+            "max": 40,
+            "step": 1,
+            "value": 20,
+            "apply": _explorer_shelf,
+        },
     ],
     "parameters": ["R0", "A1", "KC"],
     "table": _primary_table,
     "time_column": "time_h",
     "time_label": "time [h]",
-    "panels": [("T_bottom_C", "vial-bottom temperature [degC]"), ("T_sublimation_C", "sublimation front [degC]"),
-               ("T_shelf_C", "shelf [degC]"), ("flux_kg_per_h_m2", "sublimation flux [kg/h/m2]"),
-               ("percent_dried", "dried [%]")],
+    "panels": [
+        ("T_bottom_C", "vial-bottom temperature [degC]"),
+        ("T_sublimation_C", "sublimation front [degC]"),
+        ("T_shelf_C", "shelf [degC]"),
+        ("flux_kg_per_h_m2", "sublimation flux [kg/h/m2]"),
+        ("percent_dried", "dried [%]"),
+    ],
     "readouts": _explorer_readouts,
 }

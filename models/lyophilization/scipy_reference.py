@@ -26,8 +26,12 @@ def _kv(p, P):
 def fill_height(p):
     """Initial frozen-layer height Lpr0 [cm]."""
     x = p["c_solid"] / p["rho_solution"]
-    return p["Vfill"] / (p["Ap"] * p["rho_ice"]) * p["rho_solution"] * (
-        1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"])
+    return (
+        p["Vfill"]
+        / (p["Ap"] * p["rho_ice"])
+        * p["rho_solution"]
+        * (1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"])
+    )
 
 
 def primary_state(p, Lck, T_shelf, P):
@@ -69,16 +73,20 @@ def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
     """
     lpr0 = fill_height(p)
     x = p["c_solid"] / p["rho_solution"]
-    ice_factor = (1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"]) / (1 - x * p["rho_solution"] / p["rho_solute"])
+    ice_factor = (1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"]) / (
+        1 - x * p["rho_solution"] / p["rho_solute"]
+    )
 
     def primary(t, y):
         return [primary_state(p, y[0], shelf_K(t), pressure_torr(t))[2] / (p["Ap"] * p["rho_ice"]) * ice_factor]
 
     def dried(t, y):
         return y[0] - lpr0
+
     dried.terminal, dried.direction = True, 1
-    first = solve_ivp(primary, (0.0, t_end), [0.0], method="LSODA", rtol=rtol, atol=1e-12, events=dried,
-                      dense_output=True)
+    first = solve_ivp(
+        primary, (0.0, t_end), [0.0], method="LSODA", rtol=rtol, atol=1e-12, events=dried, dense_output=True
+    )
     if not first.t_events[0].size:
         raise ValueError("the recipe ends before primary drying does")
     t_dry = float(first.t_events[0][0])
@@ -92,11 +100,18 @@ def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
         rate = p["k_des"] * np.exp(-e_over_r * (1 / T - 1 / p["T_des_ref"])) * (Cs - p["Cs_eq"])
         heat = _kv(p, pressure_torr(t)) * p["Av"] * (shelf_K(t) - T) * 3600.0 - p["dH_des"] * m_s * rate
         return [-rate, heat / (m_s * p["cp_solid"] + p["C_vial"])]
+
     out = np.linspace(t_dry, t_end, n_out)
-    second = solve_ivp(secondary, (t_dry, t_end), [p["Cs0"], t_bottom[-1]], method="Radau", rtol=rtol,
-                       atol=1e-12, t_eval=out)
-    return {"t_dry": t_dry, "max_T_bottom": float(np.max(t_bottom)), "time": second.t, "Cs": second.y[0],
-            "T_product": second.y[1]}
+    second = solve_ivp(
+        secondary, (t_dry, t_end), [p["Cs0"], t_bottom[-1]], method="Radau", rtol=rtol, atol=1e-12, t_eval=out
+    )
+    return {
+        "t_dry": t_dry,
+        "max_T_bottom": float(np.max(t_bottom)),
+        "time": second.t,
+        "Cs": second.y[0],
+        "T_product": second.y[1],
+    }
 
 
 def greedy_fastest_drying(p, T_bottom_max_K, pressure_torr, shelf_bounds_K, rtol=1e-10):
@@ -114,7 +129,9 @@ def greedy_fastest_drying(p, T_bottom_max_K, pressure_torr, shelf_bounds_K, rtol
     """
     lpr0 = fill_height(p)
     x = p["c_solid"] / p["rho_solution"]
-    ice_factor = (1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"]) / (1 - x * p["rho_solution"] / p["rho_solute"])
+    ice_factor = (1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"]) / (
+        1 - x * p["rho_solution"] / p["rho_solute"]
+    )
     P = pressure_torr
     lo, hi = shelf_bounds_K
 
@@ -125,6 +142,7 @@ def greedy_fastest_drying(p, T_bottom_max_K, pressure_torr, shelf_bounds_K, rtol
         def bottom_minus_limit(T_sub):
             q = p["dHs"] * p["Ap"] * max(p["psub_A"] * np.exp(-p["psub_B"] / T_sub) - P, 0.0) / rp / 3600.0
             return T_sub + q / (p["Ap"] * p["k_ice"]) * frozen - T_bottom_max_K
+
         T_sub = brentq(bottom_minus_limit, 150.0, T_bottom_max_K, xtol=1e-12)
         q = p["dHs"] * p["Ap"] * max(p["psub_A"] * np.exp(-p["psub_B"] / T_sub) - P, 0.0) / rp / 3600.0
         return float(np.clip(T_bottom_max_K + q / (_kv(p, P) * p["Av"]), lo, hi))
@@ -135,6 +153,7 @@ def greedy_fastest_drying(p, T_bottom_max_K, pressure_torr, shelf_bounds_K, rtol
 
     def dried(t, y):
         return y[0] - lpr0
+
     dried.terminal, dried.direction = True, 1
     sol = solve_ivp(rhs, (0.0, 1e3), [0.0], method="LSODA", rtol=rtol, atol=1e-12, events=dried, dense_output=True)
     t_dry = float(sol.t_events[0][0])

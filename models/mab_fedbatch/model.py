@@ -5,7 +5,7 @@ States (user-facing units): viable and dead cell density ``Xv``, ``Xd`` [Mcell/m
 [mM], antibody ``titer`` [g/L], broth volume ``V`` [L]. Time in hours.
 
 Kinetics: Xing et al. (2010), Biotechnol Prog 26:208, in the form of the
-independent implementation kkiviat/of-compartments (see :mod:`biotwin.kinetics`):
+independent implementation kkiviat/of-compartments (see :mod:`biotwin.processes.kinetics`):
 
     mu     = mu_max Glc/(K_Glc+Glc) Gln/(K_Gln+Gln) KI_Lac/(KI_Lac+Lac) KI_Amm/(KI_Amm+Amm)
     mu_d   = mu_d_max Lac/(KD_Lac+Lac) Amm/(KD_Amm+Amm)
@@ -41,28 +41,24 @@ Withdrawal removes broth at its own composition, so it changes V but no concentr
 
 import pyomo.environ as pyo
 
-from biotwin.culture_model import add_uptake_and_dilution
-from biotwin.culture_scenario import read_culture_scenario
-from biotwin.kinetics import positive_part, xing_death_rate, xing_growth_rate
-from biotwin.modeling import declare, time_set
+from biotwin.core.dae import declare, time_set
+from biotwin.processes.cell_culture import add_uptake_and_dilution
+from biotwin.processes.culture_recipes import read_culture_scenario
+from biotwin.processes.kinetics import positive_part, xing_death_rate, xing_growth_rate
 
 TIME_UNIT = "h"
 
-STATES = {"Xv": "Mcell/mL", "Xd": "Mcell/mL", "Glc": "mM", "Gln": "mM", "Lac": "mM", "Amm": "mM",
-          "titer": "g/L", "V": "L"}
-INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM"}
-
-PARAMETER_UNITS = {
-    "mu_max": "1/h", "mu_d_max": "1/h", "K_Glc": "mM", "K_Gln": "mM", "KI_Lac": "mM", "KI_Amm": "mM",
-    "KD_Lac": "mM", "KD_Amm": "mM", "Y_X_Glc": "cell/mmol", "Y_X_Gln": "cell/mmol",
-    "Y_Lac_Glc": "dimensionless", "Y_Amm_Gln": "dimensionless", "m_Glc": "mmol/cell/h",
-    "a1_Gln": "mmol/cell/h", "a2_Gln": "mM", "d_Gln": "1/h", "r_Amm": "mmol/cell/h",
-    "alpha_P": "pg/cell", "beta_P": "pg/cell/d", "k_lys": "1/h",
-    "Glc_feed": "mM", "Gln_feed": "mM",
-    "C_exh": "mM", "W_exh": "mM", "C_eps": "mM",
-    "Xv0": "Mcell/mL", "Xd0": "Mcell/mL", "Glc0": "mM", "Gln0": "mM", "Lac0": "mM", "Amm0": "mM",
-    "titer0": "g/L", "V0": "L",
+STATES = {
+    "Xv": "Mcell/mL",
+    "Xd": "Mcell/mL",
+    "Glc": "mM",
+    "Gln": "mM",
+    "Lac": "mM",
+    "Amm": "mM",
+    "titer": "g/L",
+    "V": "L",
 }
+INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM"}
 
 
 def build(settings=None):
@@ -70,7 +66,7 @@ def build(settings=None):
     u = pyo.units
     m = pyo.ConcreteModel(name="mab_fedbatch")
     m.t = time_set(settings, 336.0)
-    declare(m, TIME_UNIT, PARAMETER_UNITS, STATES, INPUTS, state_initialize=1.0)
+    declare(m, TIME_UNIT, settings["parameter_units"], STATES, INPUTS, state_initialize=1.0)
 
     conc_rate = u.mM / u.h
 
@@ -79,8 +75,9 @@ def build(settings=None):
 
     @m.Expression(m.t, doc="specific growth rate [1/h]")
     def mu(m, t):
-        return xing_growth_rate(pos(m.Glc[t]), pos(m.Gln[t]), pos(m.Lac[t]), pos(m.Amm[t]), m.mu_max,
-                                m.K_Glc, m.K_Gln, m.KI_Lac, m.KI_Amm)
+        return xing_growth_rate(
+            pos(m.Glc[t]), pos(m.Gln[t]), pos(m.Lac[t]), pos(m.Amm[t]), m.mu_max, m.K_Glc, m.K_Gln, m.KI_Lac, m.KI_Amm
+        )
 
     @m.Expression(m.t, doc="specific death rate [1/h]")
     def mu_d(m, t):
@@ -98,21 +95,36 @@ def build(settings=None):
 
     m.V_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] - m.F_out[t])
     m.Xv_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXv[t] == (m.mu[t] - m.mu_d[t] - m.D[t]) * m.Xv[t])
-    m.Xd_balance = pyo.Constraint(
-        m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t] - (m.k_lys + m.D[t]) * m.Xd[t])
-    m.Glc_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dGlc[t] == -per_volume(m.q_Glc[t], t, conc_rate)
-                                   + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
-                                   + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t]))
-    m.Gln_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dGln[t] == -per_volume(m.q_Gln[t], t, conc_rate)
-                                   - m.d_Gln * m.Gln[t]
-                                   + m.F_cont[t] / m.V[t] * (m.Gln_feed - m.Gln[t])
-                                   + m.F_bolus[t] / m.V[t] * (m.Gln_bolus[t] - m.Gln[t]))
-    m.Lac_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dLac[t] == per_volume(
-        m.Y_Lac_Glc * m.q_Glc[t], t, conc_rate) - m.D[t] * m.Lac[t])
-    m.Amm_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate)
-                                   + m.d_Gln * m.Gln[t] - m.D[t] * m.Amm[t])
-    m.titer_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dtiter[t] == per_volume(
-        m.q_P[t], t, u.g / u.L / u.h) - m.D[t] * m.titer[t])
+    m.Xd_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t] - (m.k_lys + m.D[t]) * m.Xd[t])
+    m.Glc_balance = pyo.Constraint(
+        m.t,
+        rule=lambda m, t: (
+            m.dGlc[t]
+            == -per_volume(m.q_Glc[t], t, conc_rate)
+            + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
+            + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t])
+        ),
+    )
+    m.Gln_balance = pyo.Constraint(
+        m.t,
+        rule=lambda m, t: (
+            m.dGln[t]
+            == -per_volume(m.q_Gln[t], t, conc_rate)
+            - m.d_Gln * m.Gln[t]
+            + m.F_cont[t] / m.V[t] * (m.Gln_feed - m.Gln[t])
+            + m.F_bolus[t] / m.V[t] * (m.Gln_bolus[t] - m.Gln[t])
+        ),
+    )
+    m.Lac_balance = pyo.Constraint(
+        m.t, rule=lambda m, t: m.dLac[t] == per_volume(m.Y_Lac_Glc * m.q_Glc[t], t, conc_rate) - m.D[t] * m.Lac[t]
+    )
+    m.Amm_balance = pyo.Constraint(
+        m.t,
+        rule=lambda m, t: m.dAmm[t] == per_volume(m.q_Amm[t], t, conc_rate) + m.d_Gln * m.Gln[t] - m.D[t] * m.Amm[t],
+    )
+    m.titer_balance = pyo.Constraint(
+        m.t, rule=lambda m, t: m.dtiter[t] == per_volume(m.q_P[t], t, u.g / u.L / u.h) - m.D[t] * m.titer[t]
+    )
 
     t0 = m.t.first()
     for name in STATES:
@@ -122,7 +134,7 @@ def build(settings=None):
 
 
 def read_scenario(raw, where):
-    """Translate this model's recipe schema (see :mod:`biotwin.culture_scenario`) to the generic one."""
+    """Translate this model's recipe schema (see :mod:`biotwin.processes.culture_recipes`) to the generic one."""
     return read_culture_scenario(raw, where, STATES, ["Glc", "Gln"])
 
 
@@ -138,21 +150,47 @@ def _scale_feeds(raw, factor):
 
 def _readouts(result):
     w = result.wide
-    return {"final titer [g/L]": float(w["titer"].iloc[-1]), "peak VCD [1e6 cells/mL]": float(w["Xv"].max()),
-            "final viability [%]": float(w["viability"].iloc[-1]), "peak lactate [mM]": float(w["Lac"].max())}
+    return {
+        "final titer [g/L]": float(w["titer"].iloc[-1]),
+        "peak VCD [1e6 cells/mL]": float(w["Xv"].max()),
+        "final viability [%]": float(w["viability"].iloc[-1]),
+        "peak lactate [mM]": float(w["Lac"].max()),
+    }
 
 
 EXPLORER = {
     "scenario": "nominal_14d",
     "nfe": 56,
     "knobs": [
-        {"name": "seeding", "label": "seeding density", "unit": "1e6 cells/mL", "min": 0.1, "max": 1.0, "step": 0.05,
-         "value": 0.3, "apply": _set_seeding},
-        {"name": "feed_factor", "label": "bolus volumes x", "unit": "-", "min": 0.05, "max": 2.5, "step": 0.05,
-         "value": 1.0, "apply": _scale_feeds},
+        {
+            "name": "seeding",
+            "label": "seeding density",
+            "unit": "1e6 cells/mL",
+            "min": 0.1,
+            "max": 1.0,
+            "step": 0.05,
+            "value": 0.3,
+            "apply": _set_seeding,
+        },
+        {
+            "name": "feed_factor",
+            "label": "bolus volumes x",
+            "unit": "-",
+            "min": 0.05,
+            "max": 2.5,
+            "step": 0.05,
+            "value": 1.0,
+            "apply": _scale_feeds,
+        },
     ],
     "parameters": ["mu_max", "beta_P"],
-    "panels": [("Xv", "viable cells [1e6 cells/mL]"), ("viability", "viability [%]"), ("Glc", "glucose [mM]"),
-               ("Lac", "lactate [mM]"), ("Amm", "ammonia [mM]"), ("titer", "titer [g/L]")],
+    "panels": [
+        ("Xv", "viable cells [1e6 cells/mL]"),
+        ("viability", "viability [%]"),
+        ("Glc", "glucose [mM]"),
+        ("Lac", "lactate [mM]"),
+        ("Amm", "ammonia [mM]"),
+        ("titer", "titer [g/L]"),
+    ],
     "readouts": _readouts,
 }

@@ -1,17 +1,41 @@
 """biotwin: bioprocess digital twins as Pyomo DAEs, calibrated with Ipopt, explored in Jupyter.
 
+Architecture: six layers; a module imports only from its own layer or the layers below it
+(``tests/unit/test_architecture.py`` checks every import in the package)::
+
+    tools/        CLI, notebook runner, training checks, PyNumero build          (what a user runs)
+      |
+    ui/           figures, explorers, design-space and calibration views          (what a user sees)
+      |
+    calibration/  multi-experiment estimation, covariance, identifiability, profiles
+    optimize/     dynamic optimization of recipes (bolus feeding)                  (analysis)
+      |
+    processes/    shared domain physics: cell-culture kinetics, balances, recipes
+      |
+    engine/       Simulation (discretize, initialize, solve, warm start), Ipopt/PyNumero,
+                  forward integration, compiled expressions, results
+      |
+    core/         the model-folder contract (Model, load_model), parameters, recipes and
+                  input programs, experiment data, units, plausibility checks, errors
+
+    models/<name>/   model folders (equations in model.py, parameters.yaml, scenarios/, data/, card)
+                     sit above all of them and import only from biotwin's public modules.
+
+One upward reference is deliberate and listed in the architecture test: the ``Model`` facade
+(``core/model.py``) delegates ``simulate`` and ``rates`` to the engine, imported when called.
+
 Importing biotwin points Pyomo at the PyNumero library built into the active
-environment (see :mod:`biotwin._config`), so no environment variable is needed.
+environment (see :mod:`biotwin.core._config`), so no environment variable is needed.
 """
 
-from biotwin._config import configure_pyomo_config_dir as _configure
+from biotwin.core._config import configure_pyomo_config_dir as _configure
 
 _configure()
 
-from biotwin import optimization  # noqa: F401
 from biotwin.calibration import CalibrationResult, calibrate
-from biotwin.data import Experiment, read_experiment
-from biotwin.errors import (
+from biotwin.core.checks import allow_unusual
+from biotwin.core.data import Experiment, read_experiment
+from biotwin.core.errors import (
     BiotwinError,
     DataError,
     ModelDefinitionError,
@@ -19,15 +43,17 @@ from biotwin.errors import (
     SolverError,
     SolverSetupError,
 )
-from biotwin.model import Model, available_models, load_model
-from biotwin.results import SimulationResult
+from biotwin.core.model import Model, available_models, load_model
+from biotwin.engine.results import SimulationResult
+from biotwin.engine.simulation import Simulation
 
 
 def explore(model, *args, **kwargs):
-    """An interactive explorer of a model in JupyterLab (see :func:`biotwin.widgets.explore`)."""
-    from biotwin.widgets import explore as _explore
+    """An interactive explorer of a model in JupyterLab (see :func:`biotwin.ui.widgets.explore`)."""
+    from biotwin.ui.widgets import explore as _explore
 
     return _explore(model, *args, **kwargs)
+
 
 __version__ = "0.1.0"
 
@@ -39,10 +65,12 @@ __all__ = [
     "Model",
     "ModelDefinitionError",
     "ScenarioError",
+    "Simulation",
     "SimulationResult",
     "SolverError",
     "SolverSetupError",
     "__version__",
+    "allow_unusual",
     "available_models",
     "calibrate",
     "explore",

@@ -1,5 +1,5 @@
 import sys
 
-from biotwin.cli import main
+from biotwin.tools.cli import main
 
 sys.exit(main())

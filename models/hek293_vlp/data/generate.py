@@ -29,21 +29,25 @@ import pandas as pd
 import yaml
 
 import biotwin
-from biotwin.data import noisy_measurements
+from biotwin.core.data import noisy_measurements
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261127
 TRUE_PARAMETERS = {
-    "mu_max": 0.032,      # 1/h          (default 0.035)
-    "Y_X_Glc": 1.7e9,     # cell/mmol    (1.5e9)
-    "Y_Lac_Glc": 1.3,     # -            (1.4)
-    "k_expr": 75.0,       # vp/cell/h    (60)
-    "k_tox": 3.0e-3,      # 1/h/(pg/cell) (2e-3)
-    "K_burden": 1.5,      # pg/cell      (2.0)
+    "mu_max": 0.032,  # 1/h          (default 0.035)
+    "Y_X_Glc": 1.7e9,  # cell/mmol    (1.5e9)
+    "Y_Lac_Glc": 1.3,  # -            (1.4)
+    "k_expr": 75.0,  # vp/cell/h    (60)
+    "k_tox": 3.0e-3,  # 1/h/(pg/cell) (2e-3)
+    "K_burden": 1.5,  # pg/cell      (2.0)
 }
 NOISE = {  # variable: (relative sd, minimum sd)
-    "Xv": (0.08, 0.02), "viability": (0.0, 2.0), "Glc": (0.05, 0.1), "Lac": (0.05, 0.1),
-    "Amm": (0.08, 0.05), "VLP": (0.15, 0.005),
+    "Xv": (0.08, 0.02),
+    "viability": (0.0, 2.0),
+    "Glc": (0.05, 0.1),
+    "Lac": (0.05, 0.1),
+    "Amm": (0.08, 0.05),
+    "VLP": (0.15, 0.005),
 }
 RUNS = {  # run: (transfection time [h], DNA [pg/cell], medium exchange 6 h later)
     "run1": (40.0, 1.0, False),
@@ -57,8 +61,9 @@ DURATION_H = 136.0
 def recipe_for(run, t_tf, dna, exchange, sample_times):
     base = yaml.safe_load((HERE.parent / "scenarios" / "batch_transfection.yaml").read_text())
     recipe = copy.deepcopy(base)
-    recipe["description"] = (f"SYNTHETIC {run}: transfected at {t_tf:g} h with {dna:g} pg DNA/cell"
-                             + (", medium exchange 6 h later" if exchange else ""))
+    recipe["description"] = f"SYNTHETIC {run}: transfected at {t_tf:g} h with {dna:g} pg DNA/cell" + (
+        ", medium exchange 6 h later" if exchange else ""
+    )
     recipe["duration"] = DURATION_H
     recipe["transfections"] = [{"time": t_tf, "dna_pg_per_cell": dna}]
     if exchange:
@@ -85,8 +90,9 @@ def main():
         table.loc[0, ["Lac", "Lac_sigma", "Amm", "Amm_sigma"]] = np.nan
         table.loc[table["time"] < t_tf + 12.0, ["VLP", "VLP_sigma"]] = np.nan
         table.to_csv(HERE / f"{run}.csv", index=False)
-        (HERE / f"{run}.yaml").write_text("# SYNTHETIC: recipe of " + run + " (see README.md)\n" +
-                                          yaml.safe_dump(recipe, sort_keys=False, width=120))
+        (HERE / f"{run}.yaml").write_text(
+            "# SYNTHETIC: recipe of " + run + " (see README.md)\n" + yaml.safe_dump(recipe, sort_keys=False, width=120)
+        )
         print(f"wrote {run}.csv ({len(times)} samples) and {run}.yaml")
 
 

@@ -28,21 +28,26 @@ import pandas as pd
 import yaml
 
 import biotwin
-from biotwin.data import noisy_measurements
+from biotwin.core.data import noisy_measurements
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261126
 TRUE_PARAMETERS = {
-    "mu_max": 0.032,      # 1/h   (Xing default 0.029)
-    "mu_d_max": 0.012,    # 1/h   (0.016)
-    "Y_X_Glc": 1.9e8,     # cell/mmol (1.69e8)
-    "Y_Lac_Glc": 1.10,    # -     (1.23)
-    "Y_X_Gln": 9.0e8,     # cell/mmol (9.74e8)
-    "beta_P": 28.0,       # pg/cell/d (25)
+    "mu_max": 0.032,  # 1/h   (Xing default 0.029)
+    "mu_d_max": 0.012,  # 1/h   (0.016)
+    "Y_X_Glc": 1.9e8,  # cell/mmol (1.69e8)
+    "Y_Lac_Glc": 1.10,  # -     (1.23)
+    "Y_X_Gln": 9.0e8,  # cell/mmol (9.74e8)
+    "beta_P": 28.0,  # pg/cell/d (25)
 }
 NOISE = {  # variable: (relative sd, minimum sd)
-    "Xv": (0.08, 0.02), "viability": (0.0, 2.0), "Glc": (0.05, 0.1), "Lac": (0.05, 0.1),
-    "Gln": (0.08, 0.05), "Amm": (0.08, 0.05), "titer": (0.05, 0.01),
+    "Xv": (0.08, 0.02),
+    "viability": (0.0, 2.0),
+    "Glc": (0.05, 0.1),
+    "Lac": (0.05, 0.1),
+    "Gln": (0.08, 0.05),
+    "Amm": (0.08, 0.05),
+    "titer": (0.05, 0.01),
 }
 RUNS = {  # run: (scenario it follows, seeding density Mcell/mL)
     "run1": ("nominal_14d", 0.30),
@@ -73,8 +78,9 @@ def main():
         for var in ("Lac", "Amm", "titer"):
             table.loc[0, [var, f"{var}_sigma"]] = np.nan
         table.to_csv(HERE / f"{run}.csv", index=False)
-        (HERE / f"{run}.yaml").write_text("# SYNTHETIC: recipe of " + run + " (see README.md)\n" +
-                                          yaml.safe_dump(recipe, sort_keys=False, width=120))
+        (HERE / f"{run}.yaml").write_text(
+            "# SYNTHETIC: recipe of " + run + " (see README.md)\n" + yaml.safe_dump(recipe, sort_keys=False, width=120)
+        )
         print(f"wrote {run}.csv ({len(times_h)} samples) and {run}.yaml")
 
 

@@ -20,12 +20,12 @@ from biotwin.calibration.problem import EstimationProblem
 from biotwin.calibration.profile import profile_parameter
 from biotwin.calibration.result import CalibrationResult
 from biotwin.calibration.sensitivity import Sensitivities
-from biotwin.checks import unusual_allowed
-from biotwin.data import Experiment, read_experiment
-from biotwin.errors import DataError, ScenarioError
-from biotwin.model import Model, folder_sha256, load_model
-from biotwin.solver import solve, solver_options
-from biotwin.units import unit_string
+from biotwin.core.checks import unusual_allowed
+from biotwin.core.data import Experiment, read_experiment
+from biotwin.core.errors import DataError, ScenarioError
+from biotwin.core.model import Model, folder_sha256, load_model
+from biotwin.core.units import unit_string
+from biotwin.engine.solver import solve, solver_options
 
 
 def _experiments(data) -> list[Experiment]:
@@ -44,10 +44,12 @@ def _experiments(data) -> list[Experiment]:
             out.append(read_experiment(item))
     for exp in out:
         if exp.path is not None and exp.scenario is None:
-            raise DataError(f"{exp.path}: no recipe for this experiment: put the recipe that produced it next to "
-                            f"the file as {Path(exp.path).with_suffix('.yaml').name}, or give it explicitly "
-                            "(--scenario on the command line, a (path, scenario) pair in Python); a model's "
-                            "default recipe is not assumed for a data file")
+            raise DataError(
+                f"{exp.path}: no recipe for this experiment: put the recipe that produced it next to "
+                f"the file as {Path(exp.path).with_suffix('.yaml').name}, or give it explicitly "
+                "(--scenario on the command line, a (path, scenario) pair in Python); a model's "
+                "default recipe is not assumed for a data file"
+            )
     return out
 
 
@@ -67,8 +69,23 @@ def _versions():
     return out
 
 
-def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50, ncp=3, multistart=0, seed=0,
-              workers=None, profile=(), options=None, progress=None, bands=True) -> CalibrationResult:
+def calibrate(
+    model,
+    data,
+    estimate,
+    local=None,
+    start=None,
+    sigma=None,
+    nfe=50,
+    ncp=3,
+    multistart=0,
+    seed=0,
+    workers=None,
+    profile=(),
+    options=None,
+    progress=None,
+    bands=True,
+) -> CalibrationResult:
     """Estimate parameters from one or more experiments.
 
     Parameters
@@ -76,7 +93,7 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     model : biotwin.Model, str or path
     data : experiment or list of experiments
         CSV paths (recipe from a ``<stem>.yaml`` next to the file, else the model's default
-        scenario), ``(path, scenario)`` pairs, :class:`~biotwin.data.Experiment` objects or
+        scenario), ``(path, scenario)`` pairs, :class:`~biotwin.core.data.Experiment` objects or
         DataFrames.
     estimate : list of str
         Parameters shared by all experiments.
@@ -123,18 +140,30 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     runs, optima = [], []
     if multistart:
         say(f"multi-start: {multistart} Latin-hypercube starts (seed {seed})")
-        spec = {"model_folder": str(model.folder), "experiments": experiments, "estimate": estimate, "local": local,
-                "sigma": sigma, "nfe": nfe, "ncp": ncp, "options": options, "allow_unusual": unusual_allowed()}
+        spec = {
+            "model_folder": str(model.folder),
+            "experiments": experiments,
+            "estimate": estimate,
+            "local": local,
+            "sigma": sigma,
+            "nfe": nfe,
+            "ncp": ncp,
+            "options": options,
+            "allow_unusual": unusual_allowed(),
+        }
         runs = run_multistart(spec, problem.parameters, multistart, seed, workers, progress)
         optima = distinct_optima(runs, labels)
         best = next((r for r in runs if r["objective"] is not None), None)
         if best is not None:
             better_start = dict(zip(labels, best["values"]))
-            problem = EstimationProblem(model, experiments, estimate, local, better_start, sigma, nfe, ncp,
-                                        options, progress)
+            problem = EstimationProblem(
+                model, experiments, estimate, local, better_start, sigma, nfe, ncp, options, progress
+            )
     problem.build()
-    say(f"solving the estimation problem: {len(labels)} parameters, {problem.n_observations} observations, "
-        f"{len(experiments)} experiment(s)")
+    say(
+        f"solving the estimation problem: {len(labels)} parameters, {problem.n_observations} observations, "
+        f"{len(experiments)} experiment(s)"
+    )
     # Ipopt may end a parameter 1e-8 beyond its bound (bound relaxation); Pyomo would log a warning
     # when loading it. Values flagged at a bound are reported at the bound below.
     core_log = logging.getLogger("pyomo.core")
@@ -166,15 +195,18 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
         result_warnings.append(f"estimates of {a} and {b} are correlated ({r:+.3f}): the data hardly separate them")
     ident = st.identifiability(jac, weights, values, labels, free)
     for d in ident["null_directions"]:
-        result_warnings.append(f"near-null direction (relative singular value {d['singular_value_ratio']:.1e}): "
-                               f"{d['combination']}")
+        result_warnings.append(
+            f"near-null direction (relative singular value {d['singular_value_ratio']:.1e}): {d['combination']}"
+        )
     informed = np.array([bool(np.isfinite(cov[k, k])) or not free[k] for k in range(len(labels))])
     for label, flag, ok in zip(labels, bound_flags, informed):
         if flag:
             result_warnings.append(f"{label} is at its {flag} bound; no interval is given")
         elif not ok:
-            result_warnings.append(f"{label} is NOT IDENTIFIABLE from these data: its standard error is infinite "
-                                   "and it has no finite interval (measure what it affects, or fix it)")
+            result_warnings.append(
+                f"{label} is NOT IDENTIFIABLE from these data: its standard error is infinite "
+                "and it has no finite interval (measure what it affects, or fix it)"
+            )
     ident["high_correlations"] = [{"a": a, "b": b, "correlation": r} for a, b, r in st.high_correlations(corr, labels)]
 
     params = {}
@@ -187,11 +219,20 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
             value = float(p.upper)
         finite = ok and bool(informed[k])
         params[p.label] = {
-            "value": value, "unit": p.unit, "std_error": float(se[k]) if finite else None,
-            "ci95_low": float(lo[k]) if finite else None, "ci95_high": float(hi[k]) if finite else None,
-            "identifiable": bool(informed[k]), "at_bound": bound_flags[k], "lower": p.lower, "upper": p.upper,
+            "value": value,
+            "unit": p.unit,
+            "std_error": float(se[k]) if finite else None,
+            "ci95_low": float(lo[k]) if finite else None,
+            "ci95_high": float(hi[k]) if finite else None,
+            "identifiable": bool(informed[k]),
+            "at_bound": bound_flags[k],
+            "lower": p.lower,
+            "upper": p.upper,
             "start": p.start,
-            "experiment": p.experiment, "profile_ci95_low": None, "profile_ci95_high": None}
+            "experiment": p.experiment,
+            "profile_ci95_low": None,
+            "profile_ci95_high": None,
+        }
 
     profiles = {}
     for label in profile:
@@ -207,19 +248,42 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
     diagnostics["residual_variance_factor"] = s2
     diagnostics["interval_quantile"] = quantile
     fitted = [o.value - r for o, r in zip(problem.observations, residuals)]
-    residual_rows = [{"experiment": experiments[o.experiment].name, "variable": o.variable, "time": o.time,
-                      "value": o.value, "fitted": f, "sigma": o.sigma} for o, f in zip(problem.observations, fitted)]
+    residual_rows = [
+        {
+            "experiment": experiments[o.experiment].name,
+            "variable": o.variable,
+            "time": o.time,
+            "value": o.value,
+            "fitted": f,
+            "sigma": o.sigma,
+        }
+        for o, f in zip(problem.observations, fitted)
+    ]
     trajectories = _trajectories(problem, sens, cov, scales, free, quantile) if bands else {}
 
     provenance = {
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "model_folder": str(model.folder), "model_sha256": folder_sha256(model.folder),
-        "data": [{"experiment": e.name, "path": str(e.path) if e.path else None, "sha256": e.sha256,
-                  "scenario": e.scenario if isinstance(e.scenario, (str, type(None))) else "<dict>"}
-                 for e in experiments],
-        "estimate": estimate, "local": local, "sigma_defaults": sigma or {}, "nfe": nfe, "ncp": ncp,
-        "solver_options": solver_options(options), "seed": seed if multistart else None,
-        "multistart": multistart, "iterations": stats.iterations, "versions": _versions(),
+        "model_folder": str(model.folder),
+        "model_sha256": folder_sha256(model.folder),
+        "data": [
+            {
+                "experiment": e.name,
+                "path": str(e.path) if e.path else None,
+                "sha256": e.sha256,
+                "scenario": e.scenario if isinstance(e.scenario, (str, type(None))) else "<dict>",
+            }
+            for e in experiments
+        ],
+        "estimate": estimate,
+        "local": local,
+        "sigma_defaults": sigma or {},
+        "nfe": nfe,
+        "ncp": ncp,
+        "solver_options": solver_options(options),
+        "seed": seed if multistart else None,
+        "multistart": multistart,
+        "iterations": stats.iterations,
+        "versions": _versions(),
     }
     units = {"time": model.time_unit}
     for o, comp in zip(problem.observations, problem.obs_components):
@@ -229,12 +293,25 @@ def calibrate(model, data, estimate, local=None, start=None, sigma=None, nfe=50,
             except Exception:  # inconsistent units inside a user expression  # noqa: BLE001
                 units[o.variable] = "?"
     result = CalibrationResult(
-        model=model.name, objective=objective, objective_kind="weighted SSE" if problem.weighted else "SSE",
-        status=stats.termination_condition, parameters=params,
-        covariance={"labels": labels, "matrix": cov.tolist()}, correlation={"labels": labels, "matrix": corr.tolist()},
-        n_observations=n, wall_time_s=time.perf_counter() - wall0, diagnostics=diagnostics, identifiability=ident,
-        multistart=optima, profiles=profiles, residuals=residual_rows, trajectories=trajectories,
-        warnings=result_warnings, provenance=provenance, units=units)
+        model=model.name,
+        objective=objective,
+        objective_kind="weighted SSE" if problem.weighted else "SSE",
+        status=stats.termination_condition,
+        parameters=params,
+        covariance={"labels": labels, "matrix": cov.tolist()},
+        correlation={"labels": labels, "matrix": corr.tolist()},
+        n_observations=n,
+        wall_time_s=time.perf_counter() - wall0,
+        diagnostics=diagnostics,
+        identifiability=ident,
+        multistart=optima,
+        profiles=profiles,
+        residuals=residual_rows,
+        trajectories=trajectories,
+        warnings=result_warnings,
+        provenance=provenance,
+        units=units,
+    )
     for w in result_warnings:
         if "correlated" in w or "near-null" in w or "NOT IDENTIFIABLE" in w:
             warnings.warn(w, stacklevel=2)

@@ -43,24 +43,45 @@ def latin_hypercube_starts(parameters, count, seed):
 
 def _solve_from(spec, start):
     """Worker: build the problem from ``start`` and solve it (runs in a child process)."""
-    import biotwin  # noqa: F401  (configures the PyNumero library path)
+    from biotwin.core._config import configure_pyomo_config_dir
+
+    configure_pyomo_config_dir()  # the PyNumero library path, as importing biotwin does
     from biotwin.calibration.problem import EstimationProblem
-    from biotwin.checks import allow_unusual
-    from biotwin.errors import BiotwinError
-    from biotwin.model import load_model
-    from biotwin.solver import solve
+    from biotwin.core.checks import allow_unusual
+    from biotwin.core.errors import BiotwinError
+    from biotwin.core.model import load_model
+    from biotwin.engine.solver import solve
 
     try:
         with allow_unusual(spec.get("allow_unusual", False)):  # the parent's permission, in this process too
-            problem = EstimationProblem(load_model(spec["model_folder"]), spec["experiments"], spec["estimate"],
-                                        spec["local"], start, spec["sigma"], spec["nfe"], spec["ncp"], spec["options"])
+            problem = EstimationProblem(
+                load_model(spec["model_folder"]),
+                spec["experiments"],
+                spec["estimate"],
+                spec["local"],
+                start,
+                spec["sigma"],
+                spec["nfe"],
+                spec["ncp"],
+                spec["options"],
+            )
             problem.build()
         stats = solve(problem.m, options=spec["options"], what="multi-start calibration")
-        return {"start": start, "status": stats.termination_condition, "objective": problem.objective(),
-                "values": problem.values().tolist(), "iterations": stats.iterations}
+        return {
+            "start": start,
+            "status": stats.termination_condition,
+            "objective": problem.objective(),
+            "values": problem.values().tolist(),
+            "iterations": stats.iterations,
+        }
     except BiotwinError as exc:
-        return {"start": start, "status": f"failed: {str(exc)[:300]}", "objective": None, "values": None,
-                "iterations": None}
+        return {
+            "start": start,
+            "status": f"failed: {str(exc)[:300]}",
+            "objective": None,
+            "values": None,
+            "iterations": None,
+        }
 
 
 def run_multistart(spec, parameters, count, seed, workers=None, progress=None):
@@ -95,5 +116,7 @@ def distinct_optima(runs, labels, rel_obj=1e-6, rel_par=1e-3):
                 break
         else:
             optima.append({"objective": run["objective"], "_values": values, "count": 1})
-    return [{"objective": o["objective"], "count": o["count"],
-             "parameters": dict(zip(labels, o["_values"].tolist()))} for o in optima]
+    return [
+        {"objective": o["objective"], "count": o["count"], "parameters": dict(zip(labels, o["_values"].tolist()))}
+        for o in optima
+    ]

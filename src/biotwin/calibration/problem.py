@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyomo.environ as pyo
 
-from biotwin.data import Experiment
-from biotwin.errors import DataError, ScenarioError, SolverError
-from biotwin.modeling import time_components
-from biotwin.simulation import forward_initialize, points_at, prepare, solve_prepared
-from biotwin.solver import largest_residuals
-from biotwin.units import convert_value
+from biotwin.core.dae import time_components
+from biotwin.core.data import Experiment
+from biotwin.core.errors import DataError, ScenarioError, SolverError
+from biotwin.core.units import convert_value
+from biotwin.engine.simulation import Simulation, points_at
+from biotwin.engine.solver import largest_residuals
 
 #: Largest collocation residual accepted from a forward-integration start; above it (e.g. where a
 #: nutrient runs out inside an element) Ipopt first solves each experiment at the start values.
@@ -110,8 +110,19 @@ class EstimationProblem:
     progress : callable, optional
     """
 
-    def __init__(self, model, experiments: list[Experiment], estimate, local=None, start=None, sigma=None,
-                 nfe=50, ncp=3, options=None, progress=None):
+    def __init__(
+        self,
+        model,
+        experiments: list[Experiment],
+        estimate,
+        local=None,
+        start=None,
+        sigma=None,
+        nfe=50,
+        ncp=3,
+        options=None,
+        progress=None,
+    ):
         self.model = model
         self.experiments = list(experiments)
         self.nfe, self.ncp = nfe, ncp
@@ -130,8 +141,10 @@ class EstimationProblem:
                 raise ScenarioError(f"cannot estimate '{name}': {model.parameter_set.unknown_message(name)}")
             entry = model.parameter_set[name]
             if entry.lower is None and entry.upper is None:
-                raise ScenarioError(f"cannot estimate '{name}': it has no bounds in {model.parameter_set.path}; "
-                                    "give bounds: [low, high] (null for an open side)")
+                raise ScenarioError(
+                    f"cannot estimate '{name}': it has no bounds in {model.parameter_set.path}; "
+                    "give bounds: [low, high] (null for an open side)"
+                )
         both = set(estimate) & set(local)
         if both:
             raise ScenarioError(f"parameters {sorted(both)} are listed as both shared and experiment-specific")
@@ -144,8 +157,10 @@ class EstimationProblem:
         for i, exp in enumerate(self.experiments):
             for var in exp.variables:
                 if var not in known:
-                    raise DataError(f"experiment '{exp.name}': column '{var}' names nothing in model "
-                                    f"'{model.name}'; measurable: {', '.join(sorted(known))}")
+                    raise DataError(
+                        f"experiment '{exp.name}': column '{var}' names nothing in model "
+                        f"'{model.name}'; measurable: {', '.join(sorted(known))}"
+                    )
             for var in exp.variables:
                 for t, y, s in zip(exp.times, exp.data[var], exp.sigma[var]):
                     if math.isnan(y):
@@ -156,8 +171,10 @@ class EstimationProblem:
         have = [o.sigma is not None for o in self.observations]
         if any(have) and not all(have):
             missing = sorted({o.variable for o in self.observations if o.sigma is None})
-            raise DataError(f"sigma is given for some observations but not for {', '.join(missing)}: give a "
-                            "<name>_sigma column or a per-variable default for every measured variable, or none")
+            raise DataError(
+                f"sigma is given for some observations but not for {', '.join(missing)}: give a "
+                "<name>_sigma column or a per-variable default for every measured variable, or none"
+            )
         self.weighted = all(have)
 
         # estimated parameters
@@ -166,27 +183,36 @@ class EstimationProblem:
         for name in estimate:
             e = model.parameter_set[name]
             value = float(start.get(name, defaults[name]))
-            self.parameters.append(EstimatedParameter(name, name, None, e.lower, e.upper, value,
-                                                      _scale(value, e.lower, e.upper), e.unit))
+            self.parameters.append(
+                EstimatedParameter(name, name, None, e.lower, e.upper, value, _scale(value, e.lower, e.upper), e.unit)
+            )
         for name in local:
             e = model.parameter_set[name]
             for exp in self.experiments:
                 label = f"{name}[{exp.name}]"
                 value = float(start.get(label, exp.params.get(name, defaults[name])))
-                self.parameters.append(EstimatedParameter(label, name, exp.name, e.lower, e.upper, value,
-                                                          _scale(value, e.lower, e.upper), e.unit))
+                self.parameters.append(
+                    EstimatedParameter(
+                        label, name, exp.name, e.lower, e.upper, value, _scale(value, e.lower, e.upper), e.unit
+                    )
+                )
         for p in self.parameters:
             if (p.lower is not None and p.start < p.lower) or (p.upper is not None and p.start > p.upper):
-                raise ScenarioError(f"start value {p.start} of '{p.label}' is outside its bounds "
-                                    f"[{p.lower}, {p.upper}]")
+                raise ScenarioError(
+                    f"start value {p.start} of '{p.label}' is outside its bounds [{p.lower}, {p.upper}]"
+                )
         unknown_start = set(start) - {p.label for p in self.parameters}
         if unknown_start:
-            raise ScenarioError(f"start values given for {sorted(unknown_start)}, which are not estimated; "
-                                f"estimated: {', '.join(p.label for p in self.parameters)}")
+            raise ScenarioError(
+                f"start values given for {sorted(unknown_start)}, which are not estimated; "
+                f"estimated: {', '.join(p.label for p in self.parameters)}"
+            )
         n_obs, n_par = len(self.observations), len(self.parameters)
         if n_obs <= n_par:
-            raise DataError(f"too few observations: {n_obs} for {n_par} estimated parameters "
-                            "(need more observations than parameters)")
+            raise DataError(
+                f"too few observations: {n_obs} for {n_par} estimated parameters "
+                "(need more observations than parameters)"
+            )
         self.m = None
 
     # ------------------------------------------------------------------
@@ -212,31 +238,46 @@ class EstimationProblem:
             p = self.parameters[k]
             return (None if p.lower is None else p.lower / p.scale, None if p.upper is None else p.upper / p.scale)
 
-        parent.phi = pyo.Var(parent.K, bounds=phi_bounds,
-                             initialize=lambda m, k: self.parameters[k].start / self.parameters[k].scale)
+        parent.phi = pyo.Var(
+            parent.K, bounds=phi_bounds, initialize=lambda m, k: self.parameters[k].start / self.parameters[k].scale
+        )
         self.blocks = []
         for i, exp in enumerate(self.experiments):
             self.say(f"experiment {i + 1}/{len(self.experiments)} '{exp.name}': simulating at the start values")
             sc = self.model.load_scenario(exp.scenario)
             t_end = sc.t_end if sc.t_end is not None else float(exp.times[-1])
             if exp.times[-1] > t_end * (1 + 1e-12):
-                raise DataError(f"experiment '{exp.name}': measurement at time {exp.times[-1]} is after the end "
-                                f"of its recipe ({t_end} {self.model.time_unit})")
-            prep = prepare(self.model, sc, self.start_values_for(i), t_end=t_end, nfe=self.nfe, ncp=self.ncp,
-                           use_cache=False, extra_points=[t for t in exp.times if t > 0])
+                raise DataError(
+                    f"experiment '{exp.name}': measurement at time {exp.times[-1]} is after the end "
+                    f"of its recipe ({t_end} {self.model.time_unit})"
+                )
+            sim = Simulation(
+                self.model,
+                sc,
+                self.start_values_for(i),
+                t_end=t_end,
+                nfe=self.nfe,
+                ncp=self.ncp,
+                use_cache=False,
+                extra_points=[t for t in exp.times if t > 0],
+            )
             try:
                 # a forward integration is an accurate start; Ipopt solves the experiment on its
                 # own only when that is unavailable (saves writing the model once more)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    init = forward_initialize(self.model, prep)
-                worst = largest_residuals(prep.d.m, 1)
+                    init = sim.initialize()
+                worst = largest_residuals(sim.pyomo_model, 1)
                 if init != "forward integration" or (worst and worst[0][1] > START_RESIDUAL_TOL):
-                    solve_prepared(self.model, prep, self.options)
+                    sim.solve(self.options)
             except SolverError as exc:
-                raise SolverError(f"experiment '{exp.name}' cannot be simulated at the start values: {exc}",
-                                  exc.termination_condition, exc.iterations, exc.residuals) from exc
-            block = prep.d.m
+                raise SolverError(
+                    f"experiment '{exp.name}' cannot be simulated at the start values: {exc}",
+                    exc.termination_condition,
+                    exc.iterations,
+                    exc.residuals,
+                ) from exc
+            block = sim.pyomo_model
             for obj in block.component_objects(pyo.Objective):
                 obj.deactivate()
             parent.add_component(f"exp_{i}", block)
@@ -261,11 +302,13 @@ class EstimationProblem:
         for i, block in enumerate(self.blocks):
             times = sorted({o.time for o in self.observations if o.experiment == i})
             grid_point.update({(i, t): point for t, point in zip(times, points_at(block, times))})
-        self.obs_components = [getattr(self.blocks[o.experiment], o.variable)[grid_point[o.experiment, o.time]]
-                               for o in self.observations]
+        self.obs_components = [
+            getattr(self.blocks[o.experiment], o.variable)[grid_point[o.experiment, o.time]] for o in self.observations
+        ]
         weights = [1.0 / o.sigma**2 if self.weighted else 1.0 for o in self.observations]
-        parent.objective = pyo.Objective(expr=sum(
-            w * (o.value - c) ** 2 for w, o, c in zip(weights, self.observations, self.obs_components)))
+        parent.objective = pyo.Objective(
+            expr=sum(w * (o.value - c) ** 2 for w, o, c in zip(weights, self.observations, self.obs_components))
+        )
         self.weights = np.array(weights)
         self.m = parent
         return parent

@@ -17,8 +17,8 @@ import numpy as np
 import pyomo.environ as pyo
 from scipy import stats
 
-from biotwin.errors import SolverError
-from biotwin.solver import solve
+from biotwin.core.errors import SolverError
+from biotwin.engine.solver import solve
 
 
 def threshold(opt_objective, weighted, n, q, level=0.95):
@@ -36,8 +36,9 @@ def _restore(snapshot):
         v.set_value(value, skip_validation=True)
 
 
-def profile_parameter(problem, k, se_phi, weighted, n, q, options=None, max_steps=20, bisections=6,
-                      progress=None) -> dict:
+def profile_parameter(
+    problem, k, se_phi, weighted, n, q, options=None, max_steps=20, bisections=6, progress=None
+) -> dict:
     """Profile parameter ``k`` of a solved :class:`EstimationProblem`.
 
     Returns
@@ -100,10 +101,18 @@ def profile_parameter(problem, k, se_phi, weighted, n, q, options=None, max_step
                 break
             inside, inside_obj, step = trial, obj, step * 1.6
         m.phi[k].unfix()
-        say(f"profile {p.label} ({side}): " + ("open to the bound" if open_side else
-                                               "solver failed" if failed else
-                                               "no crossing within the steps" if crossing is None else
-                                               f"{p.scale * crossing:.4g}"))
+        say(
+            f"profile {p.label} ({side}): "
+            + (
+                "open to the bound"
+                if open_side
+                else "solver failed"
+                if failed
+                else "no crossing within the steps"
+                if crossing is None
+                else f"{p.scale * crossing:.4g}"
+            )
+        )
         result[f"ci95_{side}"] = None if crossing is None else p.scale * crossing
         result[f"open_{side}"] = open_side
         result[f"failed_{side}"] = failed

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biotwin.errors import BiotwinError
+from biotwin.core.errors import BiotwinError
 
 FORMAT = "biotwin.calibration/1"
 
@@ -96,13 +96,21 @@ class CalibrationResult:
         rows = []
         for label, p in self.parameters.items():
             informed = p.get("identifiable", True) or p["at_bound"]
-            rows.append({"parameter": label, "value": p["value"], "unit": p["unit"],
-                         "std_error": p["std_error"] if informed else np.inf,
-                         "ci95_low": p["ci95_low"] if informed else -np.inf,
-                         "ci95_high": p["ci95_high"] if informed else np.inf,
-                         "identifiable": bool(p.get("identifiable", True)),
-                         "profile_ci95_low": p.get("profile_ci95_low"), "profile_ci95_high": p.get("profile_ci95_high"),
-                         "at_bound": p["at_bound"], "start": p["start"]})
+            rows.append(
+                {
+                    "parameter": label,
+                    "value": p["value"],
+                    "unit": p["unit"],
+                    "std_error": p["std_error"] if informed else np.inf,
+                    "ci95_low": p["ci95_low"] if informed else -np.inf,
+                    "ci95_high": p["ci95_high"] if informed else np.inf,
+                    "identifiable": bool(p.get("identifiable", True)),
+                    "profile_ci95_low": p.get("profile_ci95_low"),
+                    "profile_ci95_high": p.get("profile_ci95_high"),
+                    "at_bound": p["at_bound"],
+                    "start": p["start"],
+                }
+            )
         return pd.DataFrame(rows).set_index("parameter")
 
     def correlation_frame(self) -> pd.DataFrame:
@@ -118,19 +126,28 @@ class CalibrationResult:
 
     def summary(self) -> str:
         """A short text report."""
-        lines = [(f"calibration of '{self.model}': {self.status}, {self.objective_kind} = {self.objective:.6g}, "
-                  f"{self.n_observations} observations, {self.wall_time_s:.2f} s")]
+        lines = [
+            (
+                f"calibration of '{self.model}': {self.status}, {self.objective_kind} = {self.objective:.6g}, "
+                f"{self.n_observations} observations, {self.wall_time_s:.2f} s"
+            )
+        ]
         for label, p in self.parameters.items():
             if p["at_bound"]:
                 lines.append(f"  {label:24s} {p['value']:.6g} {p['unit']}  (at its {p['at_bound']} bound)")
             elif not p.get("identifiable", True):
-                lines.append(f"  {label:24s} {p['value']:.6g} {p['unit']}  SE inf  95% CI (-inf, inf)  "
-                             "<-- NOT IDENTIFIABLE from these data")
+                lines.append(
+                    f"  {label:24s} {p['value']:.6g} {p['unit']}  SE inf  95% CI (-inf, inf)  "
+                    "<-- NOT IDENTIFIABLE from these data"
+                )
             else:
                 se = p["std_error"]
-                ci = (f"[{p['ci95_low']:.4g}, {p['ci95_high']:.4g}]" if p["ci95_low"] is not None else "")
-                lines.append(f"  {label:24s} {p['value']:.6g} {p['unit']}  SE {se:.3g}  95% CI {ci}"
-                             if se is not None else f"  {label:24s} {p['value']:.6g} {p['unit']}")
+                ci = f"[{p['ci95_low']:.4g}, {p['ci95_high']:.4g}]" if p["ci95_low"] is not None else ""
+                lines.append(
+                    f"  {label:24s} {p['value']:.6g} {p['unit']}  SE {se:.3g}  95% CI {ci}"
+                    if se is not None
+                    else f"  {label:24s} {p['value']:.6g} {p['unit']}"
+                )
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         for label, p in self.parameters.items():
@@ -138,8 +155,10 @@ class CalibrationResult:
                 prof = self.profiles.get(label, {})
                 lo = "open" if prof.get("open_low") else f"{p['profile_ci95_low']:.4g}"
                 hi = "open" if prof.get("open_high") else f"{p['profile_ci95_high']:.4g}"
-                lines.append(f"  profile-likelihood 95% interval of {label}: [{lo}, {hi}]"
-                             + ("  (open: the data do not bound it within its bounds)" if "open" in (lo, hi) else ""))
+                lines.append(
+                    f"  profile-likelihood 95% interval of {label}: [{lo}, {hi}]"
+                    + ("  (open: the data do not bound it within its bounds)" if "open" in (lo, hi) else "")
+                )
         return "\n".join(lines)
 
     # -- persistence ----------------------------------------------------------
@@ -154,8 +173,10 @@ class CalibrationResult:
         """
         path = Path(path)
         if path.exists() and not overwrite:
-            raise BiotwinError(f"{path} exists; not overwriting a calibration result (use overwrite=True "
-                               "or --overwrite, or choose another name)")
+            raise BiotwinError(
+                f"{path} exists; not overwriting a calibration result (use overwrite=True "
+                "or --overwrite, or choose another name)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=2)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

@@ -42,8 +42,10 @@ class Sensitivities:
         other = np.flatnonzero(~is_phi)
         jx = jac[:, other]
         if jx.shape[0] != jx.shape[1]:
-            raise RuntimeError(f"sensitivities need a square system in the state variables: "
-                               f"{jx.shape[0]} equations, {jx.shape[1]} variables")
+            raise RuntimeError(
+                f"sensitivities need a square system in the state variables: "
+                f"{jx.shape[0]} equations, {jx.shape[1]} variables"
+            )
         lu = splu(jx.tocsc())
         dx = -lu.solve(jac[:, phi_idx].toarray())
         self.rows = np.zeros((n, len(phi_idx)))
@@ -107,10 +109,12 @@ def local_sensitivities(model, scenario, parameters, outputs, times, params=None
     columns = {}
     reference = model.simulate(scenario=scenario, params=base, times=times, nfe=nfe).wide
     for name in parameters:
-        up = model.simulate(scenario=scenario, params={**base, name: base[name] * (1 + rel_step)}, times=times,
-                            nfe=nfe).wide
-        down = model.simulate(scenario=scenario, params={**base, name: base[name] * (1 - rel_step)}, times=times,
-                              nfe=nfe).wide
+        up = model.simulate(
+            scenario=scenario, params={**base, name: base[name] * (1 + rel_step)}, times=times, nfe=nfe
+        ).wide
+        down = model.simulate(
+            scenario=scenario, params={**base, name: base[name] * (1 - rel_step)}, times=times, nfe=nfe
+        ).wide
         col = []
         for out in outputs:
             y = reference[out].to_numpy()

@@ -169,8 +169,12 @@ def identifiability(jac, weights, values, labels, free, rel_threshold=1e-3):
             text = " ".join(f"{w:+.2f}*log({name})" for name, w in loadings.items())
             directions.append({"singular_value_ratio": float(ratio), "loadings": loadings, "combination": text})
     cond = float(s[0] / s[-1]) if s.size and s[-1] > 0 else float("inf")
-    return {"labels": [labels[i] for i in idx], "singular_values": s.tolist(), "condition_number": cond,
-            "null_directions": directions}
+    return {
+        "labels": [labels[i] for i in idx],
+        "singular_values": s.tolist(),
+        "condition_number": cond,
+        "null_directions": directions,
+    }
 
 
 def fit_statistics(observations, residuals, weights, n_free, weighted, sse_weighted):
@@ -183,9 +187,12 @@ def fit_statistics(observations, residuals, weights, n_free, weighted, sse_weigh
         y = np.array([o.value for o in observations])[mask]
         r = residuals[mask]
         ss_tot = float(np.sum((y - y.mean()) ** 2))
-        per_var[var] = {"n": int(mask.sum()), "rmse": float(np.sqrt(np.mean(r**2))),
-                        "r2": float(1 - np.sum(r**2) / ss_tot) if ss_tot > 0 else None,
-                        "weighted_sse": float(np.sum(weights[mask] * r**2))}
+        per_var[var] = {
+            "n": int(mask.sum()),
+            "rmse": float(np.sqrt(np.mean(r**2))),
+            "r2": float(1 - np.sum(r**2) / ss_tot) if ss_tot > 0 else None,
+            "weighted_sse": float(np.sum(weights[mask] * r**2)),
+        }
     dof = n - n_free
     out = {"per_variable": per_var, "n_observations": n, "n_parameters": n_free, "dof": dof}
     if weighted:
@@ -193,9 +200,13 @@ def fit_statistics(observations, residuals, weights, n_free, weighted, sse_weigh
         out["chi2"] = sse_weighted
         out["chi2_expected_95"] = [float(lo), float(hi)]
         out["chi2_p_value"] = float(stats.chi2.sf(sse_weighted, max(dof, 1)))
-        out["chi2_verdict"] = ("consistent with the stated sigmas" if lo <= sse_weighted <= hi else
-                               "larger than expected: model misfit or sigmas too small" if sse_weighted > hi else
-                               "smaller than expected: sigmas too large or overfitting")
+        out["chi2_verdict"] = (
+            "consistent with the stated sigmas"
+            if lo <= sse_weighted <= hi
+            else "larger than expected: model misfit or sigmas too small"
+            if sse_weighted > hi
+            else "smaller than expected: sigmas too large or overfitting"
+        )
         out["aic"] = float(sse_weighted + 2 * n_free)
         out["bic"] = float(sse_weighted + n_free * np.log(n))
     else:

@@ -1,0 +1,309 @@
+"""Forward integration of a Pyomo DAE model, to initialize its collocation form.
+
+Collocation problems converge in a handful of Ipopt iterations when started
+from a forward simulation (DESIGN.md: 20 iterations vs 157 from flat guesses).
+This module turns the model's equations at one template time point into
+compiled NumPy functions (through sympy), integrates them with
+``scipy.integrate.solve_ivp`` segment by segment between the input programs'
+corners, and loads the trajectory into the discretized model.
+
+Supported structure (the model-folder contract):
+
+* states are ``Var``s indexed by the time set only, each with a ``DerivativeVar``;
+* algebraic outputs are ``Var``s indexed by time (index-1: their equations
+  determine them from states and inputs) or ``Expression``s;
+* inputs are ``Var``s indexed by time and fixed;
+* parameters are scalar ``Var``s;
+* initial conditions are scalar ``Constraint``s on the states at the first time
+  (or fixed state values there); they may use the inputs' values at that time.
+
+Models outside that structure raise :class:`UnsupportedStructure`; the engine
+then starts Ipopt from the model's own initial values and says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo import dae
+from scipy.integrate import solve_ivp
+
+from biotwin.core.dae import time_indexed as _time_indexed
+
+
+class UnsupportedStructure(Exception):
+    """The model's structure is outside what :class:`ForwardIntegrator` handles."""
+
+
+class ForwardIntegrator:
+    """Compiled right-hand side of a DAE model, built before discretization.
+
+    Parameters
+    ----------
+    model : pyomo.environ.ConcreteModel
+        The model, not yet discretized.
+    time_set : pyomo.dae.ContinuousSet
+    """
+
+    def __init__(self, model, time_set):
+        import sympy
+        from pyomo.core.expr.sympy_tools import sympyify_expression
+
+        self.time_set = time_set
+        t0, tstar = min(time_set), max(time_set)
+        self.states, self.derivs = [], []
+        for dv in model.component_objects(dae.DerivativeVar, descend_into=True):
+            if not _time_indexed(dv, time_set) or dv.get_derivative_expression() is None:
+                raise UnsupportedStructure(f"derivative {dv.name} is not a first derivative in time only")
+            if dv.get_continuousset_list() != [time_set] or len(dv.get_continuousset_list()) != 1:
+                raise UnsupportedStructure(f"derivative {dv.name}: only first derivatives in time are supported")
+            self.derivs.append(dv)
+            self.states.append(dv.get_state_var())
+        state_ids = {id(s) for s in self.states}
+        deriv_ids = {id(d) for d in self.derivs}
+        self.algebraic, self.inputs = [], []
+        for var in model.component_objects(pyo.Var, descend_into=True):
+            if id(var) in state_ids or id(var) in deriv_ids or not var.is_indexed():
+                continue
+            if not _time_indexed(var, time_set):
+                raise UnsupportedStructure(f"variable {var.name} is indexed by something other than time alone")
+            (self.inputs if var[tstar].fixed else self.algebraic).append(var)
+
+        x = sympy.symbols(f"x0:{len(self.states)}")
+        dx = sympy.symbols(f"dx0:{len(self.states)}")
+        z = sympy.symbols(f"z0:{len(self.algebraic)}")
+        u = sympy.symbols(f"u0:{len(self.inputs)}")
+        role = {}
+        for i, s in enumerate(self.states):
+            role[id(s[tstar])] = x[i]
+            role[id(self.derivs[i][tstar])] = dx[i]
+        for j, a in enumerate(self.algebraic):
+            role[id(a[tstar])] = z[j]
+        for k, v in enumerate(self.inputs):
+            role[id(v[tstar])] = u[k]
+        self.params, param_symbols = [], {}
+
+        def convert(expr, local_role):
+            bimap, sexpr = sympyify_expression(expr)
+            subs = {}
+            for sym in bimap.sympyVars():
+                obj = bimap.getPyomoSymbol(sym)
+                if id(obj) in local_role:
+                    subs[sym] = local_role[id(obj)]
+                elif not obj.parent_component().is_indexed():
+                    key = id(obj)
+                    if key not in param_symbols:
+                        param_symbols[key] = sympy.Symbol(f"p{len(self.params)}")
+                        self.params.append(obj)
+                    subs[sym] = param_symbols[key]
+                else:
+                    raise UnsupportedStructure(
+                        f"{obj.name} appears in an equation at time {tstar} "
+                        "but is not a state, derivative, output or input at that time"
+                    )
+            return sexpr.xreplace(subs)
+
+        differential, algebraic = [], []
+        try:
+            for con in model.component_objects(pyo.Constraint, active=True, descend_into=True):
+                if not _time_indexed(con, time_set):
+                    continue
+                if tstar not in con or not con[tstar].active or not con[tstar].equality:
+                    continue
+                c = con[tstar]
+                resid = convert(c.body - c.upper, role)
+                (differential if resid.free_symbols & set(dx) else algebraic).append(resid)
+        except UnsupportedStructure:
+            raise
+        except Exception as exc:  # sympy cannot represent some expression  # noqa: BLE001
+            raise UnsupportedStructure(f"equation not convertible to sympy: {exc}") from None
+        if len(differential) != len(x) or len(algebraic) != len(z):
+            raise UnsupportedStructure(
+                f"{len(differential)} differential equations for {len(x)} states and {len(algebraic)} "
+                f"algebraic equations for {len(z)} outputs at time {tstar}"
+            )
+
+        # initial conditions: scalar constraints on states at t0
+        self.x0_unknown = [i for i, s in enumerate(self.states) if not s[t0].fixed]
+        x0 = sympy.symbols(f"xinit0:{len(self.states)}")
+        init_role = {id(s[t0]): x0[i] for i, s in enumerate(self.states)}
+        u0 = sympy.symbols(f"uinit0:{len(self.inputs)}")
+        init_inputs = {id(v[t0]): u0[k] for k, v in enumerate(self.inputs)}
+        init_eqs = []
+        for con in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+            if con.parent_component().is_indexed() and _time_indexed(con.parent_component(), time_set):
+                continue
+            from pyomo.core.expr.visitor import identify_variables
+
+            vars_in = list(identify_variables(con.body))
+            if any(id(v) in init_role for v in vars_in):
+                try:
+                    init_eqs.append(convert(con.body - con.upper, {**init_role, **init_inputs}))
+                except UnsupportedStructure as exc:
+                    raise UnsupportedStructure(f"initial condition {con.name}: {exc}") from None
+        unknown_syms = [x0[i] for i in self.x0_unknown]
+        if len(init_eqs) != len(unknown_syms):
+            raise UnsupportedStructure(
+                f"{len(init_eqs)} initial-condition equations for {len(unknown_syms)} unfixed initial states"
+            )
+
+        p = sympy.symbols(f"p0:{len(self.params)}") if self.params else ()
+        args = list(x) + list(z) + list(u) + list(p)
+        self.n_x, self.n_z = len(x), len(z)
+        if x:
+            D = sympy.Matrix(differential)
+            A = D.jacobian(dx)
+            b = D.xreplace({d: 0 for d in dx})
+            self._A = sympy.lambdify(args, A, "numpy")
+            self._b = sympy.lambdify(args, b, "numpy")
+        if z:
+            G = sympy.Matrix(algebraic)
+            self._g = sympy.lambdify(args, G, "numpy")
+            self._Jg = sympy.lambdify(args, G.jacobian(z), "numpy")
+        if unknown_syms:
+            Iq = sympy.Matrix(init_eqs)
+            init_args = list(x0) + list(p) + list(u0)
+            self._init = sympy.lambdify(init_args, Iq, "numpy")
+            self._Jinit = sympy.lambdify(init_args, Iq.jacobian(unknown_syms), "numpy")
+
+    # ------------------------------------------------------------------
+    def _param_values(self):
+        return [float(pyo.value(v)) for v in self.params]
+
+    def _newton(self, f, J, guess, unknown_idx, build_args, what, tol=1e-12, max_iter=50):
+        y = np.array(guess, dtype=float)
+        for _ in range(max_iter):
+            a = build_args(y)
+            r = np.asarray(f(*a), dtype=float).ravel()
+            if not np.all(np.isfinite(r)):
+                raise FloatingPointError(f"non-finite residual while solving {what}")
+            if np.max(np.abs(r), initial=0.0) < tol * (1 + np.max(np.abs(y[unknown_idx]), initial=0.0)):
+                return y
+            jac = np.asarray(J(*a), dtype=float)
+            step = np.linalg.lstsq(jac, -r, rcond=None)[0]
+            y[unknown_idx] += step
+            if np.max(np.abs(step), initial=0.0) < tol * (1 + np.max(np.abs(y[unknown_idx]), initial=0.0)):
+                return y
+        raise FloatingPointError(f"Newton iteration for {what} did not converge")
+
+    def initial_state(self, u0) -> np.ndarray:
+        """State values at the first time, from fixed values and initial-condition equations.
+
+        ``u0``: the inputs' values at the first time (initial conditions may use them).
+        """
+        t0 = min(self.time_set)
+        guess = np.array([float(pyo.value(s[t0])) if s[t0].value is not None else 0.0 for s in self.states])
+        if not self.x0_unknown:
+            return guess
+        p = self._param_values()
+        idx = np.array(self.x0_unknown)
+        return self._newton(self._init, self._Jinit, guess, idx, lambda y: list(y) + p + list(u0), "the initial state")
+
+    def _solve_algebraic(self, x, u, p, z_guess):
+        if not self.n_z:
+            return np.zeros(0)
+        nx = self.n_x
+        full = np.concatenate([x, z_guess])
+        idx = np.arange(nx, nx + self.n_z)
+        sol = self._newton(self._g, self._Jg, full, idx, lambda y: list(y) + list(u) + p, "the algebraic equations")
+        return sol[nx:]
+
+    def rates(self, x, z, u, p) -> np.ndarray:
+        """Time derivatives of the states [state unit / time unit]."""
+        if not self.n_x:
+            return np.zeros(0)
+        a = list(x) + list(z) + list(u) + p
+        A = np.asarray(self._A(*a), dtype=float).reshape(self.n_x, self.n_x)
+        b = np.asarray(self._b(*a), dtype=float).ravel()
+        return np.linalg.solve(A, -b)
+
+    def integrate(self, programs: dict, points, rtol: float = 1e-8) -> dict:
+        """Integrate from the first time through ``points`` and return the trajectory.
+
+        Parameters
+        ----------
+        programs : dict[str, biotwin.core.programs.Program]
+            Input programs by input component name (inputs without one keep
+            their fixed values).
+        points : sequence of float
+            All time points of the discretized set [model time unit].
+        rtol : float
+            Relative tolerance of ``solve_ivp``.
+
+        Returns
+        -------
+        dict
+            ``{"t": times, "x": states (n_t, n_x), "dx": derivatives, "z": outputs}``.
+        """
+        points = np.asarray(sorted(points), dtype=float)
+        t0, t_end = points[0], points[-1]
+        p = self._param_values()
+        const_u = np.array([float(pyo.value(v[t_end])) for v in self.inputs])
+        names = [v.local_name for v in self.inputs]
+        corners = {t0, t_end}
+        for prog in programs.values():
+            corners.update(c for c in prog.corners if t0 < c < t_end)
+        corners = sorted(corners)
+
+        def inputs_at(t, side):
+            u = const_u.copy()
+            for k, name in enumerate(names):
+                if name in programs:
+                    u[k] = programs[name](t, side=side)[0]
+            return u
+
+        x = self.initial_state(inputs_at(t0, "right"))
+        z_guess = np.array([float(a[t0].value) if a[t0].value is not None else 1.0 for a in self.algebraic])
+        z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z_guess)
+        out_t, out_x, out_dx, out_z = [t0], [x], [self.rates(x, z, inputs_at(t0, "right"), p)], [z]
+        scale = np.maximum(np.abs(x), 1e-6)
+        if not self.n_x:  # purely algebraic model: solve the outputs point by point
+            for tk in points[1:]:
+                uk = inputs_at(tk, "left")
+                z = self._solve_algebraic(x, uk, p, z)
+                out_t.append(tk)
+                out_x.append(x)
+                out_z.append(z)
+                out_dx.append(np.zeros(0))
+            corners = []
+        for a, b in itertools.pairwise(corners):
+            zc = [z]
+
+            def rhs(t, y, b=b, zc=zc):
+                u = inputs_at(t, "right" if t < b else "left")
+                zc[0] = self._solve_algebraic(y, u, p, zc[0])
+                return self.rates(y, zc[0], u, p)
+
+            inside = points[(points > a) & (points <= b)]
+            sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=inside, rtol=rtol, atol=rtol * 1e-2 * scale)
+            if not sol.success:
+                raise FloatingPointError(f"forward integration failed between t={a} and t={b}: {sol.message}")
+            for k, tk in enumerate(sol.t):
+                xk = sol.y[:, k]
+                uk = inputs_at(tk, "right" if tk < b else "left")
+                zk = self._solve_algebraic(xk, uk, p, zc[0])
+                out_t.append(tk)
+                out_x.append(xk)
+                out_z.append(zk)
+                out_dx.append(self.rates(xk, zk, uk, p))
+            x = sol.y[:, -1] if sol.y.shape[1] else x
+            scale = np.maximum(scale, np.abs(x))
+        n = len(out_t)
+        return {
+            "t": np.array(out_t),
+            "x": np.array(out_x).reshape(n, self.n_x),
+            "dx": np.array(out_dx).reshape(n, self.n_x),
+            "z": np.array(out_z).reshape(n, self.n_z),
+        }
+
+    def load(self, trajectory: dict):
+        """Write a trajectory from :meth:`integrate` into the (discretized) model's variables."""
+        for k, t in enumerate(trajectory["t"]):
+            t = float(t)
+            for i, s in enumerate(self.states):
+                s[t].set_value(float(trajectory["x"][k, i]), skip_validation=True)
+                self.derivs[i][t].set_value(float(trajectory["dx"][k, i]), skip_validation=True)
+            for j, a in enumerate(self.algebraic):
+                a[t].set_value(float(trajectory["z"][k, j]), skip_validation=True)

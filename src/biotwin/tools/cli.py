@@ -1,0 +1,675 @@
+"""The ``biotwin`` command line.
+
+``biotwin doctor``                       check the solver path end to end
+``biotwin setup-solver [--force]``       (re)build PyNumero's ASL library
+``biotwin models``                       list the shipped models
+``biotwin simulate MODEL --scenario FILE --out CSV [--summary JSON]``
+``biotwin optimize MODEL --scenario FILE --out CSV [--summary JSON]``
+``biotwin calibrate MODEL --data CSV [--data CSV ...] --estimate p1,p2 --out result.json``
+``biotwin notebooks run [--dir notebooks] [--out out]``
+
+No command loses or damages a file: outputs are checked before the solve (not an input, not an
+existing file unless ``--overwrite``, in an existing writable folder) and written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import inspect
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import biotwin
+from biotwin.core import checks
+from biotwin.core.errors import BiotwinError
+
+
+def _stderr(text: str):
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_doctor(args) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from biotwin.core._config import pyomo_config_dir
+    from biotwin.engine.solver import pynumero_library_status, tiny_nlp_check
+
+    ok = True
+    print(f"Python          {platform.python_version()} ({sys.executable})")
+    print(f"biotwin         {biotwin.__version__}")
+    import pyomo.version
+
+    print(f"Pyomo           {pyomo.version.version}")
+    try:
+        import cyipopt
+
+        cy_version = None
+        for dist in ("cyipopt-wheels", "cyipopt"):
+            try:
+                cy_version = f"{version(dist)} ({dist})"
+                break
+            except PackageNotFoundError:
+                continue
+        print(f"cyipopt         {cy_version or cyipopt.__version__}")
+        print(f"Ipopt           {'.'.join(str(v) for v in cyipopt.IPOPT_VERSION)}")
+    except ImportError as exc:
+        print(f"cyipopt         MISSING ({exc}); pip install cyipopt-wheels")
+        ok = False
+    print(f"PYOMO_CONFIG_DIR {pyomo_config_dir()}")
+    loads, where = pynumero_library_status()
+    print(f"PyNumero ASL    {'loads: ' + str(where) if loads else 'NOT USABLE: ' + where}")
+    ok = ok and loads
+    if ok:
+        try:
+            stats = tiny_nlp_check()
+            print(f"tiny NLP        solved (Rosenbrock, {stats.iterations} iterations, {stats.wall_time_s:.3f} s)")
+        except BiotwinError as exc:
+            print(f"tiny NLP        FAILED: {exc}")
+            ok = False
+    print("doctor: all checks passed" if ok else "doctor: problems found (see above)")
+    return 0 if ok else 1
+
+
+def cmd_setup_solver(args) -> int:
+    from biotwin.engine.solver import pynumero_library_status
+    from biotwin.tools.solver_build import build_pynumero
+
+    build_pynumero(force=args.force, log=print)
+    loads, where = pynumero_library_status()
+    if not loads:
+        _stderr(f"error: the library was built but does not load: {where}")
+        return 1
+    print(f"PyNumero ASL library loads: {where}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    for name in biotwin.available_models():
+        model = biotwin.load_model(name)
+        print(f"{name:20s} scenarios: {', '.join(model.scenario_names()) or '-'}")
+    return 0
+
+
+def _parse_params(items) -> dict:
+    params = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BiotwinError(f"--param {item!r}: expected NAME=VALUE")
+        name, value = item.split("=", 1)
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise BiotwinError(f"--param {item!r}: {value!r} is not a number") from None
+    return params
+
+
+def _option_value(text: str):
+    """An Ipopt option value: an int (``30``), else a float (``30.0``, ``1e-6``), else the text (``yes``)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_solver_options(items) -> dict:
+    """The ``--solver-option KEY=VALUE`` items as an Ipopt options dict.
+
+    Parameters
+    ----------
+    items : list of str or None
+
+    Returns
+    -------
+    dict
+        Option name -> int, float or str (see :func:`_option_value`).
+    """
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BiotwinError(f"--solver-option {item!r}: expected KEY=VALUE, e.g. max_iter=500 or tol=1e-8")
+        options[key.strip()] = _option_value(value.strip())
+    return options
+
+
+# -- output files: checked before the solve, written atomically -----------------------------------
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _same(a: Path, b: Path) -> bool:
+    """True if ``a`` and ``b`` name the same file (resolved paths; hard links and case-folding too)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _scenario_file(model, scenario) -> Path:
+    """The recipe file ``model.load_scenario(scenario)`` reads (it may not exist)."""
+    if scenario is None:
+        return model.folder / "scenarios" / "default.yaml"
+    path = Path(scenario)
+    return path if path.is_file() else model.folder / "scenarios" / f"{path.name}.yaml"
+
+
+def _input_files(model, scenario=None, data=()) -> list[Path]:
+    """The existing files a command reads: model files, the recipe, data files and their ``<stem>.yaml``."""
+    paths = [model.folder / "model.py", model.folder / "parameters.yaml", _scenario_file(model, scenario)]
+    for item in data:
+        paths += [Path(item), Path(item).with_suffix(".yaml")]
+    return [p for p in paths if p.is_file()]
+
+
+def _check_folder(path: Path, flag: str) -> None:
+    """Raise unless ``path``'s folder exists and a file can really be created in it."""
+    folder = path.parent
+    if not folder.exists():
+        raise BiotwinError(f"{flag} {path}: folder {folder} does not exist; create it first or choose another {flag}")
+    if not folder.is_dir():
+        raise BiotwinError(f"{flag} {path}: {folder} is a file, not a folder; choose another {flag}")
+    try:  # os.access says yes to root even on a read-only mount: really try
+        fd, probe = tempfile.mkstemp(prefix=".biotwin-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BiotwinError(
+            f"{flag} {path}: cannot write in folder {folder} ({_reason(exc)}); choose another {flag}"
+        ) from None
+
+
+def check_outputs(outputs: dict, inputs: list, overwrite: bool) -> None:
+    """Refuse, before any solve, outputs that would damage a file or could not be written.
+
+    Parameters
+    ----------
+    outputs : dict
+        Option name (``"--out"``) -> path, or None for an output not asked for.
+    inputs : list of pathlib.Path
+        Files the command reads; no output may be one of them.
+    overwrite : bool
+        Whether an existing output file may be replaced.
+
+    Raises
+    ------
+    BiotwinError
+        Naming the option and the path.
+    """
+    seen = []
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        for inp in inputs:
+            if _same(path, inp):
+                raise BiotwinError(
+                    f"{flag} {path} is an input of this command ({inp}); not overwriting it, choose another {flag}"
+                )
+        for other_flag, other in seen:
+            if _same(path, other):
+                raise BiotwinError(f"{flag} {path} is also {other_flag}; give each output its own file")
+        seen.append((flag, path))
+        if path.is_dir():
+            raise BiotwinError(f"{flag} {path} is a folder; give a file name")
+        if path.exists() and not overwrite:
+            raise BiotwinError(f"{flag} {path} exists; not overwriting it (use --overwrite or choose another {flag})")
+        _check_folder(path, flag)
+
+
+def _file_mode() -> int:
+    """The mode a new file gets under the current umask (mkstemp's files are private, 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _write_temporaries(writers: list) -> list[Path]:
+    """Write each output to a temporary file in its own folder; on failure remove them all."""
+    temps = []
+    path = None
+    try:
+        for path, write in writers:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+            os.chmod(tmp, _file_mode())
+            write(Path(tmp))
+    except BaseException as exc:
+        _remove(temps)
+        if isinstance(exc, OSError):
+            raise BiotwinError(f"cannot write {path}: {_reason(exc)}") from None
+        raise
+    return temps
+
+
+def _move_into_place(writers: list, temps: list, overwrite: bool) -> None:
+    """Rename the temporaries onto the outputs; on failure remove what was placed and every temporary."""
+    placed = []
+    try:
+        for path, _ in writers:
+            if path.exists() and not overwrite:
+                raise BiotwinError(
+                    f"{path} appeared while solving; not overwriting it (use --overwrite or choose another name)"
+                )
+        for (path, _), tmp in zip(writers, temps):
+            os.replace(tmp, path)
+            placed.append(path)
+    except OSError as exc:
+        _remove(placed)  # never leave half a pair (an --out without its --summary)
+        raise BiotwinError(f"cannot write {path}: {_reason(exc)}") from None
+    finally:
+        _remove(t for t in temps if t.exists())
+
+
+def write_outputs(writers: list, overwrite: bool) -> None:
+    """Write several outputs all or nothing.
+
+    Parameters
+    ----------
+    writers : list of (pathlib.Path, callable)
+        Output path and a function writing the content to the path it is given (a temporary file in the
+        same folder, renamed onto the output once every output is written).
+    overwrite : bool
+        Whether an output that appeared since :func:`check_outputs` may be replaced.
+
+    Raises
+    ------
+    BiotwinError
+        ``cannot write <path>: <reason>`` for any OSError; no output nor temporary file is left.
+    """
+    temps = _write_temporaries(writers)
+    _move_into_place(writers, temps, overwrite)
+
+
+def _optional_path(text) -> Path | None:
+    return Path(text) if text else None
+
+
+def _json_writer(data):
+    return lambda path: path.write_text(json.dumps(data, indent=2))
+
+
+# -- simulate, optimize, calibrate ----------------------------------------------------------------
+def _simulation_table(model, result):
+    """The model's own output table (model.py: ``output_table``), else the wide table with units."""
+    table_hook = model.hook("output_table")
+    if table_hook is not None:
+        table = table_hook(result)
+        return len(table), lambda path: table.to_csv(path, index=False)
+    return len(result.wide), result.to_csv
+
+
+def _simulation_summary(model, result) -> dict:
+    summary_hook = model.hook("summary")
+    return {**summary_hook(result), "stats": result.stats} if summary_hook else result.summary()
+
+
+def cmd_simulate(args) -> int:
+    with checks.allow_unusual(args.allow_unusual):
+        return _simulate(args)
+
+
+def _simulate(args) -> int:
+    params, options = _parse_params(args.param), _parse_solver_options(args.solver_option)
+    model = biotwin.load_model(args.model)
+    out, summary_path = Path(args.out), _optional_path(args.summary)
+    check_outputs({"--out": out, "--summary": summary_path}, _input_files(model, args.scenario), args.overwrite)
+    result = model.simulate(
+        scenario=args.scenario,
+        params=params,
+        t_end=args.t_end,
+        nfe=args.nfe,
+        ncp=args.ncp,
+        options=options or None,
+        progress=lambda s: _stderr(f"[biotwin] {s}"),
+    )
+    rows, write_table = _simulation_table(model, result)
+    writers = [(out, write_table)]
+    if summary_path:
+        writers.append((summary_path, _json_writer(_simulation_summary(model, result))))
+    write_outputs(writers, args.overwrite)
+    _stderr(f"[biotwin] wrote {rows} rows to {out}")
+    if summary_path:
+        _stderr(f"[biotwin] wrote summary to {summary_path}")
+    return 0
+
+
+def _optimize_options(model, hook, options: dict) -> dict:
+    """``{"options": options}`` if the model's optimize() accepts it; nothing for no options."""
+    if not options:
+        return {}
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        parameters = ()
+    if any(p.name == "options" or p.kind is p.VAR_KEYWORD for p in parameters):
+        return {"options": options}
+    raise BiotwinError(
+        f"model '{model.name}': its optimize() in model.py takes no solver options; run without --solver-option"
+    )
+
+
+def cmd_optimize(args) -> int:
+    with checks.allow_unusual(args.allow_unusual):
+        return _optimize(args)
+
+
+def _optimize(args) -> int:
+    options = _parse_solver_options(args.solver_option)
+    model = biotwin.load_model(args.model)
+    hook = model.hook("optimize")
+    if hook is None:
+        raise BiotwinError(
+            f"model '{model.name}' defines no optimize() in model.py; in Python use "
+            "biotwin.optimize.feed (e.g. optimize_feed for fed-batch recipes)"
+        )
+    if not args.scenario:
+        raise BiotwinError("give --scenario: a scenario with an 'optimize' block")
+    extra = _optimize_options(model, hook, options)
+    out, summary_path = Path(args.out), _optional_path(args.summary)
+    check_outputs({"--out": out, "--summary": summary_path}, _input_files(model, args.scenario), args.overwrite)
+    result = hook(model, args.scenario, nfe=args.nfe, progress=lambda s: _stderr(f"[biotwin] {s}"), **extra)
+    table = result.table
+    writers = [(out, lambda path: table.to_csv(path, index=False))]
+    if summary_path:
+        writers.append((summary_path, _json_writer(result.summary())))
+    write_outputs(writers, args.overwrite)
+    _stderr(f"[biotwin] wrote {len(table)} rows to {out}")
+    if summary_path:
+        _stderr(f"[biotwin] wrote summary to {summary_path}")
+    return 0
+
+
+def _parse_sigma(items) -> dict:
+    sigma = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            sigma[name.strip()] = float(value)
+        except ValueError:
+            raise BiotwinError(f"--sigma {item!r}: expected NAME=VALUE with a number") from None
+        if not sigma[name.strip()] > 0:
+            raise BiotwinError(f"--sigma {item!r}: sigma must be positive")
+    return sigma
+
+
+def _names(text) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def cmd_calibrate(args) -> int:
+    with checks.allow_unusual(args.allow_unusual):
+        return _calibrate(args)
+
+
+def _calibrate(args) -> int:
+    from biotwin.core.data import read_experiment
+
+    out, options = Path(args.out), _parse_solver_options(args.solver_option)
+    model = biotwin.load_model(args.model)
+    check_outputs({"--out": out}, _input_files(model, args.scenario, args.data), args.overwrite)
+    experiments = [read_experiment(path, scenario=args.scenario) for path in args.data]
+    result = biotwin.calibrate(
+        model,
+        experiments,
+        _names(args.estimate),
+        local=_names(args.local),
+        sigma=_parse_sigma(args.sigma),
+        nfe=args.nfe,
+        ncp=args.ncp,
+        multistart=args.multistart,
+        seed=args.seed,
+        profile=_names(args.profile),
+        options=options or None,
+        progress=lambda s: _stderr(f"[biotwin] {s}"),
+    )
+    return _save_calibration(result, out, args.overwrite)
+
+
+def _save_calibration(result, out: Path, overwrite: bool) -> int:
+    """Save the fit to ``out``; if that fails, keep it elsewhere (see :func:`_rescue_calibration`)."""
+    try:
+        try:
+            path = result.save(out, overwrite=overwrite)
+        except BiotwinError:
+            # the file appeared while we were fitting: keep the result under another name rather than lose it
+            stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+            path = result.save(out.with_name(f"{out.stem}.{stamp}{out.suffix}"))
+            _stderr(f"[biotwin] {out} appeared during the fit; saved to {path} instead")
+    except OSError as exc:
+        return _rescue_calibration(result, out, exc)
+    print(result.summary())
+    _stderr(f"[biotwin] wrote {path}")
+    return 0
+
+
+def _rescue_calibration(result, out: Path, exc: OSError) -> int:
+    """Print the estimates and save the fit as ``<stem>.<UTC time>.json`` in the working folder, else in the
+    temporary folder, so a failed save never loses a finished fit. Returns the exit status 1."""
+    print(result.summary(), flush=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{out.stem}.{stamp}.json"
+    for folder in (Path("."), Path(tempfile.gettempdir())):
+        try:
+            path = result.save(folder / name).absolute()
+        except (OSError, BiotwinError):
+            continue
+        _stderr(
+            f"error: cannot write {out}: {_reason(exc)}; the result is saved to {path} instead "
+            "(estimates printed above)"
+        )
+        return 1
+    _stderr(
+        f"error: cannot write {out}: {_reason(exc)}, nor {name} in the working folder or in "
+        f"{tempfile.gettempdir()}; the estimates are printed above"
+    )
+    return 1
+
+
+# -- notebooks ------------------------------------------------------------------------------------
+def _notebooks_to_run(args) -> tuple[Path, list[Path]]:
+    """The notebooks folder and the notebooks to run; a missing folder or notebook is a named error."""
+    from biotwin.tools.notebooks import find_notebooks
+
+    folder = Path(args.dir or "notebooks")
+    if (args.dir is not None or not args.only) and not folder.is_dir():
+        raise BiotwinError(f"--dir {folder}: no notebooks folder at {folder.absolute()}")
+    if not args.only:
+        return folder, find_notebooks(folder)
+    for item in args.only:
+        if not Path(item).is_file():
+            raise BiotwinError(f"--only {item}: no notebook at {Path(item).absolute()}")
+    return folder, [Path(p) for p in args.only]
+
+
+def _check_notebook_outputs(notebooks: list[Path], folder: Path, out: Path) -> None:
+    """Refuse an --out folder where an executed notebook would replace its source (as run_notebook lays out)."""
+    root = folder.resolve()
+    for nb in notebooks:
+        path = nb.resolve()
+        rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+        if _same(out / rel, path):
+            raise BiotwinError(f"--out {out}: the executed notebook would replace {nb}; choose another --out")
+
+
+def cmd_notebooks_run(args) -> int:
+    from biotwin.tools.notebooks import run_notebook
+
+    folder, notebooks = _notebooks_to_run(args)
+    _check_notebook_outputs(notebooks, folder, Path(args.out))
+    failed = 0
+    for i, nb in enumerate(notebooks, 1):
+        _stderr(f"[biotwin] notebook {i}/{len(notebooks)}: {nb}")
+        try:
+            data = run_notebook(nb, out_dir=args.out, root=folder)
+            _stderr(f"[biotwin]   done in {data['_wall_time_s']:.1f} s -> {data['_executed_notebook']}")
+            if args.table:
+                print(format_table(nb, data))
+        except Exception as exc:  # noqa: BLE001 - report every notebook, then fail
+            failed += 1
+            _stderr(f"[biotwin]   FAILED: {type(exc).__name__}: {exc}")
+    return 1 if failed else 0
+
+
+def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows = []
+    for key, value in data.items():
+        if str(key).startswith("_"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, name + "."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def format_table(notebook, data: dict) -> str:
+    """The key numbers a notebook wrote, as an aligned two-column table."""
+    rows = _flatten(data)
+    width = max((len(k) for k, _ in rows), default=10)
+    lines = [f"{notebook}: key numbers", "-" * (width + 20)]
+    for key, value in rows:
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {text}")
+    return "\n".join(lines)
+
+
+def _add_overwrite(p, text: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=text)
+
+
+def _add_run_options(p) -> None:
+    """The options shared by the solving commands: --solver-option and --allow-unusual."""
+    p.add_argument(
+        "--solver-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="Ipopt option (repeatable): VALUE is read as an integer (max_iter=500), else a real "
+        "(tol=1e-8), else text (mu_strategy=adaptive); a real option needs a decimal point or "
+        "an exponent, e.g. max_wall_time=30.0",
+    )
+    p.add_argument(
+        "--allow-unusual",
+        action="store_true",
+        help="run recipe values outside the plausible ranges and parameter values outside their bounds "
+        "(a shelf above 150 degC, a chamber above 2000 mTorr, a culture over 60 days)",
+    )
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="biotwin", description="Bioprocess digital twins: simulate, calibrate, explore."
+    )
+    parser.add_argument("--version", action="version", version=f"biotwin {biotwin.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("doctor", help="check Python, Pyomo, cyipopt, Ipopt and the PyNumero library; solve a tiny NLP")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("setup-solver", help="(re)build PyNumero's ASL library into this environment")
+    p.add_argument("--force", action="store_true", help="rebuild even if a library is present")
+    p.set_defaults(func=cmd_setup_solver)
+
+    p = sub.add_parser("models", help="list the shipped models and their scenarios")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("simulate", help="simulate a scenario and write the trajectories as CSV")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--scenario", help="scenario YAML file or the name of one of the model's scenarios")
+    p.add_argument("--out", required=True, help="CSV file for the trajectories")
+    p.add_argument("--summary", help="JSON file for the key numbers")
+    p.add_argument("--t-end", type=float, help="end time [the model's time unit]")
+    p.add_argument("--nfe", type=int, default=50, help="about this many finite elements (default 50)")
+    p.add_argument("--ncp", type=int, default=3, help="Radau collocation points per element (default 3)")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="parameter override in its parameters.yaml unit (repeatable)",
+    )
+    _add_overwrite(p, "replace existing output files")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("optimize", help="optimize a recipe (the scenario's 'optimize' block) and write it as CSV")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--scenario", required=True, help="scenario YAML file or name, with an 'optimize' block")
+    p.add_argument("--out", required=True, help="CSV file for the optimal trajectory")
+    p.add_argument("--summary", help="JSON file for the key numbers and the optimized recipe")
+    p.add_argument("--nfe", type=int, default=40, help="finite elements of the optimization (default 40)")
+    _add_overwrite(p, "replace existing output files")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("calibrate", help="estimate parameters from experiment CSV files")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="CSV",
+        help="experiment file (repeatable); its recipe is <stem>.yaml next to it, else --scenario",
+    )
+    p.add_argument("--scenario", help="recipe for experiments without a <stem>.yaml (default: the model's default)")
+    p.add_argument("--estimate", required=True, help="comma-separated parameters shared by all experiments")
+    p.add_argument("--local", help="comma-separated parameters estimated per experiment (e.g. X0)")
+    p.add_argument(
+        "--sigma",
+        action="append",
+        metavar="NAME=VALUE",
+        help="default measurement standard deviation of a variable (repeatable)",
+    )
+    p.add_argument("--nfe", type=int, default=50, help="about this many finite elements per experiment")
+    p.add_argument("--ncp", type=int, default=3, help="Radau collocation points per element")
+    p.add_argument("--multistart", type=int, default=0, help="Latin-hypercube starts solved in parallel first")
+    p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design")
+    p.add_argument("--profile", help="comma-separated parameters to profile (likelihood intervals)")
+    p.add_argument("--out", required=True, help="JSON file for the result")
+    _add_overwrite(p, "replace an existing result file")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("notebooks", help="notebook tasks")
+    nsub = p.add_subparsers(dest="notebooks_command", required=True)
+    q = nsub.add_parser("run", help="execute notebooks with papermill (CI parameters) into out/")
+    q.add_argument("--dir", help="notebooks folder (default notebooks)")
+    q.add_argument("--out", default="out", help="output folder (default out)")
+    q.add_argument("--only", nargs="*", help="run only these notebooks")
+    q.add_argument("--table", action="store_true", help="print each notebook's key numbers as a table")
+    q.set_defaults(func=cmd_notebooks_run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BiotwinError as exc:
+        _stderr(f"error: {exc}")
+        return 2
+    except OSError as exc:  # a file the command reads or writes: name it rather than show a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        _stderr(f"error: {where}{_reason(exc)}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,515 @@
+"""Interactive explorers for JupyterLab: sliders over a recipe and parameters, live plotly figures.
+
+``biotwin.explore(model)`` returns an :class:`Explorer`: sliders (with units and ranges) for the
+process knobs a model declares and for chosen kinetic parameters, a ``plotly`` ``FigureWidget`` of
+its key trajectories (with measurements overlaid when given), and a readout of its key outcomes.
+Moving a slider re-solves the model warm (the discretized model is cached, only parameters and
+inputs change) and updates the figure inside ``batch_update``; a failed solve clears the traces and
+shows the error instead of leaving a stale plot.
+
+A model declares what to explore in ``model.py``::
+
+    EXPLORER = {
+        "knobs": [  # recipe knobs: apply(raw_recipe, value) -> raw_recipe
+            {"name": "shelf_C", "label": "shelf set point", "unit": "degC", "min": -20, "max": 40,
+             "step": 1, "value": 20, "apply": set_shelf},
+        ],
+        "parameters": ["R0", "A1"],          # sliders over parameters.yaml bounds
+        "panels": [("T_bottom_C", "vial-bottom temperature [degC]"), ...],
+        "table": output_table,               # optional: result -> DataFrame with a time column
+        "time_column": "time_h",
+        "readouts": readouts,                # result -> {label with unit: value}
+        "scenario": "case1_standard", "nfe": 60,
+    }
+
+Models without ``EXPLORER`` get sliders for their bounded parameters and panels of their states.
+
+:class:`DesignSpaceView` maps a readout over two knobs (in parallel processes, with a progress bar)
+with a pass/fail contour; clicking a cell loads that point into the explorer.
+:class:`CalibrationView` picks parameters to free, runs the fit with progress, and shows the
+estimates with intervals, the fit against the data and the residuals.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from biotwin.core.errors import BiotwinError
+
+
+@dataclass
+class Knob:
+    """One slider: a recipe knob (``apply`` edits the raw recipe) or a parameter (``apply`` is None)."""
+
+    name: str
+    label: str
+    unit: str
+    min: float
+    max: float
+    step: float
+    value: float
+    apply: object = None
+
+    @property
+    def description(self) -> str:
+        return f"{self.label} [{self.unit}]" if self.unit else self.label
+
+
+@dataclass
+class ExplorerSpec:
+    knobs: list
+    panels: list
+    table: object = None
+    time_column: str = "time"
+    time_label: str = "time [h]"
+    readouts: object = None
+    scenario: object = None
+    nfe: int = 60
+    extra: dict = field(default_factory=dict)
+
+
+def _parameter_knob(model, name) -> Knob:
+    entry = model.parameter_set[name]
+    value = float(entry.value)
+    lo = float(entry.lower) if entry.lower is not None else value * 0.5
+    hi = float(entry.upper) if entry.upper is not None else value * 1.5
+    if value > 0 and lo <= 0:
+        lo = value / 10.0
+    hi = min(hi, max(value * 3.0, lo * 1.01)) if value > 0 else hi
+    return Knob(name, name, entry.unit if entry.unit != "dimensionless" else "-", lo, hi, (hi - lo) / 200.0, value)
+
+
+def explorer_spec(model, scenario=None, parameters=None, panels=None) -> ExplorerSpec:
+    """The model's ``EXPLORER`` declaration (or a default one) as an :class:`ExplorerSpec`."""
+    raw = dict(model.hook("EXPLORER") or {})
+    knobs = [
+        Knob(
+            k["name"],
+            k.get("label", k["name"]),
+            k.get("unit", ""),
+            float(k["min"]),
+            float(k["max"]),
+            float(k.get("step", (k["max"] - k["min"]) / 100.0)),
+            float(k["value"]),
+            k["apply"],
+        )
+        for k in raw.get("knobs", [])
+    ]
+    names = parameters if parameters is not None else raw.get("parameters")
+    if names is None:
+        names = [p.name for p in model.parameter_set if p.lower is not None and p.upper is not None][:4]
+    unknown = [n for n in names if n not in model.parameter_set]
+    if unknown:
+        raise BiotwinError(f"explore: unknown parameter(s) {unknown} of model '{model.name}'")
+    knobs += [_parameter_knob(model, n) for n in names]
+    spec_panels = panels or raw.get("panels")
+    if spec_panels is None:
+        build = model.build({"t_end": 1.0})
+        import pyomo.environ as pyo
+        from pyomo import dae
+
+        states = [dv.get_state_var() for dv in build.component_objects(dae.DerivativeVar)]
+        spec_panels = [(s.local_name, f"{s.local_name} [{pyo.units.get_units(s)}]") for s in states][:6]
+    spec_panels = [(p, p) if isinstance(p, str) else tuple(p) for p in spec_panels]
+    return ExplorerSpec(
+        knobs,
+        spec_panels,
+        raw.get("table"),
+        raw.get("time_column", "time"),
+        raw.get("time_label", f"time [{model.time_unit}]"),
+        raw.get("readouts"),
+        scenario if scenario is not None else raw.get("scenario"),
+        int(raw.get("nfe", 60)),
+    )
+
+
+def evaluate(model, spec: ExplorerSpec, values: dict, base_raw: dict):
+    """Simulate the recipe with knob ``values``; return (table, readouts, result)."""
+    recipe = dict(base_raw)
+    params = {}
+    for knob in spec.knobs:
+        value = values.get(knob.name, knob.value)
+        if knob.apply is None:
+            params[knob.name] = value
+        else:
+            recipe = knob.apply(recipe, value)
+    result = model.simulate(scenario=recipe, params=params, nfe=spec.nfe)
+    table = spec.table(result) if spec.table else result.wide
+    readouts = spec.readouts(result) if spec.readouts else {}
+    return table, readouts, result
+
+
+class Explorer:
+    """Sliders, a live figure and a readout for one model and recipe.
+
+    Attributes
+    ----------
+    sliders : dict[str, ipywidgets.FloatSlider]
+    figure : plotly.graph_objects.FigureWidget
+    readout, status : ipywidgets.HTML
+    widget : ipywidgets.VBox
+        What the notebook displays.
+    last_readouts : dict
+    last_update_s : float
+        Wall time of the last update, slider change to updated figure data [s].
+    error : str or None
+        The last solve's error, if it failed.
+    """
+
+    def __init__(self, model, scenario=None, parameters=None, panels=None, data=None, nfe=None, columns=3):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        self.model = model
+        self.spec = explorer_spec(model, scenario, parameters, panels)
+        if nfe:
+            self.spec.nfe = int(nfe)
+        self.base_raw = dict(model.load_scenario(self.spec.scenario).raw)
+        self.data = data
+        self.sliders = {}
+        for knob in self.spec.knobs:
+            slider = w.FloatSlider(
+                value=knob.value,
+                min=knob.min,
+                max=knob.max,
+                step=knob.step,
+                description=knob.description,
+                continuous_update=False,
+                readout_format=".4g",
+                style={"description_width": "initial"},
+                layout=w.Layout(width="420px"),
+            )
+            slider.observe(self._on_change, names="value")
+            self.sliders[knob.name] = slider
+        rows = math.ceil(len(self.spec.panels) / columns)
+        base = make_subplots(
+            rows=rows,
+            cols=columns,
+            subplot_titles=[t for _, t in self.spec.panels],
+            horizontal_spacing=0.08,
+            vertical_spacing=0.15 if rows > 1 else 0.2,
+        )
+        self.figure = go.FigureWidget(base)
+        for i, (column, title) in enumerate(self.spec.panels):
+            r, c = i // columns + 1, i % columns + 1
+            self.figure.add_scatter(
+                x=[], y=[], mode="lines", name=column, showlegend=False, row=r, col=c, line={"color": "#1f77b4"}
+            )
+            self.figure.update_xaxes(title_text=self.spec.time_label, row=r, col=c)
+        if data is not None:
+            for i, (column, _) in enumerate(self.spec.panels):
+                if column in data:
+                    self.figure.add_scatter(
+                        x=data["time"],
+                        y=data[column],
+                        mode="markers",
+                        name=f"data {column}",
+                        showlegend=False,
+                        marker={"color": "black", "size": 6},
+                        row=i // columns + 1,
+                        col=i % columns + 1,
+                    )
+        self.figure.update_layout(
+            height=260 * rows + 60, template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 40}
+        )
+        self.readout = w.HTML()
+        self.status = w.HTML()
+        self.widget = w.VBox([w.HBox([w.VBox(list(self.sliders.values())), self.readout]), self.status, self.figure])
+        self.last_readouts, self.last_table, self.last_result, self.error = {}, None, None, None
+        self.last_update_s = float("nan")
+        self.update()
+
+    # -- state --------------------------------------------------------------------------------
+    def values(self) -> dict:
+        return {name: float(s.value) for name, s in self.sliders.items()}
+
+    def set(self, **values):
+        """Set several sliders and update once (used by the design-space view and tests)."""
+        unknown = set(values) - set(self.sliders)
+        if unknown:
+            raise BiotwinError(f"unknown knob(s) {sorted(unknown)}; knobs: {', '.join(self.sliders)}")
+        for name, value in values.items():
+            slider = self.sliders[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not slider.min <= value <= slider.max:
+                raise BiotwinError(
+                    f"knob {name}: {value!r} is outside its range [{slider.min:g}, {slider.max:g}] "
+                    "(a slider would clamp it silently; choose a value inside the range)"
+                )
+        self._hold = True
+        try:
+            for name, value in values.items():
+                self.sliders[name].value = value
+        finally:
+            self._hold = False
+        self.update()
+
+    _hold = False
+
+    def _on_change(self, change):
+        if not self._hold:
+            self.update()
+
+    # -- solve and draw ------------------------------------------------------------------------
+    def update(self):
+        """Re-solve with the current slider values and redraw (inside ``batch_update``)."""
+        t0 = time.perf_counter()
+        self.status.value = "<i>solving...</i>"
+        try:
+            table, readouts, result = evaluate(self.model, self.spec, self.values(), self.base_raw)
+        except (BiotwinError, ValueError) as exc:
+            self.error = str(exc)
+            with self.figure.batch_update():
+                for trace in self.figure.data[: len(self.spec.panels)]:
+                    trace.x, trace.y = [], []
+            self.readout.value = ""
+            self.status.value = f"<b style='color:#b00'>solve failed:</b> {html.escape(self.error)}"
+            self.last_readouts, self.last_table = {}, None
+            self.last_update_s = time.perf_counter() - t0
+            return
+        self.error = None
+        times = table[self.spec.time_column].to_numpy()
+        with self.figure.batch_update():
+            for trace, (column, _) in zip(self.figure.data, self.spec.panels):
+                trace.x, trace.y = times, table[column].to_numpy()
+        self.last_readouts, self.last_table, self.last_result = readouts, table, result
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td style='text-align:right'><b>{v:.4g}</b></td></tr>"
+            for k, v in readouts.items()
+        )
+        self.readout.value = f"<table style='margin-left:2em'>{rows}</table>"
+        self.last_update_s = time.perf_counter() - t0
+        self.status.value = f"<span style='color:#666'>solved in {self.last_update_s:.2f} s</span>"
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def explore(model, scenario=None, parameters=None, panels=None, data=None, nfe=None) -> Explorer:
+    """An interactive explorer of ``model`` (a :class:`biotwin.Model` or a model name).
+
+    Parameters
+    ----------
+    model : biotwin.Model or str
+    scenario : recipe to start from (default: the model's ``EXPLORER`` scenario, else its default)
+    parameters : list of str, optional
+        Parameters to put on sliders (default: the model's choice).
+    panels : list of str or (column, title), optional
+    data : pandas.DataFrame, optional
+        Measurements (a ``time`` column and columns named like the panels) drawn as markers.
+    nfe : int, optional
+    """
+    from biotwin.core.model import Model, load_model
+
+    if not isinstance(model, Model):
+        model = load_model(model)
+    return Explorer(model, scenario, parameters, panels, data, nfe)
+
+
+# -- design space ---------------------------------------------------------------------------------
+def _design_point(folder, scenario, values, readout, nfe):
+    """Worker: one grid point (runs in a separate process)."""
+    from biotwin.core.model import load_model
+
+    model = load_model(folder)
+    spec = explorer_spec(model, scenario)
+    spec.nfe = nfe
+    try:
+        _, readouts, _ = evaluate(model, spec, values, dict(model.load_scenario(spec.scenario).raw))
+        return float(readouts[readout])
+    except BiotwinError:
+        return float("nan")
+
+
+class DesignSpaceView:
+    """A map of one readout over two knobs of an explorer, with a pass/fail contour.
+
+    Parameters
+    ----------
+    explorer : Explorer
+    x, y : str
+        Knob names.
+    readout : str
+        Readout label (as shown by the explorer).
+    limit : float
+        The pass/fail level of the readout.
+    passes : {"below", "above"}
+        Whether passing means at or below the limit (e.g. maximum product temperature) or at or above
+        it (e.g. titer).
+    x_values, y_values : sequences, optional
+        Grid (default 6 values across each knob's range).
+    workers : int
+        Parallel processes (default 2); 1 computes in this process.
+    """
+
+    def __init__(self, explorer, x, y, readout, limit, passes="below", x_values=None, y_values=None, workers=2):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        knobs = {k.name: k for k in explorer.spec.knobs}
+        for name in (x, y):
+            if name not in knobs:
+                raise BiotwinError(f"design space: unknown knob '{name}'; knobs: {', '.join(knobs)}")
+        if passes not in ("below", "above"):
+            raise BiotwinError("design space: passes must be 'below' or 'above'")
+        self.explorer, self.x, self.y, self.readout_name = explorer, x, y, readout
+        self.limit, self.passes, self.workers = float(limit), passes, int(workers)
+        self.x_values = list(x_values if x_values is not None else np.linspace(knobs[x].min, knobs[x].max, 6))
+        self.y_values = list(y_values if y_values is not None else np.linspace(knobs[y].min, knobs[y].max, 6))
+        self.progress = w.IntProgress(min=0, max=len(self.x_values) * len(self.y_values), description="grid")
+        self.figure = go.FigureWidget()
+        self.figure.add_heatmap(
+            x=self.x_values,
+            y=self.y_values,
+            z=np.full((len(self.y_values), len(self.x_values)), np.nan),
+            colorbar={"title": readout},
+            colorscale="Viridis",
+        )
+        self.figure.add_contour(
+            x=self.x_values,
+            y=self.y_values,
+            z=np.zeros((len(self.y_values), len(self.x_values))),
+            showscale=False,
+            contours={"coloring": "none", "start": self.limit, "end": self.limit, "size": 1},
+            line={"color": "#d62728", "width": 3},
+            name=f"limit {limit}",
+            hoverinfo="skip",
+        )
+        self.figure.update_layout(
+            xaxis_title=knobs[x].description,
+            yaxis_title=knobs[y].description,
+            template="plotly_white",
+            height=420,
+            title=f"{readout}: passes {passes} {limit}",
+        )
+        self.figure.data[0].on_click(self._on_click)
+        self.button = w.Button(description="compute map", button_style="primary")
+        self.button.on_click(lambda _: self.compute())
+        self.widget = w.VBox([w.HBox([self.button, self.progress]), self.figure])
+        self.values = None
+
+    def compute(self):
+        """Evaluate the grid (in parallel processes) and draw the map; returns the grid as an array."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        base = self.explorer.values()
+        points = [
+            (i, j, {**base, self.x: float(xv), self.y: float(yv)})
+            for j, yv in enumerate(self.y_values)
+            for i, xv in enumerate(self.x_values)
+        ]
+        z = np.full((len(self.y_values), len(self.x_values)), np.nan)
+        self.progress.value = 0
+        folder, scenario = str(self.explorer.model.folder), self.explorer.base_raw
+        args = [(folder, scenario, values, self.readout_name, self.explorer.spec.nfe) for _, _, values in points]
+        if self.workers > 1:
+            with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_design_point, *a) for a in args]
+                for (i, j, _), future in zip(points, futures):
+                    z[j, i] = future.result()
+                    self.progress.value += 1
+        else:
+            for (i, j, _), a in zip(points, args):
+                z[j, i] = _design_point(*a)
+                self.progress.value += 1
+        with self.figure.batch_update():
+            self.figure.data[0].z = z
+            self.figure.data[1].z = z
+        self.values = z
+        return z
+
+    def passing(self):
+        """Boolean grid: which points pass the limit."""
+        if self.values is None:
+            raise BiotwinError("compute the map first")
+        return self.values <= self.limit if self.passes == "below" else self.values >= self.limit
+
+    def _on_click(self, trace, points, selector):
+        if points.xs:
+            self.explorer.set(**{self.x: float(points.xs[0]), self.y: float(points.ys[0])})
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# -- calibration ----------------------------------------------------------------------------------
+class CalibrationView:
+    """Pick parameters to free, fit with a progress indicator, see estimates, fit and residuals.
+
+    Parameters
+    ----------
+    model : biotwin.Model
+    experiments : list
+        What :func:`biotwin.calibrate` accepts.
+    candidates : list of str
+        Parameters offered as check boxes.
+    selected : list of str, optional
+        Initially ticked.
+    nfe : int
+    """
+
+    def __init__(self, model, experiments, candidates, selected=None, nfe=50):
+        import ipywidgets as w
+
+        self.model, self.experiments, self.nfe = model, experiments, nfe
+        selected = set(selected or candidates[:2])
+        self.boxes = {name: w.Checkbox(value=name in selected, description=name, indent=False) for name in candidates}
+        self.button = w.Button(description="fit", button_style="primary")
+        self.button.on_click(lambda _: self.run())
+        self.progress = w.HTML()
+        self.table = w.HTML()
+        self.figures = w.VBox()  # FigureWidgets, not an Output widget: nbclient hangs on plotly output inside one
+        self.widget = w.VBox(
+            [w.HBox(list(self.boxes.values())), w.HBox([self.button, self.progress]), self.table, self.figures]
+        )
+        self.result = None
+
+    def run(self):
+        """Fit the ticked parameters; returns the :class:`CalibrationResult` (also kept in ``.result``)."""
+        from biotwin.calibration.api import calibrate
+        from biotwin.ui.calibration_figures import plot_fit, plot_residuals
+
+        chosen = [n for n, b in self.boxes.items() if b.value]
+        if not chosen:
+            self.progress.value = "<b style='color:#b00'>tick at least one parameter</b>"
+            return None
+        self.button.disabled = True
+        try:
+            self.result = calibrate(
+                self.model,
+                self.experiments,
+                chosen,
+                nfe=self.nfe,
+                progress=lambda text: setattr(self.progress, "value", f"<i>{html.escape(text)}</i>"),
+            )
+        except BiotwinError as exc:
+            self.progress.value = f"<b style='color:#b00'>fit failed:</b> {html.escape(str(exc))}"
+            return None
+        finally:
+            self.button.disabled = False
+        table = self.result.table()[["value", "unit", "std_error", "ci95_low", "ci95_high"]]
+        self.table.value = table.to_html(float_format=lambda v: f"{v:.4g}")
+        import plotly.graph_objects as go
+
+        figures = [plot_fit(self.result), plot_residuals(self.result)]
+        for figure in figures:  # one column per measured variable: give them room (a widget box is 700 px)
+            columns = len({tuple(figure.layout[name].domain) for name in figure.layout if name.startswith("xaxis")})
+            figure.update_layout(width=max(700, 170 * columns))
+        self.figures.children = [go.FigureWidget(f) for f in figures]
+        self.progress.value = f"done: weighted SSE {self.result.objective:.4g}"
+        return self.result
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

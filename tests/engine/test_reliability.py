@@ -1,0 +1,241 @@
+"""Bad or unusual inputs found by hand (issue #12): each reproduced, each with its named error or correct result."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import biotwin
+from biotwin.core.checks import UnusualValueError, allow_unusual
+from biotwin.core.data import Experiment
+from biotwin.core.errors import BiotwinError, DataError, ModelDefinitionError, ScenarioError
+from support import ROOT, TEST_MODELS
+
+MAB_NOMINAL = ROOT / "models" / "mab_fedbatch" / "scenarios" / "nominal_14d.yaml"
+LYO_CASE1 = ROOT / "models" / "lyophilization" / "scenarios" / "case1_standard.yaml"
+
+
+def test_reused_model_does_not_keep_an_input_of_the_previous_recipe():
+    model = biotwin.load_model("mab_fedbatch")
+    fed = yaml.safe_load(MAB_NOMINAL.read_text())
+    fed["continuous_feed"] = {
+        "unit": "L/d",
+        "rate": [[0, 0], [3, 0], [3, 0.03], [14, 0.03]],
+        "composition": {"Glc": 400, "Gln": 40},
+    }
+    model.simulate(scenario=fed)
+    reused = model.simulate(scenario="nominal_14d").final()
+    fresh = biotwin.load_model("mab_fedbatch").simulate(scenario="nominal_14d").final()
+    print(
+        f"re-used V {reused['V']:.6f} L titer {reused['titer']:.6f}; fresh V {fresh['V']:.6f} titer {fresh['titer']:.6f}"
+    )
+    assert reused["V"] == pytest.approx(fresh["V"], rel=1e-8)
+    assert reused["titer"] == pytest.approx(fresh["titer"], rel=1e-6)
+
+
+def test_monod_fed_batch_then_batch_on_one_model(monod_folder):
+    model = biotwin.load_model(monod_folder)
+    model.simulate()  # the default recipe switches the feed on at 8 h
+    batch = model.simulate(scenario={"t_end": 20}).final()
+    fresh = biotwin.load_model(monod_folder).simulate(scenario={"t_end": 20}).final()
+    assert batch["V"] == pytest.approx(1.0, abs=1e-9)  # no feed: the volume stays at V0
+    assert batch["X"] == pytest.approx(fresh["X"], rel=1e-7)
+
+
+def _xv_only(tmp_path, rows=None):
+    data = pd.read_csv(ROOT / "models" / "mab_fedbatch" / "data" / "run1.csv")[["time", "Xv", "Xv_sigma"]]
+    if rows is not None:
+        data = data.iloc[:rows]
+    path = tmp_path / "xv_only.csv"
+    data.to_csv(path, index=False)
+    (tmp_path / "xv_only.yaml").write_text((ROOT / "models" / "mab_fedbatch" / "data" / "run1.yaml").read_text())
+    return path
+
+
+def test_a_parameter_the_data_do_not_inform_has_no_finite_interval(tmp_path):
+    with pytest.warns(UserWarning, match="NOT IDENTIFIABLE"):
+        result = biotwin.calibrate("mab_fedbatch", _xv_only(tmp_path), ["mu_max", "beta_P"], nfe=40)
+    beta, mu = result.parameters["beta_P"], result.parameters["mu_max"]
+    print(result.summary())
+    assert beta["identifiable"] is False and beta["std_error"] is None and beta["ci95_low"] is None
+    assert math.isinf(result.table().loc["beta_P", "std_error"])
+    assert mu["identifiable"] is True and 0 < mu["std_error"] < math.inf and mu["ci95_low"] < mu["ci95_high"]
+    assert "NOT IDENTIFIABLE" in result.summary()
+    saved = biotwin.CalibrationResult.load(result.save(tmp_path / "fit.json"))
+    assert saved.parameters["beta_P"]["ci95_low"] is None  # never a zero-width interval on disk
+
+
+def test_covariance_is_infinite_along_an_uninformed_direction():
+    from biotwin.calibration.statistics import covariance
+
+    jac = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 1.0], [3.0, 6.0, 0.5]])  # columns 1 and 2 collinear
+    cov, _, _ = covariance(jac, np.ones(3), np.zeros(3), np.ones(3, bool), True)
+    assert np.isinf(cov[0, 0]) and np.isinf(cov[1, 1]) and np.isfinite(cov[2, 2]) and cov[2, 2] > 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"duration": 336}, "outside the plausible range"),
+        ({"samples": {"times": [1, 2, 3, 4, 5], "volume_L": 0.4}}, "breaks physics"),
+    ],
+)
+def test_culture_recipe_mistakes_are_errors(change, message):
+    raw = {**yaml.safe_load(MAB_NOMINAL.read_text()), **change}
+    with pytest.raises(ScenarioError, match=message):
+        biotwin.load_model("mab_fedbatch").simulate(scenario=raw, nfe=30)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"shelf_temperature_C": [[0, 238], [1, 293], [12, 293]]}, "plausible range"),
+        ({"chamber_pressure_mTorr": [[0, 0.15], [12, 0.15]]}, "plausible range"),
+        ({"chamber_pressure_mTorr": [[0, 20000], [12, 20000]]}, "plausible range"),
+        ({"vial": {"Av_cm2": 3.8, "Ap_cm2": 3.14, "fill_mL": -2.0}}, "fill_mL: must be positive"),
+    ],
+)
+def test_lyophilization_unit_mistakes_are_errors(change, message):
+    raw = {**yaml.safe_load(LYO_CASE1.read_text()), **change}
+    with pytest.raises(ScenarioError, match=message):
+        biotwin.load_model("lyophilization").load_scenario(raw)
+
+
+def test_unusual_values_run_when_the_recipe_says_so():
+    raw = {**yaml.safe_load(MAB_NOMINAL.read_text()), "duration": 70}
+    model = biotwin.load_model("mab_fedbatch")
+    with pytest.raises(UnusualValueError):
+        model.load_scenario(raw)
+    assert model.load_scenario({**raw, "allow_unusual": True}).t_end == 70 * 24
+    with allow_unusual():
+        assert model.load_scenario(raw).t_end == 70 * 24
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"beta_P": 1000.0}, "outside its bounds"),
+        ({"mu_max": -0.03}, "outside its bounds"),
+        ({"k_ice": 0.0}, "'k_ice' = 0 cal/cm/s/K is outside its bounds"),
+        ("beta_P=30", "must be a mapping"),
+        (["beta_P", 30], "must be a mapping"),
+    ],
+)
+def test_parameter_overrides_are_checked(params, message):
+    name = "lyophilization" if "k_ice" in str(params) else "mab_fedbatch"
+    with pytest.raises(ScenarioError, match=message):
+        biotwin.load_model(name).parameter_values(params)
+
+
+def test_duplicate_yaml_keys_are_errors(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(MAB_NOMINAL.read_text() + "\nduration: 20\n")
+    with pytest.raises(ScenarioError, match="duplicate key 'duration'"):
+        biotwin.load_model("mab_fedbatch").load_scenario(path)
+
+
+def test_data_file_without_its_recipe_is_an_error(tmp_path):
+    path = tmp_path / "run.csv"
+    path.write_text("time,X\n1,0.2\n2,0.4\n3,0.8\n")
+    with pytest.raises(DataError, match="no recipe for this experiment"):
+        biotwin.calibrate(TEST_MODELS / "monod_switch", path, ["mu_max"], nfe=10)
+
+
+def test_a_header_with_a_unit_names_the_column(tmp_path):
+    frame = pd.DataFrame({"time": [1.0, 2.0], "Xv [Mcell/mL]": [1.0, 2.0], "Xv_sigma": [0.1, 0.1]})
+    with pytest.raises(DataError, match=r"column 'Xv \[Mcell/mL\]' is not a variable name.*rename it to 'Xv'"):
+        Experiment.from_frame(frame, "e")
+
+
+def test_t_end_past_the_recipe_names_the_recipe_not_an_internal_input():
+    with pytest.raises(ScenarioError, match=r"after the end of the recipe \(14 d") as info:
+        biotwin.load_model("mab_fedbatch").simulate("nominal_14d", t_end=500)
+    assert "F_bolus" not in str(info.value)
+
+
+def test_overlapping_boluses_are_quoted_in_the_recipe_unit():
+    raw = {
+        **yaml.safe_load(MAB_NOMINAL.read_text()),
+        "boluses": [{"time": 3, "volume_L": 0.03, "Glc": 400}, {"time": 3.001, "volume_L": 0.03, "Glc": 400}],
+    }
+    with pytest.raises(ScenarioError, match=r"at 3 d and 3.001 d overlap"):
+        biotwin.load_model("mab_fedbatch").load_scenario(raw)
+
+
+def test_hek_growth_rate_point_with_one_value():
+    raw = yaml.safe_load((ROOT / "models" / "hek293_vlp" / "scenarios" / "batch_transfection.yaml").read_text())
+    raw["growth_rate_1_per_h"] = [[0, 0.03], [10]]
+    with pytest.raises(ScenarioError, match=r"growth_rate_1_per_h point 1: expected \[time, rate"):
+        biotwin.load_model("hek293_vlp").load_scenario(raw)
+
+
+def _copy_model(tmp_path, edit):
+    folder = tmp_path / "monod_copy"
+    folder.mkdir()
+    (folder / "scenarios").mkdir()
+    for name in ("parameters.yaml", "scenarios/default.yaml"):
+        (folder / name).write_text((TEST_MODELS / "monod_switch" / name).read_text())
+    (folder / "model.py").write_text(edit((TEST_MODELS / "monod_switch" / "model.py").read_text()))
+    return folder
+
+
+def test_build_raising_names_the_model_file_and_line(tmp_path):
+    folder = _copy_model(
+        tmp_path, lambda s: s.replace("m.mu_max = pyo.Var(", "settings['no_such_key']\n    m.mu_max = pyo.Var(")
+    )
+    with pytest.raises(ModelDefinitionError, match=r"model.py: build\(\) failed \(line \d+: .*KeyError"):
+        biotwin.load_model(folder).simulate(nfe=5)
+
+
+def test_build_returning_a_discretized_model(tmp_path):
+    folder = _copy_model(
+        tmp_path,
+        lambda s: s.replace(
+            "    return m\n",
+            "    pyo.TransformationFactory('dae.finite_difference').apply_to(m, nfe=3)\n    return m\n",
+        ),
+    )
+    with pytest.raises(ModelDefinitionError, match="already discretized"):
+        biotwin.load_model(folder).simulate(nfe=5)
+
+
+def test_parameter_missing_from_parameters_yaml_is_named(tmp_path):
+    folder = _copy_model(
+        tmp_path,
+        lambda s: s.replace(
+            "m.mu_max = pyo.Var(units=1 / u.h)",
+            "m.mu_max = pyo.Var(units=1 / u.h)\n    m.k_extra = pyo.Var(initialize=0.0)",
+        ).replace("- m.F[t] / m.V[t] * m.X[t]", "- m.F[t] / m.V[t] * m.X[t] - m.k_extra * m.X[t]"),
+    )
+    with pytest.raises(ModelDefinitionError, match="k_extra is a scalar variable .* parameters.yaml"):
+        biotwin.load_model(folder).simulate(nfe=5)
+
+
+def test_infeasible_optimize_limit_is_named():
+    raw = yaml.safe_load((ROOT / "models" / "lyophilization" / "scenarios" / "optimize_case1.yaml").read_text())
+    raw.setdefault("optimize", {}).setdefault("constraints", {})["T_bottom_max_C"] = -60
+    with pytest.raises(ScenarioError, match="infeasible optimization.*raise T_bottom_max_C"):
+        biotwin.load_model("lyophilization").load_scenario(raw)
+
+
+def test_failed_simulation_names_parameters_far_from_their_defaults():
+    with allow_unusual(), pytest.raises(BiotwinError, match="mu_max = 10 1/h"):
+        biotwin.load_model("mab_fedbatch").simulate(
+            "nominal_14d", params={"mu_max": 10.0}, nfe=30, options={"max_wall_time": 20.0}
+        )
+
+
+def test_lyophilization_result_reads_at_most_100_percent_dried_and_units_say_percent():
+    # the recipe of case 1 holds the shelf at 20 degC until 12 h; primary drying ends at 6.65 h
+    result = biotwin.load_model("lyophilization").simulate(scenario="case1_standard")
+    assert result.wide["percent_dried"].max() <= 100.0 + 1e-6
+    assert result.wide["percent_dried"].iloc[-1] == pytest.approx(100.0, abs=1e-4)
+    assert result.units["percent_dried"] == "%" and result.units["residual_moisture"] == "%"
+
+
+def test_viability_column_is_in_percent():
+    result = biotwin.load_model("mab_fedbatch").simulate(scenario="nominal_14d", nfe=28)
+    assert result.units["viability"] == "%"
+    assert 50.0 < result.wide["viability"].iloc[0] <= 100.0

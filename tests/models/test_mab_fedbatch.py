@@ -1,0 +1,190 @@
+"""mAb fed-batch model against the independent Xing 2010 implementation (kkiviat/of-compartments).
+
+References in ../shared/data/mab_fedbatch: 200 random states with that code's derivatives,
+and its batch trajectory from the published initial state. Units there: Xv in cells/L,
+metabolites in mM, time in h; the model's Xv is in Mcell/mL (1e9 cells/L).
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import biotwin
+from biotwin.core.errors import ScenarioError
+from support import load_module, radau3_integral
+
+CELLS_PER_L_PER_MCELL_PER_ML = 1e9
+
+
+@pytest.fixture(scope="module")
+def model():
+    return biotwin.load_model("mab_fedbatch")
+
+
+@pytest.fixture(scope="module")
+def reference_inputs(shared_data):
+    return json.loads((shared_data / "mab_fedbatch" / "xing2010_kkiviat.inputs.json").read_text())
+
+
+def test_parameters_are_the_reference_set(model, reference_inputs):
+    ref = reference_inputs["params"]
+    mapping = {
+        "mu_max": "mu_m",
+        "mu_d_max": "mu_dm",
+        "K_Glc": "K_S",
+        "K_Gln": "K_G",
+        "KI_Lac": "KI_L",
+        "KI_Amm": "KI_A",
+        "KD_Lac": "KD_L",
+        "KD_Amm": "KD_A",
+        "d_Gln": "d_G",
+        "r_Amm": "r_A",
+        "Y_X_Glc": "Y_XS",
+        "Y_X_Gln": "Y_XG",
+        "Y_Lac_Glc": "Y_LS",
+        "Y_Amm_Gln": "Y_AG",
+        "m_Glc": "m_S",
+        "a1_Gln": "a_1",
+        "a2_Gln": "a_2",
+    }
+    values = model.parameter_set.values()
+    for ours, theirs in mapping.items():
+        assert values[ours] == pytest.approx(ref[theirs], rel=1e-12), ours
+
+
+def test_rates_match_independent_code(model, shared_data):
+    checks = pd.read_csv(shared_data / "mab_fedbatch" / "xing2010_kkiviat_derivative_checks.csv")
+    worst = {}
+    for _, row in checks.iterrows():
+        states = {
+            "Xv": row["Xv_cells_per_L"] / CELLS_PER_L_PER_MCELL_PER_ML,
+            "Xd": 0.0,
+            "Glc": row["Glc_mM"],
+            "Gln": row["Gln_mM"],
+            "Lac": row["Lac_mM"],
+            "Amm": row["Amm_mM"],
+            "titer": 0.0,
+            "V": 1.0,
+        }
+        rates = model.rates(states)
+        ours = {
+            "Glc": rates["dGlc/dt"],
+            "Gln": rates["dGln/dt"],
+            "Lac": rates["dLac/dt"],
+            "Amm": rates["dAmm/dt"],
+            "Xv_cells_per_L": rates["dXv/dt"] * CELLS_PER_L_PER_MCELL_PER_ML,
+        }
+        theirs = {
+            "Glc": row["dGlc_mM_dt"],
+            "Gln": row["dGln_mM_dt"],
+            "Lac": row["dLac_mM_dt"],
+            "Amm": row["dAmm_mM_dt"],
+            "Xv_cells_per_L": row["dXv_cells_per_L_dt"],
+        }
+        for key, value in ours.items():
+            rel = abs(value - theirs[key]) / abs(theirs[key])
+            worst[key] = max(worst.get(key, 0.0), rel)
+    print(f"rates vs independent code, worst relative deviation: {worst}")
+    assert max(worst.values()) < 1e-6, worst
+
+
+def test_batch_trajectory_matches_independent_code(model, shared_data):
+    ref = pd.read_csv(shared_data / "mab_fedbatch" / "xing2010_kkiviat_batch_singlecompartment.csv")
+    times = ref["t_h"].to_numpy(dtype=float)
+    result = model.simulate(scenario="xing2010_batch", times=times[1:], nfe=120)
+    ours = result.wide.set_index("time")
+    columns = {"Glc": "Glc_mM", "Gln": "Gln_mM", "Lac": "Lac_mM", "Amm": "Amm_mM", "Xv": "Xv_cells_per_L"}
+    scale = {"Xv": CELLS_PER_L_PER_MCELL_PER_ML}
+    worst = {}
+    for name, col in columns.items():
+        expected = ref[col].to_numpy()[1:]
+        got = ours[name].to_numpy() * scale.get(name, 1.0)
+        # relative error against the species' own range (glutamine runs down to 1e-3 mM)
+        err = np.abs(got - expected) / np.maximum(np.abs(expected), 1e-3 * np.max(np.abs(expected)))
+        worst[name] = float(err.max())
+    print(f"batch trajectory vs independent code, worst relative deviation: {worst}")
+    assert max(worst.values()) < 0.005, worst
+
+
+def test_glucose_mass_balance_with_feeds_and_samples(model):
+    result = model.simulate(scenario="nominal_14d", nfe=80, ncp=3)
+    w = result.wide
+    m = result.pyomo_model
+    V, Glc = w["V"].to_numpy(), w["Glc"].to_numpy()
+    # glucose fed [mmol], exactly from the recipe: 11 feed boluses of 0.03 L at 400 mM, 4 top-ups of 0.004 L at 2775 mM
+    fed_recipe = 11 * 0.03 * 400 + 4 * 0.004 * 2775
+    fed = radau3_integral(result, (w["F_bolus"] * w["Glc_bolus"] + w["F_cont"] * m.Glc_feed.value).to_numpy())
+    assert fed == pytest.approx(fed_recipe, rel=1e-9)
+    withdrawn = radau3_integral(result, (w["F_out"] * w["Glc"]).to_numpy())
+    consumed = radau3_integral(result, (w["q_Glc"] * w["Xv"] * 1e9 * w["V"]).to_numpy())  # mmol/cell/h * cell
+    change = V[-1] * Glc[-1] - V[0] * Glc[0]
+    assert fed_recipe - consumed - withdrawn == pytest.approx(change, rel=1e-5, abs=1e-6 * fed_recipe)
+    # exact volume balance: boluses in, samples out
+    assert V[-1] == pytest.approx(1.0 + 11 * 0.03 + 4 * 0.004 - 13 * 0.002, rel=1e-9)
+
+
+def test_glucose_exhaustion_solves_and_stays_near_zero(model):
+    # 5 mM glucose runs out on day ~3. The smooth switch stops maintenance uptake, so the
+    # exact solution creeps to about -2e-4 mM (the switch leaves 2e-5 of the maintenance uptake
+    # there); the collocation polynomial undershoots more inside the element where uptake
+    # stops (measured minimum: -0.026 mM at 60 elements, -0.0032 at 120, -1.7e-4 at 240 and 480).
+    result = model.simulate(scenario="xing2010_batch", params={"Glc0": 5.0}, nfe=240)
+    assert result.wide["Glc"].min() > -1e-3
+    assert abs(result.wide["Glc"].iloc[-1]) < 1e-3
+    coarse = model.simulate(scenario="xing2010_batch", params={"Glc0": 5.0}, nfe=60)
+    assert coarse.wide["Glc"].min() > -0.05
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"initial": {"V": -1.0}}, "must not be negative"),
+        ({"boluses": [{"time": 20, "volume_L": 0.01, "Glc": 100}]}, "after the end of the culture"),
+        ({"boluses": [{"time": 3, "volume_L": -0.01}]}, "volume_L must be positive"),
+        ({"boluses": [{"time": 3, "volume_L": 0.01, "Sucrose": 10}]}, r"unknown species or key\(s\) \['Sucrose'\]"),
+        ({"initial": {"Biomass": 1.0}}, "unknown state 'Biomass'"),
+        ({"samples": {"times": [3, 3.001], "volume_L": 0.002}}, "overlap"),
+        ({"duration": -1}, "must be positive"),
+        ({"feeds": []}, "unknown scenario key"),
+    ],
+)
+def test_bad_recipes(model, change, message):
+    recipe = {"time_unit": "d", "duration": 14, "initial": {"Xv": 0.3}, **change}
+    with pytest.raises(ScenarioError, match=message):
+        model.simulate(scenario=recipe, nfe=20)
+
+
+# -- calibration on the synthetic example data -------------------------------------------------
+def test_calibration_on_example_data_covers_the_true_values(model):
+    TRUE_PARAMETERS = load_module(model.folder / "data" / "generate.py").TRUE_PARAMETERS
+
+    files = sorted((model.folder / "data").glob("run*.csv"))
+    assert len(files) >= 4
+    result = biotwin.calibrate(model, files, list(TRUE_PARAMETERS), nfe=60)
+    for name, true in TRUE_PARAMETERS.items():
+        p = result.parameters[name]
+        assert p["ci95_low"] <= true <= p["ci95_high"], (name, true, p)
+    lo, hi = result.diagnostics["chi2_expected_95"]
+    assert lo <= result.diagnostics["chi2"] <= hi
+
+
+# -- feed optimization ------------------------------------------------------------------------------
+def test_feed_optimization_improves_titer_within_limits(model):
+    from biotwin.optimize.feed import optimize_feed
+
+    limits = {"V": 1.5, "Lac": 110.0, "Amm": 6.0}
+    opt = optimize_feed(model, "nominal_14d", limits=limits, nfe=40)
+    summary = opt.summary()
+    assert summary["optimal"] > summary["nominal"]
+    w = opt.optimal.wide
+    for var, (_, hi) in opt.limits.items():
+        assert w[var].max() <= hi + 1e-6, var
+    assert (opt.boluses["optimal_volume_L"] >= 0).all()
+    assert (opt.boluses["optimal_volume_L"] <= 3 * opt.boluses["nominal_volume_L"] + 1e-9).all()
+    # the optimized recipe, simulated as an ordinary scenario, reproduces the optimum and its limits
+    check = model.simulate(scenario=opt.optimized_recipe(), nfe=40)
+    assert check.wide["titer"].iloc[-1] == pytest.approx(summary["optimal"], rel=2e-3)
+    for var, (_, hi) in opt.limits.items():
+        assert check.wide[var].max() <= hi * (1 + 2e-3), var

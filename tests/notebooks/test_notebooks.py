@@ -1,0 +1,144 @@
+"""Notebooks executed by papermill; their key numbers compared with stored references.
+
+References live in tests/references/<notebook>.json. Each entry states whether it is
+independent (other code, the recipe by hand) or a regression value (biotwin's own earlier
+output, which guards against change but proves nothing about correctness).
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biotwin.tools.notebooks import run_notebook
+from support import ROOT
+
+REFERENCES = ROOT / "tests" / "references"
+
+
+def lookup(data, dotted):
+    if dotted in data:
+        return data[dotted]
+    head, _, rest = dotted.partition(".")
+    return data[head][rest] if rest in data[head] else lookup(data[head], rest)
+
+
+def check_against_references(data, reference_file):
+    refs = json.loads(reference_file.read_text())
+    failures = []
+    for key, ref in refs.items():
+        if key.startswith("_"):
+            continue
+        got = lookup(data, key)
+        if isinstance(ref["value"], bool):
+            ok = got is ref["value"]
+        elif "rel_tol" in ref:
+            ok = got == pytest.approx(ref["value"], rel=ref["rel_tol"])
+        else:
+            ok = got == pytest.approx(ref["value"], abs=ref["abs_tol"])
+        if not ok:
+            failures.append(f"{key}: got {got!r}, reference {ref['value']!r} ({ref['kind']}: {ref['source']})")
+    assert not failures, "\n".join(failures)
+
+
+def test_quickstart_reference_matches_shared_data(shared_data):
+    """The stored independent numbers are those of the reference file (no drift)."""
+    refs = json.loads((REFERENCES / "00_quickstart.json").read_text())
+    csv = pd.read_csv(shared_data / "mab_fedbatch" / "xing2010_kkiviat_batch_singlecompartment.csv").set_index("t_h")
+    for col in ["Xv_cells_per_L", "Glc_mM", "Gln_mM", "Lac_mM", "Amm_mM"]:
+        assert refs[f"xing2010_batch_240h.{col}"]["value"] == csv.loc[240, col]
+
+
+def test_quickstart_notebook(tmp_path):
+    data = run_notebook(ROOT / "notebooks" / "00_quickstart.ipynb", out_dir=tmp_path, progress_bar=False)
+    check_against_references(data, REFERENCES / "00_quickstart.json")
+
+
+@pytest.mark.parametrize("name", ["01_simulate_explore", "02_calibrate", "03_optimize_feed"])
+def test_mab_fedbatch_notebooks(tmp_path, name):
+    data = run_notebook(ROOT / "notebooks" / "mab_fedbatch" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)
+    check_against_references(data, REFERENCES / f"mab_fedbatch_{name}.json")
+    if name == "03_optimize_feed":
+        # independent of biotwin's earlier output: the optimized recipe, re-simulated, respects the limits
+        for var, limit in data["limits"].items():
+            assert data["max"][var] <= limit * (1 + 2e-3), var
+        assert data["resimulated_titer"] == pytest.approx(data["optimal_titer"], rel=2e-3)
+        assert data["optimal_titer"] > data["nominal_titer"]
+
+
+@pytest.mark.parametrize("name", ["01_simulate_compare", "02_fit_resistance", "03_optimize_cycle", "04_design_space"])
+def test_lyophilization_notebooks(tmp_path, shared_data, name):
+    data = run_notebook(
+        ROOT / "notebooks" / "lyophilization" / f"{name}.ipynb",
+        out_dir=tmp_path,
+        progress_bar=False,
+        parameters={"reference_dir": str(shared_data / "lyophilization")},
+    )
+    check_against_references(data, REFERENCES / f"lyophilization_{name}.json")
+    if name == "01_simulate_compare":
+        assert data["max_percent_dried_diff"] < 1.0  # issue #4: within 1 point at every reference row
+    if name == "03_optimize_cycle":
+        # independent of biotwin's earlier output: the limits hold and the cycle beats any constant shelf
+        assert data["max_T_bottom_C"] <= data["T_bottom_max_C"] + 1e-5
+        assert data["max_equipment_load"] <= 1.0 + 1e-6
+        assert data["optimized_h"] < data["best_constant_h"]
+        assert data["resimulated_h"] == pytest.approx(data["optimized_h"], rel=1e-3)
+    if name == "04_design_space":  # issue #4: LyoPRONTO's case-6 grid within 1 % and 0.3 degC
+        assert data["max_time_rel_diff"] < 0.01 and data["max_Tmax_diff_C"] < 0.3
+
+
+@pytest.mark.parametrize("name", ["01_simulate_explore", "02_calibrate", "03_optimize"])
+def test_hek293_vlp_notebooks(tmp_path, name):
+    data = run_notebook(ROOT / "notebooks" / "hek293_vlp" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)
+    check_against_references(data, REFERENCES / f"hek293_vlp_{name}.json")
+    if name == "01_simulate_explore":  # published orders of magnitude (issue #6)
+        assert data["timing"]["nuclear_plasmid_4hpt"] >= 1.0
+        assert 0.05 < data["timing"]["VLP_48hpt_fraction_of_final"] < 0.5
+        assert 1e9 <= data["batch_transfection"]["final_VLP_per_mL"] <= 1e10
+    if name == "02_calibrate":  # the synthetic truth is known: most 95 % intervals must cover it
+        assert data["n_true_values_covered"] >= data["n_estimated"] - 1
+        assert data["cosine_k_asm_k_bud"]["titer_only"] > 0.99 > data["cosine_k_asm_k_bud"]["with_gag"]
+    if name == "03_optimize":
+        assert data["resimulated_titer_per_mL"] == pytest.approx(data["optimum"]["titer_per_mL"], rel=2e-3)
+        assert data["resimulated_viability"] >= data["min_viability"] - 0.1
+        assert data["optimum"]["titer_per_mL"] > data["nominal_titer_per_mL"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["01_what_is_a_digital_twin", "02_explore_fed_batch", "03_calibrate_and_uncertainty", "04_lyophilization_cycle"],
+)
+def test_training_notebooks_with_solutions(tmp_path, name):
+    """The course runs end to end, and each exercise's checker accepts the computed solution.
+
+    Notebook 04's design-space map (DesignSpaceView, two spawned worker processes inside the kernel) is
+    checked against LyoPRONTO case 1 (20 degC shelf, 150 mTorr: max product temperature -14.775 degC)
+    and against physics: a warmer shelf never gives a colder product.
+    """
+    data = run_notebook(
+        ROOT / "notebooks" / "training" / f"{name}.ipynb",
+        out_dir=tmp_path,
+        progress_bar=False,
+        parameters={"show_solutions": True},
+    )
+    assert data["ok"] is True
+    if name == "04_lyophilization_cycle":
+        grid = np.array(data["map"], dtype=float)
+        assert np.isfinite(grid).all()
+        case1 = grid[data["y_values"].index(150), data["x_values"].index(20)]
+        assert case1 == pytest.approx(-14.775, abs=0.2)
+        assert (np.diff(grid, axis=1) > 0).all()
+
+
+def test_training_checker_rejects_a_missing_answer(tmp_path):
+    data = run_notebook(
+        ROOT / "notebooks" / "training" / "01_what_is_a_digital_twin.ipynb", out_dir=tmp_path, progress_bar=False
+    )
+    assert data["ok"] is False
+
+
+@pytest.mark.parametrize("name", ["lyophilization", "mab_fedbatch", "hek293_vlp"])
+def test_explorer_notebooks(tmp_path, name):
+    data = run_notebook(ROOT / "notebooks" / "explorers" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)
+    assert data["error"] is None and len(data["readouts"]) >= 3

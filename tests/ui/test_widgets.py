@@ -1,0 +1,119 @@
+"""Explorers driven from Python: move a slider, check the figure and readout follow the model."""
+
+import numpy as np
+import pytest
+
+import biotwin
+from biotwin.ui.widgets import CalibrationView, DesignSpaceView
+
+
+@pytest.fixture(scope="module")
+def lyo():
+    return biotwin.explore("lyophilization")
+
+
+def test_lyophilization_explorer_follows_the_model(lyo):
+    model = lyo.model
+    assert lyo.error is None
+    first = lyo.last_readouts["primary drying time [h]"]
+    # the same recipe simulated directly (the shelf knob holds its set point to 40 h)
+    recipe = model.module._explorer_shelf(model.load_scenario("case1_standard").raw, 20.0)
+    assert first == pytest.approx(
+        model.summary(model.simulate(scenario=recipe, nfe=60))["primary_drying_time_h"], rel=1e-9
+    )
+    assert first == pytest.approx(6.654, rel=5e-4)  # LyoPRONTO case 1
+    y_before = np.array(lyo.figure.data[0].y)
+    lyo.sliders["shelf_C"].value = 0.0  # a colder shelf: slower drying, colder product
+    print(
+        f"\nlyophilization explorer: shelf 20 -> 0 degC: drying {first:.3f} -> "
+        f"{lyo.last_readouts['primary drying time [h]']:.3f} h in {lyo.last_update_s:.2f} s"
+    )
+    assert lyo.error is None
+    assert lyo.last_readouts["primary drying time [h]"] > first
+    assert lyo.last_readouts["max product temperature [degC]"] < -14.77
+    y_after = np.array(lyo.figure.data[0].y)
+    assert y_after.shape != y_before.shape or not np.allclose(y_after, y_before)
+    # the figure shows what the model computes for that recipe
+    assert np.max(y_after) == pytest.approx(lyo.last_readouts["max product temperature [degC]"], abs=1e-9)
+    lyo.set(shelf_C=20.0)
+    assert lyo.last_readouts["primary drying time [h]"] == pytest.approx(first, rel=1e-6)
+
+
+def test_failed_solve_shows_the_error_not_a_stale_plot(lyo):
+    lyo.set(shelf_C=-25.0, pressure_mTorr=400.0)  # ice vapour pressure below the chamber's: nothing sublimes
+    assert lyo.error is not None
+    assert "solve failed" in lyo.status.value
+    assert len(lyo.figure.data[0].y) == 0 and lyo.last_readouts == {}
+    lyo.set(shelf_C=20.0, pressure_mTorr=150.0)
+    assert lyo.error is None and len(lyo.figure.data[0].y) > 0
+
+
+def test_mab_and_hek_explorers(tmp_path):
+    mab = biotwin.explore("mab_fedbatch")
+    titer = mab.last_readouts["final titer [g/L]"]
+    mab.sliders["beta_P"].value = 2 * mab.sliders["beta_P"].value  # productivity doubles: titer nearly doubles
+    print(
+        f"\nmab explorer: beta_P x2: titer {titer:.4f} -> {mab.last_readouts['final titer [g/L]']:.4f} g/L "
+        f"({mab.last_update_s:.2f} s)"
+    )
+    assert mab.last_readouts["final titer [g/L]"] == pytest.approx(2 * titer, rel=0.02)
+    hek = biotwin.explore("hek293_vlp")
+    before = hek.last_readouts["final VLP titer [1e9 vp/mL]"]
+    hek.sliders["k_expr"].value = 0.5 * hek.sliders["k_expr"].value
+    assert hek.last_readouts["final VLP titer [1e9 vp/mL]"] == pytest.approx(0.5 * before, rel=0.01)
+    assert np.array(hek.figure.data[5].y)[-1] == pytest.approx(hek.last_readouts["final VLP titer [1e9 vp/mL]"])
+    # issue #12 item 10: every value of the feed-factor slider can run (0 always failed), and a value
+    # past a slider's range is refused by name instead of being clamped silently
+    assert mab.sliders["feed_factor"].min > 0
+    mab.set(feed_factor=mab.sliders["feed_factor"].min)
+    assert mab.error is None and mab.last_readouts["final titer [g/L]"] > 0
+    with pytest.raises(biotwin.core.errors.BiotwinError, match="outside its range"):
+        mab.set(feed_factor=mab.sliders["feed_factor"].max + 1.0)
+
+
+def test_design_space_view_maps_and_loads_a_point(lyo):
+    view = DesignSpaceView(
+        lyo,
+        "shelf_C",
+        "pressure_mTorr",
+        "max product temperature [degC]",
+        limit=-15.0,
+        passes="below",
+        x_values=[0.0, 20.0],
+        y_values=[100.0, 150.0],
+        workers=1,
+    )
+    z = view.compute()
+    assert z.shape == (2, 2) and np.isfinite(z).all()
+    assert z[1, 1] == pytest.approx(-14.772, abs=0.01)  # 20 degC, 150 mTorr: case 1
+    assert z[0, 0] < z[0, 1] and z[0, 1] < z[1, 1]  # warmer shelf and higher pressure: warmer product
+    assert not view.passing()[1, 1] and view.passing()[0, 0]
+    view._on_click(view.figure.data[0], type("P", (), {"xs": [0.0], "ys": [100.0]})(), None)
+    assert lyo.values()["shelf_C"] == 0.0 and lyo.values()["pressure_mTorr"] == 100.0
+    assert lyo.last_readouts["max product temperature [degC]"] == pytest.approx(z[0, 0], abs=1e-6)
+    lyo.set(shelf_C=20.0, pressure_mTorr=150.0)
+
+
+def test_calibration_view_fits_the_ticked_parameters():
+    model = biotwin.load_model("mab_fedbatch")
+    files = sorted((model.folder / "data").glob("run*.csv"))[:2]
+    view = CalibrationView(model, files, ["beta_P", "mu_max", "Y_X_Glc"], selected=["beta_P"], nfe=40)
+    result = view.run()
+    assert list(result.parameters) == ["beta_P"]
+    assert "beta_P" in view.table.value and "done" in view.progress.value
+    fit, residuals = view.figures.children  # FigureWidgets: fit with bands per run, residuals per variable
+    measured = set(result.residual_frame()["variable"])
+    assert {t.name for t in fit.data} >= {"fit", "data"} and len(residuals.data) > 0
+    assert fit.layout.width >= 170 * len(measured)  # one column per measured variable, each with room
+    view.boxes["beta_P"].value = False
+    assert view.run() is None and "at least one" in view.progress.value
+
+
+def test_training_checks_compute_their_answers():
+    from biotwin.tools import training
+
+    assert training.check("tier", training.solution("tier"))
+    assert not training.check("tier", 3)
+    assert not training.check("lyo_cycle", (40, 150))  # dries fast but the product gets too warm
+    with pytest.raises(KeyError):
+        training.check("no_such_exercise", 1)
