@@ -9,6 +9,7 @@ Architecture: six layers; a module imports only from its own layer or the layers
       |
     calibration/  multi-experiment estimation, covariance, identifiability, profiles
     optimize/     dynamic optimization of recipes (bolus feeding)                  (analysis)
+    twin/         the live twin: filter on streaming data, forecasts with bands, alarms
       |
     processes/    shared domain physics: cell-culture kinetics, balances, recipes
       |
@@ -46,6 +47,7 @@ from biotwin.core.errors import (
 from biotwin.core.model import Model, available_models, load_model
 from biotwin.engine.results import SimulationResult
 from biotwin.engine.simulation import Simulation
+from biotwin.twin import Twin
 
 
 def explore(model, *args, **kwargs):
@@ -69,6 +71,7 @@ __all__ = [
     "SimulationResult",
     "SolverError",
     "SolverSetupError",
+    "Twin",
     "__version__",
     "allow_unusual",
     "available_models",

@@ -122,12 +122,18 @@ def _wait_for_connected_kernel(api, timeout_s=180):
     import json
 
     deadline = time.monotonic() + timeout_s
+    kernels, errors = [], []
     while time.monotonic() < deadline:
-        kernels = json.load(urllib.request.urlopen(f"{api}/kernels", timeout=5))
+        try:
+            kernels = json.load(urllib.request.urlopen(f"{api}/kernels", timeout=5))
+        except OSError as exc:  # the server answers 500 while a kernel is still starting (seen once in CI)
+            errors.append(str(exc))
+            time.sleep(0.5)
+            continue
         if any(k.get("connections", 0) >= 1 and k.get("execution_state") == "idle" for k in kernels):
             return
         time.sleep(0.5)
-    pytest.fail(f"no idle, connected kernel after {timeout_s} s: {kernels}")
+    pytest.fail(f"no idle, connected kernel after {timeout_s} s: {kernels}; errors: {errors[-3:]}")
 
 
 def _run_all_cells(page, attempts=3):

@@ -117,3 +117,23 @@ def test_training_checks_compute_their_answers():
     assert not training.check("lyo_cycle", (40, 150))  # dries fast but the product gets too warm
     with pytest.raises(KeyError):
         training.check("no_such_exercise", 1)
+
+
+def test_twin_view_draws_estimates_forecast_measurements_and_alarms():
+    from biotwin.twin.streams import synthetic_stream
+    from biotwin.ui.twin_view import watch
+    from support import TEST_MODELS
+
+    model = biotwin.load_model(TEST_MODELS / "monod_switch")
+    stream, _truth = synthetic_stream(model, "default", {"mu_max": 0.55}, {"S": (0.5, 0.05, 0.02), "X": (2.0, 0, 0.05)})
+    stream.loc[stream["time"] == 12.0, "S"] += 3.0  # an upset the model cannot explain
+    twin = biotwin.Twin(model, "default", estimate=["mu_max"])
+    view = watch(twin, stream, every=5.0, variables=["X", "S"], widget=False)
+    x_traces = [view.figure.data[k] for k in view._traces["X"]]
+    s_traces = [view.figure.data[k] for k in view._traces["S"]]
+    assert len(x_traces[2].x) == len(twin.history)  # the estimate at every update
+    assert max(x_traces[5].x) == pytest.approx(twin.t_end)  # the forecast reaches the end of the recipe
+    assert np.all(np.array(x_traces[1].y) >= np.array(x_traces[2].y))  # band above the estimate
+    assert len(s_traces[6].x) == stream["S"].notna().sum()  # every measurement drawn
+    assert 12.0 in view.alarm_times  # the upset is alarmed at its time ...
+    assert 12.0 in list(s_traces[7].x)  # ... and marked on the plot

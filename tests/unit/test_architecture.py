@@ -18,6 +18,7 @@ LAYERS = {
     "processes": 2,
     "calibration": 3,
     "optimize": 3,
+    "twin": 3,
     "ui": 4,
     "tools": 6,
     "__init__": 6,

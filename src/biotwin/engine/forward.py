@@ -298,6 +298,82 @@ class ForwardIntegrator:
             "z": np.array(out_z).reshape(n, self.n_z),
         }
 
+    def parameter_names(self) -> list[str]:
+        """Names of the scalar parameters, in the order of the ``p`` vectors of :meth:`propagate`."""
+        return [v.local_name for v in self.params]
+
+    def parameter_vector(self) -> np.ndarray:
+        """The parameters' current values in the Pyomo model [model units], in :meth:`parameter_names` order."""
+        return np.array(self._param_values(), dtype=float)
+
+    def propagate(self, x0, t0: float, t1: float, programs: dict, p, points=(), rtol: float = 1e-7) -> np.ndarray:
+        """Integrate from state ``x0`` at ``t0`` to ``t1`` with parameters ``p``; the states at ``points``.
+
+        What a state estimator needs: the model's own right-hand side from any state, any time and any
+        parameter vector (:meth:`integrate` starts from the initial condition with the Pyomo values).
+
+        Parameters
+        ----------
+        x0 : array-like
+            States at ``t0`` [state units], in the order of ``self.states``.
+        t0, t1 : float
+            Start and end [model time unit], ``t1 >= t0``.
+        programs : dict[str, biotwin.core.programs.Program]
+            Input programs by input name (inputs without one keep their value at the last time).
+        p : array-like
+            Parameter values [model units], in :meth:`parameter_names` order.
+        points : sequence of float
+            Times in ``(t0, t1]`` at which to return the states (``t1`` always last).
+        rtol : float
+            Relative tolerance of ``solve_ivp`` (LSODA).
+
+        Returns
+        -------
+        numpy.ndarray
+            States, shape ``(len(points) + 1, n_x)``: at each of ``points`` then at ``t1``.
+        """
+        x = np.asarray(x0, dtype=float).copy()
+        p = [float(v) for v in p]
+        wanted = sorted({float(t) for t in points if t0 < t <= t1} | {float(t1)})
+        out = {}
+        if t1 <= t0:
+            return np.tile(x, (len(wanted), 1))
+        tstar = max(self.time_set)
+        const_u = np.array([float(pyo.value(v[tstar])) for v in self.inputs])
+        names = [v.local_name for v in self.inputs]
+        corners = {t0, t1}
+        for prog in programs.values():
+            corners.update(c for c in prog.corners if t0 < c < t1)
+        corners = sorted(corners)
+
+        def inputs_at(t, side):
+            u = const_u.copy()
+            for k, name in enumerate(names):
+                if name in programs:
+                    u[k] = programs[name](t, side=side)[0]
+            return u
+
+        z = np.array([float(a[tstar].value) if a[tstar].value is not None else 1.0 for a in self.algebraic])
+        z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z)
+        scale = np.maximum(np.abs(x), 1e-6)
+        for a, b in itertools.pairwise(corners):
+            zc = [z]
+
+            def rhs(t, y, b=b, zc=zc):
+                u = inputs_at(t, "right" if t < b else "left")
+                zc[0] = self._solve_algebraic(y, u, p, zc[0])
+                return self.rates(y, zc[0], u, p)
+
+            t_eval = sorted({t for t in wanted if a < t < b} | {b})
+            sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=t_eval, rtol=rtol, atol=rtol * 1e-2 * scale)
+            if not sol.success:
+                raise FloatingPointError(f"integration failed between t={a} and t={b}: {sol.message}")
+            for k, tk in enumerate(t_eval):
+                out[float(tk)] = sol.y[:, k].copy()
+            x = sol.y[:, -1].copy()
+            z = zc[0]
+        return np.array([out[t] for t in wanted])
+
     def load(self, trajectory: dict):
         """Write a trajectory from :meth:`integrate` into the (discretized) model's variables."""
         for k, t in enumerate(trajectory["t"]):

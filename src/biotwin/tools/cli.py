@@ -508,6 +508,26 @@ def _check_notebook_outputs(notebooks: list[Path], folder: Path, out: Path) -> N
             raise BiotwinError(f"--out {out}: the executed notebook would replace {nb}; choose another --out")
 
 
+def cmd_twin_replay(args) -> int:
+    from biotwin.twin.runner import run_replay
+
+    stream = Path(args.stream)
+    if not stream.is_file():
+        raise BiotwinError(f"--stream {stream}: no such file")
+    model = biotwin.load_model(args.model)
+    twin = biotwin.Twin(model, args.recipe, estimate=_names(args.estimate), prior=args.prior, prior_rsd=args.prior_rsd)
+    summary = run_replay(
+        twin,
+        stream,
+        args.out,
+        resume=args.resume,
+        forecast_every=args.forecast_every,
+        progress=lambda s: _stderr(f"[biotwin] {s}"),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_notebooks_run(args) -> int:
     from biotwin.tools.notebooks import run_notebook
 
@@ -645,6 +665,20 @@ def make_parser() -> argparse.ArgumentParser:
     _add_overwrite(p, "replace an existing result file")
     _add_run_options(p)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("twin", help="the live twin: estimates, forecasts and alarms from process data")
+    tsub = p.add_subparsers(dest="twin_command", required=True)
+    q = tsub.add_parser("replay", help="replay a CSV of process data through the twin, recording every update")
+    q.add_argument("model", help="shipped model name or path to a model folder")
+    q.add_argument("--recipe", help="the batch's recipe (scenario name or YAML path; default: the model's)")
+    q.add_argument("--stream", required=True, help="CSV: time, measured states, <name>_sigma")
+    q.add_argument("--estimate", default="", help="comma-separated parameters estimated online")
+    q.add_argument("--prior", help="a calibration result (JSON) as the parameters' prior")
+    q.add_argument("--prior-rsd", type=float, default=0.3, help="relative sd of parameters without a prior")
+    q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
+    q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
+    q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
+    q.set_defaults(func=cmd_twin_replay)
 
     p = sub.add_parser("notebooks", help="notebook tasks")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)

@@ -1,0 +1,150 @@
+"""Run a twin over a stream and keep its record on disk: estimates, forecasts, alarms and a summary.
+
+``DIR/estimates.csv``  one row per update: ``update_time``, every state ``<s>`` and ``<s>_sd``, every
+                       estimated parameter ``<p>`` and ``<p>_sd``, ``nis``, ``n_measured``, ``update_s``;
+``DIR/forecasts.csv``  ``update_time, time, variable, value, lo95, hi95, unit`` of each forecast;
+``DIR/alarms.json``    ``[{update_time, kind, variables, statistic, threshold, message}]``;
+``DIR/refused.json``   rows refused, each with its reason;
+``DIR/summary.json``   ``n_updates``, ``median_update_s``, ``max_update_s``, ``first_alarm_time``, the
+                       parameters at the last update, ``refused_rows``.
+
+Each update appends its lines at once and flushes them. ``resume=True`` re-runs the filter silently over
+the rows already recorded (the filter is deterministic) and appends after them: a killed twin loses
+nothing and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from biotwin.core.errors import BiotwinError
+from biotwin.twin.streams import replay
+from biotwin.twin.twin import Twin
+
+FILES = ("estimates.csv", "forecasts.csv", "alarms.json", "refused.json", "summary.json")
+
+
+def _append(path: Path, frame: pd.DataFrame) -> None:
+    header = not path.exists() or path.stat().st_size == 0
+    text = frame.to_csv(index=False, header=header)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _drop_partial_line(path: Path) -> None:
+    """A process killed while appending may leave half a line: cut the file back to its last whole line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def run_replay(twin: Twin, stream, out_dir, resume=False, forecast_every=24.0, chunk=1, progress=None) -> dict:
+    """Feed ``stream`` (a CSV path or DataFrame) to ``twin`` ``chunk`` rows at a time; record everything.
+
+    Parameters
+    ----------
+    twin : Twin
+    stream : path or pandas.DataFrame
+        Rows in the calibration data format; read only.
+    out_dir : path
+        The record's folder: refused when it holds a record, unless ``resume``.
+    resume : bool
+        Continue a record: the rows up to its last update are re-filtered without writing.
+    forecast_every : float
+        A forecast is written at the first update at or after each multiple of this [model time unit],
+        and at the last update.
+    """
+    out = Path(out_dir)
+    say = progress or (lambda text: None)
+    existing = [f for f in FILES if (out / f).exists()]
+    if existing and not resume:
+        raise BiotwinError(
+            f"{out} already holds a twin record ({', '.join(existing)}): give --resume to continue it, or another --out"
+        )
+    if resume and not (out / "estimates.csv").exists():
+        raise BiotwinError(f"--resume: {out} holds no estimates.csv to continue")
+    out.mkdir(parents=True, exist_ok=True)
+    done_until, alarms, refused = -math.inf, [], []
+    if resume:
+        _drop_partial_line(out / "estimates.csv")
+        _drop_partial_line(out / "forecasts.csv")
+        done = pd.read_csv(out / "estimates.csv")
+        done_until = float(done["update_time"].iloc[-1]) if len(done) else -math.inf
+        alarms = json.loads((out / "alarms.json").read_text()) if (out / "alarms.json").exists() else []
+        refused = json.loads((out / "refused.json").read_text()) if (out / "refused.json").exists() else []
+        say(f"resuming after update time {done_until:g} {twin.time_unit}")
+    next_forecast = 0.0
+    walls, last = [], None
+    frame = stream if isinstance(stream, pd.DataFrame) else pd.read_csv(Path(stream))
+    for rows in replay(frame, chunk):
+        update = twin.update(rows)
+        if update.time <= done_until:
+            if update.time >= next_forecast:
+                next_forecast = (math.floor(update.time / forecast_every) + 1) * forecast_every
+            continue  # already recorded before the resume
+        walls.append(update.update_s)
+        last = update
+        row = {"update_time": update.time}
+        for s, (v, sd) in update.states.items():
+            row[s], row[f"{s}_sd"] = v, sd
+        for p, (v, sd) in update.parameters.items():
+            row[p], row[f"{p}_sd"] = v, sd
+        row.update({"nis": update.nis, "n_measured": update.n_measured, "update_s": update.update_s})
+        _append(out / "estimates.csv", pd.DataFrame([row]))
+        if update.time >= next_forecast or update.time >= twin.t_end:
+            forecast = update.forecast()
+            forecast.insert(0, "update_time", update.time)
+            _append(out / "forecasts.csv", forecast)
+            next_forecast = (math.floor(update.time / forecast_every) + 1) * forecast_every
+        if update.alarms:
+            alarms.extend(update.alarms)
+            _write_json(out / "alarms.json", alarms)
+        if update.refused:
+            refused.extend(update.refused)
+            _write_json(out / "refused.json", refused)
+        say(
+            f"t = {update.time:g} {twin.time_unit}: NIS {update.nis:.2f} ({update.n_measured} values), "
+            f"{update.update_s * 1e3:.0f} ms" + (f", ALARM {update.alarms[0]['kind']}" if update.alarms else "")
+        )
+    if last is not None:
+        forecasts = pd.read_csv(out / "forecasts.csv") if (out / "forecasts.csv").exists() else None
+        if forecasts is None or forecasts["update_time"].max() < last.time:
+            forecast = last.forecast()
+            forecast.insert(0, "update_time", last.time)
+            _append(out / "forecasts.csv", forecast)
+    _write_json(out / "alarms.json", alarms)
+    _write_json(out / "refused.json", refused)
+    estimates = pd.read_csv(out / "estimates.csv") if (out / "estimates.csv").exists() else pd.DataFrame()
+    summary = {
+        "n_updates": len(estimates),
+        "median_update_s": float(np.median(estimates["update_s"])) if len(estimates) else None,
+        "max_update_s": float(np.max(estimates["update_s"])) if len(estimates) else None,
+        "first_alarm_time": min((a["update_time"] for a in alarms), default=None),
+        "parameters": (
+            {
+                p: {"value": float(estimates[p].iloc[-1]), "sd": float(estimates[f"{p}_sd"].iloc[-1])}
+                for p in twin.estimate
+            }
+            if len(estimates)
+            else {}
+        ),
+        "refused_rows": len(refused),
+    }
+    _write_json(out / "summary.json", summary)
+    return summary

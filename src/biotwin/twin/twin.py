@@ -1,0 +1,373 @@
+"""The Twin: an extended Kalman filter on a model folder's own equations, fed row by row.
+
+The filter's state is ``a = [x; log theta]``: every model state ``x`` [state units] and the natural
+logarithm of each estimated parameter ``theta`` [units of parameters.yaml] (positive by construction,
+and a relative uncertainty is a constant in log space). Between measurement times ``a`` is carried by
+the model's right-hand side (:meth:`biotwin.engine.forward.ForwardIntegrator.propagate`, LSODA) under
+the recipe's input programs; its covariance by ``P <- F P F' + Q dt``, with ``F = da(t_k)/da(t_{k-1})``
+from forward differences of that integration and ``Q`` the process noise on the states (parameters
+are constant). Each row's measured states correct ``a`` with the Kalman gain (Joseph form), states
+kept non-negative. Simon, *Optimal State Estimation*, 2006, ch. 13 (the continuous-discrete EKF).
+
+The forecast of every state to the end of the recipe carries the current mean through the model and
+its covariance through the linearization ``J P J'`` (``J = dx(t)/da(now)``); the 95 % band is
+``mean +- 1.96 sd``. Parameters the data have not informed keep their prior spread, so the band says
+so.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from biotwin.core.errors import BiotwinError, DataError
+from biotwin.core.model import Model, load_model
+from biotwin.core.units import unit_string
+from biotwin.engine.simulation import Simulation
+from biotwin.twin.alarms import AlarmRule
+
+Z95 = 1.959963984540054
+
+
+@dataclass
+class TwinUpdate:
+    """What one :meth:`Twin.update` returns: the estimate at the latest time, the test and any alarms.
+
+    Attributes
+    ----------
+    time : float
+        Time of the latest row used [model time unit].
+    states : dict
+        ``{state: (value, sd)}`` [state units].
+    parameters : dict
+        ``{parameter: (value, sd)}`` [units of parameters.yaml]; ``sd`` from the log-space spread
+        (``value * sqrt(exp(s^2) - 1)``).
+    nis : float
+        Normalized innovation squared of the new rows, summed [-] (NaN when none was measured).
+    n_measured : int
+        Number of measured values in the new rows (the chi-square degrees of freedom of ``nis``).
+    alarms : list of dict
+    refused : list of dict
+        Rows of this call refused, each with its reason.
+    update_s : float
+        Wall time of the update [s].
+    """
+
+    time: float
+    states: dict
+    parameters: dict
+    nis: float
+    n_measured: int
+    alarms: list
+    refused: list
+    update_s: float
+    _twin: Twin = field(repr=False, default=None)
+    _snapshot: tuple = field(repr=False, default=None)
+
+    def forecast(self, points: int = 40) -> pd.DataFrame:
+        """Every state from now to the end of the recipe: ``time, variable, value, lo95, hi95, unit``."""
+        return self._twin._forecast(*self._snapshot, points=points)
+
+
+class Twin:
+    """A model kept in step with a running batch through its measurements.
+
+    Parameters
+    ----------
+    model : str, path or Model
+    recipe : str, path, mapping, optional
+        The batch's recipe (the model's default when None); its inputs drive the forecast.
+    estimate : list of str
+        Parameters estimated online (their prior: ``prior``, else the parameters.yaml value with
+        ``prior_rsd``).
+    prior : CalibrationResult or path, optional
+        A calibration: its estimates and covariance are the prior of ``estimate``.
+    prior_rsd : float
+        Relative standard deviation of a parameter without a calibrated prior [-] (default 0.3).
+    state_rsd : float
+        Relative standard deviation of the initial states, from the recipe [-] (default 0.1).
+    process_noise : float or dict
+        Standard deviation of the states' random disturbance per sqrt(hour), relative to each state's
+        scale (its largest magnitude over the nominal run) [1/sqrt(h)]; one number, or per state
+        (default 0.002: about 1 % of the scale over a day).
+    alarm_rule : AlarmRule, optional
+    nfe : int
+        Finite elements of the nominal run that sets the integrator up.
+    """
+
+    def __init__(
+        self,
+        model,
+        recipe=None,
+        estimate=(),
+        prior=None,
+        prior_rsd=0.3,
+        state_rsd=0.1,
+        process_noise=0.002,
+        alarm_rule=None,
+        nfe=40,
+    ):
+        self.model = model if isinstance(model, Model) else load_model(model)
+        self.sim = Simulation(self.model, recipe, nfe=nfe)
+        integ = self.sim.discretization.integrator
+        if integ is None:
+            raise BiotwinError(
+                f"model '{self.model.name}': the twin needs the forward integrator, which this model's "
+                f"structure does not support ({self.sim.discretization.unsupported})"
+            )
+        self.integrator = integ
+        self.t_end = float(self.sim.grid[-1])
+        self.time_unit = self.model.time_unit
+        self.state_names = [s.local_name for s in integ.states]
+        self.units = {s.local_name: unit_string(pyo.units.get_units(s)) for s in integ.states}
+        self.signed = set(self.model.hook("SIGNED_STATES") or ())
+        names = integ.parameter_names()
+        self.p_model = integ.parameter_vector()
+        self.estimate = list(estimate)
+        self._p_index, self._factor = [], []
+        for name in self.estimate:
+            if name not in self.model.parameter_set:
+                raise BiotwinError(f"estimate: unknown parameter {name!r} of model '{self.model.name}'")
+            if name not in names:
+                raise BiotwinError(
+                    f"estimate: parameter {name!r} does not enter the model's rate equations "
+                    "(an initial value? the twin estimates the states themselves)"
+                )
+            yaml_value = self.sim.parameters[name]
+            if not yaml_value > 0:
+                raise BiotwinError(
+                    f"estimate: parameter {name!r} is {yaml_value}; the twin estimates positive "
+                    "parameters (in log space)"
+                )
+            k = names.index(name)
+            self._p_index.append(k)
+            self._factor.append(self.p_model[k] / yaml_value)
+        for rsd, what in ((prior_rsd, "prior_rsd"), (state_rsd, "state_rsd")):
+            if not (isinstance(rsd, (int, float)) and 0 < rsd < 10):
+                raise BiotwinError(f"{what} must be a relative standard deviation in (0, 10), got {rsd!r}")
+        theta0, cov_log = self._prior(prior, prior_rsd)
+
+        u0 = self._inputs_at(0.0)
+        x0 = integ.initial_state(u0)
+        nominal = integ.propagate(
+            x0, 0.0, self.t_end, self.sim.programs, self._p(theta0), points=np.linspace(0, self.t_end, 41)[1:]
+        )
+        self.scale = np.maximum(np.max(np.abs(np.vstack([x0, nominal])), axis=0), 1e-9)
+        n, q = len(self.state_names), len(self.estimate)
+        self.a = np.concatenate([x0, np.log(theta0)])
+        self.P = np.zeros((n + q, n + q))
+        self.P[:n, :n] = np.diag(np.maximum(state_rsd * np.abs(x0), 1e-3 * self.scale) ** 2)
+        self.P[n:, n:] = cov_log
+        noise = process_noise if isinstance(process_noise, dict) else dict.fromkeys(self.state_names, process_noise)
+        unknown = set(noise) - set(self.state_names)
+        if unknown:
+            raise BiotwinError(f"process_noise: unknown state(s) {sorted(unknown)}; states: {self.state_names}")
+        self.Q = np.diag([(float(noise.get(s, 0.0)) * self.scale[i]) ** 2 for i, s in enumerate(self.state_names)])
+        self.t = 0.0
+        self._corrected_at = None
+        self.alarm_rule = alarm_rule or AlarmRule()
+        self.history: list[TwinUpdate] = []
+        self.refused: list[dict] = []
+
+    # -- set-up helpers ----------------------------------------------------------------------------
+    def _prior(self, prior, prior_rsd):
+        theta = np.array([self.sim.parameters[p] for p in self.estimate], dtype=float)
+        sd_log = math.sqrt(math.log(1 + prior_rsd**2))
+        cov = np.diag(np.full(len(theta), sd_log**2))
+        if prior is None:
+            return theta, cov
+        if isinstance(prior, (str, Path)):
+            from biotwin.calibration import CalibrationResult
+
+            prior = CalibrationResult.load(prior)
+        labels = list(prior.covariance["labels"])
+        matrix = np.array(prior.covariance["matrix"], dtype=float)
+        for i, name in enumerate(self.estimate):
+            if name in prior.parameters and np.isfinite(prior.parameters[name].get("std_error") or np.inf):
+                theta[i] = prior.parameters[name]["value"]
+                for j, other in enumerate(self.estimate):
+                    if name in labels and other in labels:
+                        c = matrix[labels.index(name), labels.index(other)]
+                        if np.isfinite(c):
+                            theta_j = prior.parameters[other]["value"] if other in prior.parameters else theta[j]
+                            cov[i, j] = c / (theta[i] * theta_j)
+        return theta, cov
+
+    def _p(self, theta) -> np.ndarray:
+        p = self.p_model.copy()
+        for k, factor, value in zip(self._p_index, self._factor, theta, strict=True):
+            p[k] = factor * value
+        return p
+
+    def _inputs_at(self, t):
+        u = np.array([float(v[max(self.integrator.time_set)].value or 0.0) for v in self.integrator.inputs])
+        for k, v in enumerate(self.integrator.inputs):
+            prog = self.sim.programs.get(v.local_name)
+            if prog is not None:
+                u[k] = prog(t, side="right")[0]
+        return u
+
+    def _flow(self, a, t0, t1, points=()):
+        n = len(self.state_names)
+        return self.integrator.propagate(a[:n], t0, t1, self.sim.programs, self._p(np.exp(a[n:])), points=points)
+
+    def _jacobian(self, a, t0, t1, points=()):
+        """Forward-difference sensitivities of the states at ``points`` and ``t1`` to ``a`` at ``t0``."""
+        base = self._flow(a, t0, t1, points)
+        n = len(self.state_names)
+        J = np.empty((base.shape[0], n, len(a)))
+        for j in range(len(a)):
+            h = 1e-6 * (max(abs(a[j]), 1e-3 * self.scale[j]) if j < n else 1.0)
+            b = a.copy()
+            b[j] += h
+            J[:, :, j] = (self._flow(b, t0, t1, points) - base) / h
+        return base, J
+
+    # -- the update --------------------------------------------------------------------------------
+    def update(self, rows) -> TwinUpdate:
+        """Use the rows that arrived; return the estimate at the latest time.
+
+        ``rows``: a DataFrame (or a mapping of columns) in the calibration data format: ``time`` [model
+        time unit], one column per measured state, ``<name>_sigma`` its standard deviation (required),
+        empty = not measured. A row that cannot be used -- time not after the last update, no time, a
+        negative or non-finite value, a value without its sigma, an unknown column -- is refused with
+        its reason (in ``update.refused`` and ``twin.refused``) and the twin goes on.
+        """
+        wall0 = _time.perf_counter()
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+        refused, nis_total, m_total, contributions = [], 0.0, 0, {}
+        unknown = [c for c in frame.columns if c != "time" and c.removesuffix("_sigma") not in self.state_names]
+        if unknown:
+            refused.append(
+                {
+                    "time": None,
+                    "reason": f"unknown column(s) {unknown}: not states of "
+                    f"'{self.model.name}' ({', '.join(self.state_names)})",
+                }
+            )
+            frame = frame.drop(columns=unknown)
+        if "time" not in frame.columns:
+            raise DataError("rows without a 'time' column [model time unit]")
+        for _, row in frame.iterrows():
+            reason, measured = self._check_row(row)
+            if reason:
+                refused.append({"time": row.get("time"), "reason": reason})
+                continue
+            t_k = float(row["time"])
+            if t_k > self.t:
+                self._predict(t_k)
+            nis, m, contrib = self._correct(measured)
+            self._corrected_at = t_k
+            nis_total += nis
+            m_total += m
+            for k, v in contrib.items():
+                contributions[k] = contributions.get(k, 0.0) + v
+        self.refused.extend(refused)
+        alarms = self.alarm_rule.check(self.t, nis_total, m_total, contributions) if m_total else []
+        update = TwinUpdate(
+            time=self.t,
+            states=self._state_estimates(),
+            parameters=self._parameter_estimates(),
+            nis=nis_total if m_total else float("nan"),
+            n_measured=m_total,
+            alarms=alarms,
+            refused=refused,
+            update_s=_time.perf_counter() - wall0,
+            _twin=self,
+            _snapshot=(self.a.copy(), self.P.copy(), self.t),
+        )
+        self.history.append(update)
+        return update
+
+    def _check_row(self, row):
+        t = row.get("time")
+        if t is None or not isinstance(t, (int, float, np.floating)) or not np.isfinite(t):
+            return f"time {t!r} is not a number", None
+        if t > self.t_end:
+            return f"time {t:g} {self.time_unit} is after the end of the recipe ({self.t_end:g})", None
+        if t < self.t:
+            return f"time {t:g} {self.time_unit} is before the last row used ({self.t:g}): late or out of order", None
+        if t == self._corrected_at:
+            return f"time {t:g} {self.time_unit} was already used: a duplicate row", None
+        measured = {}
+        for name in self.state_names:
+            if name not in row.index or pd.isna(row[name]):
+                continue
+            value, sigma = row[name], row.get(f"{name}_sigma")
+            if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
+                return f"{name} = {value!r} is not a finite number", None
+            if value < 0 and name not in self.signed:
+                return f"{name} = {value:g} is negative", None
+            if sigma is None or pd.isna(sigma) or not sigma > 0:
+                return f"{name} has no positive {name}_sigma (its standard deviation, same unit)", None
+            measured[name] = (float(value), float(sigma))
+        if not measured:
+            return "nothing measured in the row", None
+        return None, measured
+
+    def _predict(self, t_k):
+        n = len(self.state_names)
+        base, J = self._jacobian(self.a, self.t, t_k)
+        F = np.eye(len(self.a))
+        F[:n, :] = J[-1]
+        self.a[:n] = base[-1]
+        self.P = F @ self.P @ F.T
+        self.P[:n, :n] += self.Q * (t_k - self.t)
+        self.P = 0.5 * (self.P + self.P.T)
+        self.t = t_k
+
+    def _correct(self, measured):
+        idx = [self.state_names.index(k) for k in measured]
+        y = np.array([v for v, _ in measured.values()])
+        R = np.diag([s**2 for _, s in measured.values()])
+        H = np.zeros((len(idx), len(self.a)))
+        H[np.arange(len(idx)), idx] = 1.0
+        nu = y - H @ self.a
+        S = H @ self.P @ H.T + R
+        S_inv = np.linalg.inv(S)
+        K = self.P @ H.T @ S_inv
+        self.a = self.a + K @ nu
+        IKH = np.eye(len(self.a)) - K @ H
+        self.P = IKH @ self.P @ IKH.T + K @ R @ K.T
+        n = len(self.state_names)
+        for i, name in enumerate(self.state_names[:n]):
+            if name not in self.signed and self.a[i] < 0:
+                self.a[i] = 0.0
+        contrib = {name: float(nu[k] ** 2 / S[k, k]) for k, name in enumerate(measured)}
+        return float(nu @ S_inv @ nu), len(idx), contrib
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def _state_estimates(self):
+        n = len(self.state_names)
+        sd = np.sqrt(np.maximum(np.diag(self.P)[:n], 0.0))
+        return {s: (float(self.a[i]), float(sd[i])) for i, s in enumerate(self.state_names)}
+
+    def _parameter_estimates(self):
+        n = len(self.state_names)
+        out = {}
+        for j, name in enumerate(self.estimate):
+            s2 = max(self.P[n + j, n + j], 0.0)
+            value = float(np.exp(self.a[n + j]))
+            out[name] = (value, value * math.sqrt(math.expm1(s2)))
+        return out
+
+    def _forecast(self, a, P, t_now, points=40):
+        times = np.linspace(t_now, self.t_end, points + 1)[1:]
+        if t_now >= self.t_end:
+            times = np.array([self.t_end])
+        base, J = self._jacobian(a, t_now, self.t_end, points=times[:-1])
+        rows = []
+        for k, t in enumerate(times):
+            cov = J[k] @ P @ J[k].T
+            sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+            for i, s in enumerate(self.state_names):
+                rows.append(
+                    (t, s, base[k, i], base[k, i] - Z95 * sd[i], base[k, i] + Z95 * sd[i], self.units.get(s, ""))
+                )
+        return pd.DataFrame(rows, columns=["time", "variable", "value", "lo95", "hi95", "unit"])

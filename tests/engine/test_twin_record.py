@@ -1,0 +1,72 @@
+"""The twin's record on disk (biotwin twin replay): complete, resumable, never written twice."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import biotwin
+from biotwin.tools import cli
+from biotwin.twin.runner import run_replay
+from biotwin.twin.streams import synthetic_stream
+from support import TEST_MODELS
+
+MONOD = TEST_MODELS / "monod_switch"
+SCHEDULE = {"S": (0.5, 0.05, 0.02), "X": (2.0, 0.0, 0.05)}
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    model = biotwin.load_model(MONOD)
+    frame, _ = synthetic_stream(model, "default", {"mu_max": 0.55}, SCHEDULE, seed=3)
+    path = tmp_path_factory.mktemp("stream") / "stream.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_cli_replay_writes_the_record_and_refuses_to_overwrite_it(stream, tmp_path, capsys):
+    out = tmp_path / "rec"
+    before = stream.read_bytes()
+    args = [
+        "twin",
+        "replay",
+        str(MONOD),
+        "--recipe",
+        "default",
+        "--stream",
+        str(stream),
+        "--estimate",
+        "mu_max",
+        "--forecast-every",
+        "5",
+        "--out",
+        str(out),
+    ]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    estimates = pd.read_csv(out / "estimates.csv")
+    forecasts = pd.read_csv(out / "forecasts.csv")
+    assert summary["n_updates"] == len(estimates) == len(pd.read_csv(stream))
+    assert {"X", "X_sd", "S", "S_sd", "mu_max", "mu_max_sd", "nis", "update_s"} <= set(estimates.columns)
+    assert set(forecasts["update_time"]) >= {0.0, 5.0, 10.0, 15.0, estimates["update_time"].iloc[-1]}
+    assert summary["parameters"]["mu_max"]["value"] == pytest.approx(0.55, rel=0.05)
+    assert stream.read_bytes() == before  # the stream is only read
+    assert cli.main(args) == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_resume_after_a_crash_loses_and_repeats_nothing(stream, tmp_path):
+    model = biotwin.load_model(MONOD)
+    frame = pd.read_csv(stream)
+    whole = tmp_path / "whole"
+    run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame, whole, forecast_every=5)
+    # a process killed after 17 updates, in the middle of appending the 18th line
+    crashed = tmp_path / "crashed"
+    run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame.iloc[:17], crashed, forecast_every=5)
+    with open(crashed / "estimates.csv", "a") as f:
+        f.write("9.5,0.31,0.0")  # half a line
+    with pytest.raises(biotwin.BiotwinError, match="--resume"):
+        run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame, crashed)
+    run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame, crashed, resume=True, forecast_every=5)
+    a, b = pd.read_csv(whole / "estimates.csv"), pd.read_csv(crashed / "estimates.csv")
+    assert list(b["update_time"]) == list(a["update_time"])  # every update once, in order
+    pd.testing.assert_frame_equal(a.drop(columns="update_s"), b.drop(columns="update_s"), rtol=1e-10)
