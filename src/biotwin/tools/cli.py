@@ -528,6 +528,28 @@ def cmd_twin_replay(args) -> int:
     return 0
 
 
+def cmd_twin_serve(args) -> int:
+    from biotwin.twin.opcua import opcua_chunks, read_node_map
+    from biotwin.twin.runner import record
+
+    model = biotwin.load_model(args.model)
+    twin = biotwin.Twin(model, args.recipe, estimate=_names(args.estimate), prior=args.prior, prior_rsd=args.prior_rsd)
+    node_map = read_node_map(Path(args.nodes), twin)
+    chunks = opcua_chunks(
+        args.opcua, node_map, poll_s=args.poll_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
+    )
+    summary = record(
+        twin,
+        chunks,
+        args.out,
+        resume=args.resume,
+        forecast_every=args.forecast_every,
+        progress=lambda s: _stderr(f"[biotwin] {s}"),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_notebooks_run(args) -> int:
     from biotwin.tools.notebooks import run_notebook
 
@@ -679,6 +701,21 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
     q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
     q.set_defaults(func=cmd_twin_replay)
+
+    q = tsub.add_parser("serve", help="follow a live batch over OPC UA, recording every update")
+    q.add_argument("model", help="shipped model name or path to a model folder")
+    q.add_argument("--recipe", help="the batch's recipe (scenario name or YAML path; default: the model's)")
+    q.add_argument("--opcua", required=True, help="server URL, e.g. opc.tcp://127.0.0.1:4840/freeopcua/server/")
+    q.add_argument("--nodes", required=True, help="YAML node map: time and variables with node ids and units")
+    q.add_argument("--estimate", default="", help="comma-separated parameters estimated online")
+    q.add_argument("--prior", help="a calibration result (JSON) as the parameters' prior")
+    q.add_argument("--prior-rsd", type=float, default=0.3, help="relative sd of parameters without a prior")
+    q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
+    q.add_argument("--poll-s", type=float, default=0.5, help="seconds between reads of the server")
+    q.add_argument("--idle-timeout-s", type=float, help="stop when no new sample arrives for this long")
+    q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
+    q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
+    q.set_defaults(func=cmd_twin_serve)
 
     p = sub.add_parser("notebooks", help="notebook tasks")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)

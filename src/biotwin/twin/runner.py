@@ -57,11 +57,20 @@ def _write_json(path: Path, data) -> None:
 def run_replay(twin: Twin, stream, out_dir, resume=False, forecast_every=24.0, chunk=1, progress=None) -> dict:
     """Feed ``stream`` (a CSV path or DataFrame) to ``twin`` ``chunk`` rows at a time; record everything.
 
+    See :func:`record` (this is it over :func:`biotwin.twin.streams.replay`).
+    """
+    frame = stream if isinstance(stream, pd.DataFrame) else pd.read_csv(Path(stream))
+    return record(twin, replay(frame, chunk), out_dir, resume=resume, forecast_every=forecast_every, progress=progress)
+
+
+def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progress=None) -> dict:
+    """Feed ``chunks`` (DataFrames of rows, as they arrive: a replay, an OPC UA subscription) to ``twin``.
+
     Parameters
     ----------
     twin : Twin
-    stream : path or pandas.DataFrame
-        Rows in the calibration data format; read only.
+    chunks : iterable of pandas.DataFrame
+        Rows in the calibration data format.
     out_dir : path
         The record's folder: refused when it holds a record, unless ``resume``.
     resume : bool
@@ -91,8 +100,7 @@ def run_replay(twin: Twin, stream, out_dir, resume=False, forecast_every=24.0, c
         say(f"resuming after update time {done_until:g} {twin.time_unit}")
     next_forecast = 0.0
     walls, last = [], None
-    frame = stream if isinstance(stream, pd.DataFrame) else pd.read_csv(Path(stream))
-    for rows in replay(frame, chunk):
+    for rows in chunks:
         update = twin.update(rows)
         if update.time <= done_until:
             if update.time >= next_forecast:
