@@ -240,20 +240,7 @@ class ForwardIntegrator:
         points = np.asarray(sorted(points), dtype=float)
         t0, t_end = points[0], points[-1]
         p = self._param_values()
-        const_u = np.array([float(pyo.value(v[t_end])) for v in self.inputs])
-        names = [v.local_name for v in self.inputs]
-        corners = {t0, t_end}
-        for prog in programs.values():
-            corners.update(c for c in prog.corners if t0 < c < t_end)
-        corners = sorted(corners)
-
-        def inputs_at(t, side):
-            u = const_u.copy()
-            for k, name in enumerate(names):
-                if name in programs:
-                    u[k] = programs[name](t, side=side)[0]
-            return u
-
+        inputs_at, corners = self._inputs_and_corners(programs, t0, t_end)
         x = self.initial_state(inputs_at(t0, "right"))
         z_guess = np.array([float(a[t0].value) if a[t0].value is not None else 1.0 for a in self.algebraic])
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z_guess)
@@ -298,6 +285,25 @@ class ForwardIntegrator:
             "z": np.array(out_z).reshape(n, self.n_z),
         }
 
+    def _inputs_and_corners(self, programs: dict, t0: float, t1: float):
+        """The inputs as a function of time (``side``: the value just after or before a step) and the
+        programs' corners in ``[t0, t1]`` (integration segments end there). Inputs without a program keep
+        their value at the model's last time."""
+        const_u = np.array([float(pyo.value(v[max(self.time_set)])) for v in self.inputs])
+        names = [v.local_name for v in self.inputs]
+        corners = {t0, t1}
+        for prog in programs.values():
+            corners.update(c for c in prog.corners if t0 < c < t1)
+
+        def inputs_at(t, side):
+            u = const_u.copy()
+            for k, name in enumerate(names):
+                if name in programs:
+                    u[k] = programs[name](t, side=side)[0]
+            return u
+
+        return inputs_at, sorted(corners)
+
     def parameter_names(self) -> list[str]:
         """Names of the scalar parameters, in the order of the ``p`` vectors of :meth:`propagate`."""
         return [v.local_name for v in self.params]
@@ -339,20 +345,7 @@ class ForwardIntegrator:
         if t1 <= t0:
             return np.tile(x, (len(wanted), 1))
         tstar = max(self.time_set)
-        const_u = np.array([float(pyo.value(v[tstar])) for v in self.inputs])
-        names = [v.local_name for v in self.inputs]
-        corners = {t0, t1}
-        for prog in programs.values():
-            corners.update(c for c in prog.corners if t0 < c < t1)
-        corners = sorted(corners)
-
-        def inputs_at(t, side):
-            u = const_u.copy()
-            for k, name in enumerate(names):
-                if name in programs:
-                    u[k] = programs[name](t, side=side)[0]
-            return u
-
+        inputs_at, corners = self._inputs_and_corners(programs, t0, t1)
         z = np.array([float(a[tstar].value) if a[tstar].value is not None else 1.0 for a in self.algebraic])
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z)
         scale = np.maximum(np.abs(x), 1e-6)

@@ -514,8 +514,7 @@ def cmd_twin_replay(args) -> int:
     stream = Path(args.stream)
     if not stream.is_file():
         raise BiotwinError(f"--stream {stream}: no such file")
-    model = biotwin.load_model(args.model)
-    twin = biotwin.Twin(model, args.recipe, estimate=_names(args.estimate), prior=args.prior, prior_rsd=args.prior_rsd)
+    twin = _twin_from_args(args)
     summary = run_replay(
         twin,
         stream,
@@ -532,8 +531,7 @@ def cmd_twin_serve(args) -> int:
     from biotwin.twin.opcua import opcua_chunks, read_node_map
     from biotwin.twin.runner import record
 
-    model = biotwin.load_model(args.model)
-    twin = biotwin.Twin(model, args.recipe, estimate=_names(args.estimate), prior=args.prior, prior_rsd=args.prior_rsd)
+    twin = _twin_from_args(args)
     node_map = read_node_map(Path(args.nodes), twin)
     chunks = opcua_chunks(
         args.opcua, node_map, poll_s=args.poll_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
@@ -615,6 +613,22 @@ def _add_run_options(p) -> None:
     )
 
 
+def _add_twin_options(q) -> None:
+    q.add_argument("model", help="shipped model name or path to a model folder")
+    q.add_argument("--recipe", help="the batch's recipe (scenario name or YAML path; default: the model's)")
+    q.add_argument("--estimate", default="", help="comma-separated parameters estimated online")
+    q.add_argument("--prior", help="a calibration result (JSON) as the parameters' prior")
+    q.add_argument("--prior-rsd", type=float, default=0.3, help="relative sd of parameters without a prior")
+    q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
+    q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
+    q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
+
+
+def _twin_from_args(args):
+    model = biotwin.load_model(args.model)
+    return biotwin.Twin(model, args.recipe, estimate=_names(args.estimate), prior=args.prior, prior_rsd=args.prior_rsd)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="biotwin", description="Bioprocess digital twins: simulate, calibrate, explore."
@@ -691,30 +705,16 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("twin", help="the live twin: estimates, forecasts and alarms from process data")
     tsub = p.add_subparsers(dest="twin_command", required=True)
     q = tsub.add_parser("replay", help="replay a CSV of process data through the twin, recording every update")
-    q.add_argument("model", help="shipped model name or path to a model folder")
-    q.add_argument("--recipe", help="the batch's recipe (scenario name or YAML path; default: the model's)")
+    _add_twin_options(q)
     q.add_argument("--stream", required=True, help="CSV: time, measured states, <name>_sigma")
-    q.add_argument("--estimate", default="", help="comma-separated parameters estimated online")
-    q.add_argument("--prior", help="a calibration result (JSON) as the parameters' prior")
-    q.add_argument("--prior-rsd", type=float, default=0.3, help="relative sd of parameters without a prior")
-    q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
-    q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
-    q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
     q.set_defaults(func=cmd_twin_replay)
 
     q = tsub.add_parser("serve", help="follow a live batch over OPC UA, recording every update")
-    q.add_argument("model", help="shipped model name or path to a model folder")
-    q.add_argument("--recipe", help="the batch's recipe (scenario name or YAML path; default: the model's)")
+    _add_twin_options(q)
     q.add_argument("--opcua", required=True, help="server URL, e.g. opc.tcp://127.0.0.1:4840/freeopcua/server/")
     q.add_argument("--nodes", required=True, help="YAML node map: time and variables with node ids and units")
-    q.add_argument("--estimate", default="", help="comma-separated parameters estimated online")
-    q.add_argument("--prior", help="a calibration result (JSON) as the parameters' prior")
-    q.add_argument("--prior-rsd", type=float, default=0.3, help="relative sd of parameters without a prior")
-    q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
     q.add_argument("--poll-s", type=float, default=0.5, help="seconds between reads of the server")
     q.add_argument("--idle-timeout-s", type=float, help="stop when no new sample arrives for this long")
-    q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
-    q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
     q.set_defaults(func=cmd_twin_serve)
 
     p = sub.add_parser("notebooks", help="notebook tasks")

@@ -14,6 +14,30 @@ from plotly.subplots import make_subplots
 from biotwin.twin.streams import replay
 
 ESTIMATE, FORECAST, DATA, ALARM = "#1f77b4", "#ff7f0e", "black", "#d62728"
+# per panel, in this order: estimate band (lower edge, upper edge filled to it), estimate, forecast band
+# (lower, upper), forecast, measurements, alarms; a band's lower edge has no name and no legend entry
+TRACES = [
+    {"mode": "lines", "line": {"color": ESTIMATE, "width": 0}},
+    {
+        "mode": "lines",
+        "line": {"color": ESTIMATE, "width": 0},
+        "fill": "tonexty",
+        "fillcolor": "rgba(31,119,180,0.2)",
+        "name": "estimate 95 %",
+    },
+    {"mode": "lines", "line": {"color": ESTIMATE}, "name": "estimate"},
+    {"mode": "lines", "line": {"color": FORECAST, "width": 0}},
+    {
+        "mode": "lines",
+        "line": {"color": FORECAST, "width": 0},
+        "fill": "tonexty",
+        "fillcolor": "rgba(255,127,14,0.2)",
+        "name": "forecast 95 %",
+    },
+    {"mode": "lines", "line": {"color": FORECAST, "dash": "dash"}, "name": "forecast"},
+    {"mode": "markers", "marker": {"color": DATA, "size": 5}, "name": "measured"},
+    {"mode": "markers", "marker": {"color": ALARM, "size": 11, "symbol": "x"}, "name": "alarm"},
+]
 
 
 class TwinView:
@@ -41,85 +65,13 @@ class TwinView:
         self._traces = {}
         for i, v in enumerate(self.variables):
             r, c = i // columns + 1, i % columns + 1
-            legend = i == 0
-            add = self.figure.add_scatter
-            add(
-                x=[],
-                y=[],
-                mode="lines",
-                line={"color": ESTIMATE, "width": 0},
-                showlegend=False,
-                row=r,
-                col=c,
-                hoverinfo="skip",
-            )
-            add(
-                x=[],
-                y=[],
-                mode="lines",
-                line={"color": ESTIMATE, "width": 0},
-                fill="tonexty",
-                fillcolor="rgba(31,119,180,0.2)",
-                name="estimate 95 %",
-                showlegend=legend,
-                row=r,
-                col=c,
-            )
-            add(x=[], y=[], mode="lines", line={"color": ESTIMATE}, name="estimate", showlegend=legend, row=r, col=c)
-            add(
-                x=[],
-                y=[],
-                mode="lines",
-                line={"color": FORECAST, "width": 0},
-                showlegend=False,
-                row=r,
-                col=c,
-                hoverinfo="skip",
-            )
-            add(
-                x=[],
-                y=[],
-                mode="lines",
-                line={"color": FORECAST, "width": 0},
-                fill="tonexty",
-                fillcolor="rgba(255,127,14,0.2)",
-                name="forecast 95 %",
-                showlegend=legend,
-                row=r,
-                col=c,
-            )
-            add(
-                x=[],
-                y=[],
-                mode="lines",
-                line={"color": FORECAST, "dash": "dash"},
-                name="forecast",
-                showlegend=legend,
-                row=r,
-                col=c,
-            )
-            add(
-                x=[],
-                y=[],
-                mode="markers",
-                marker={"color": DATA, "size": 5},
-                name="measured",
-                showlegend=legend,
-                row=r,
-                col=c,
-            )
-            add(
-                x=[],
-                y=[],
-                mode="markers",
-                marker={"color": ALARM, "size": 11, "symbol": "x"},
-                name="alarm",
-                showlegend=legend,
-                row=r,
-                col=c,
-            )
+            for spec in TRACES:
+                named = "name" in spec
+                self.figure.add_scatter(
+                    x=[], y=[], row=r, col=c, showlegend=named and i == 0, hoverinfo=None if named else "skip", **spec
+                )
             n = len(self.figure.data)
-            self._traces[v] = list(range(n - 8, n))
+            self._traces[v] = list(range(n - len(TRACES), n))
             self.figure.update_xaxes(title_text=f"time [{twin.time_unit}]", range=[0, twin.t_end], row=r, col=c)
         self.figure.update_layout(
             height=280 * rows + 80, template="plotly_white", margin={"l": 50, "r": 20, "t": 50, "b": 40}
