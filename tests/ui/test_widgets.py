@@ -39,8 +39,27 @@ def test_lyophilization_explorer_follows_the_model(lyo):
     assert lyo.last_readouts["primary drying time [h]"] == pytest.approx(first, rel=1e-6)
 
 
-def test_failed_solve_shows_the_error_not_a_stale_plot(lyo):
-    lyo.set(shelf_C=-25.0, pressure_mTorr=400.0)  # ice vapour pressure below the chamber's: nothing sublimes
+def test_every_corner_of_the_slider_box_gives_an_answer(lyo):
+    """Issue #19: the shelf slider's own minimum failed ('extend the shelf and pressure programs')."""
+    for shelf in (lyo.sliders["shelf_C"].min, lyo.sliders["shelf_C"].max):
+        for pressure in (lyo.sliders["pressure_mTorr"].min, lyo.sliders["pressure_mTorr"].max):
+            lyo.set(shelf_C=shelf, pressure_mTorr=pressure)
+            print(f"\nshelf {shelf} degC, {pressure} mTorr: {lyo.last_readouts}")
+            assert lyo.error is None, (shelf, pressure, lyo.error)
+            assert lyo.last_readouts["primary drying time [h]"] > 0
+    # the slowest corner against a direct simulation with a 300-h hold and 120 elements: 161.27 h
+    lyo.set(shelf_C=-25.0, pressure_mTorr=400.0)
+    assert lyo.last_readouts["primary drying time [h]"] == pytest.approx(161.27, rel=0.02)
+    lyo.set(shelf_C=20.0, pressure_mTorr=150.0)
+
+
+def test_failed_solve_shows_the_error_not_a_stale_plot(lyo, monkeypatch):
+    def fail(*args, **kwargs):
+        raise biotwin.SolverError("simulation failed: restoration failed", "restoration failed")
+
+    monkeypatch.setattr(lyo.model, "simulate", fail)
+    lyo.set(shelf_C=-20.0, pressure_mTorr=400.0)
+    monkeypatch.undo()
     assert lyo.error is not None
     assert "solve failed" in lyo.status.value
     assert len(lyo.figure.data[0].y) == 0 and lyo.last_readouts == {}

@@ -17,6 +17,10 @@ class ScenarioError(BiotwinError, ValueError):
     """A scenario (operating recipe) or a simulation request is invalid."""
 
 
+class RecipeTooShortError(ScenarioError):
+    """The recipe ends before the process does (e.g. before primary drying is over): lengthen it."""
+
+
 class DataError(BiotwinError, ValueError):
     """An experiment data file is invalid."""
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from biotwin.core.errors import BiotwinError
+from biotwin.core.errors import BiotwinError, RecipeTooShortError
 
 
 @dataclass
@@ -71,6 +71,7 @@ class ExplorerSpec:
     scenario: object = None
     nfe: int = 60
     extra: dict = field(default_factory=dict)
+    lengthen: object = None
 
 
 def _parameter_knob(model, name) -> Knob:
@@ -125,11 +126,20 @@ def explorer_spec(model, scenario=None, parameters=None, panels=None) -> Explore
         raw.get("readouts"),
         scenario if scenario is not None else raw.get("scenario"),
         int(raw.get("nfe", 60)),
+        lengthen=raw.get("lengthen"),
     )
 
 
+LENGTHEN_FACTOR, LENGTHEN_TIMES = 4.0, 2
+
+
 def evaluate(model, spec: ExplorerSpec, values: dict, base_raw: dict):
-    """Simulate the recipe with knob ``values``; return (table, readouts, result)."""
+    """Simulate the recipe with knob ``values``; return (table, readouts, result).
+
+    A recipe that ends before the process does (:class:`RecipeTooShortError`, e.g. a cold shelf still
+    drying when the hold ends) is run again with the model's ``lengthen`` (its last hold 4x, then 16x):
+    every value a slider offers gives an answer.
+    """
     recipe = dict(base_raw)
     params = {}
     for knob in spec.knobs:
@@ -138,10 +148,17 @@ def evaluate(model, spec: ExplorerSpec, values: dict, base_raw: dict):
             params[knob.name] = value
         else:
             recipe = knob.apply(recipe, value)
-    result = model.simulate(scenario=recipe, params=params, nfe=spec.nfe)
-    table = spec.table(result) if spec.table else result.wide
-    readouts = spec.readouts(result) if spec.readouts else {}
-    return table, readouts, result
+    for attempt in range(LENGTHEN_TIMES + 1):
+        try:
+            result = model.simulate(scenario=recipe, params=params, nfe=spec.nfe)
+            table = spec.table(result) if spec.table else result.wide
+            readouts = spec.readouts(result) if spec.readouts else {}
+            return table, readouts, result
+        except RecipeTooShortError:
+            if spec.lengthen is None or attempt == LENGTHEN_TIMES:
+                raise
+            recipe = spec.lengthen(recipe, LENGTHEN_FACTOR)
+    raise AssertionError("unreachable")
 
 
 class Explorer:
