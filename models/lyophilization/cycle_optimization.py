@@ -34,7 +34,7 @@ import pyomo.environ as pyo
 ZERO_CELSIUS = 273.15
 OPTIMIZE_KEYS = {"shelf_temperature_C", "chamber_pressure_mTorr", "constraints"}
 CONTROL_KEYS = {"min", "max", "ramp_C_per_min", "initial_C"}
-CONSTRAINT_KEYS = {"T_bottom_max_C", "equipment"}
+CONSTRAINT_KEYS = {"T_bottom_max_C", "margin_C", "equipment"}
 EQUIPMENT_KEYS = {"a_kg_per_h", "b_kg_per_h_per_Torr", "n_vials"}
 
 
@@ -74,6 +74,7 @@ class CycleOptimizationResult:
             "max_T_bottom_C": float(t["T_bottom_C"].max()),
             "final_flux_kg_per_h_m2": float(t["flux_kg_per_h_m2"].iloc[-1]),
             "T_bottom_max_C": self.limits["T_bottom_max_C"],
+            "margin_C": self.limits.get("margin_C", 0.0),
         }
         if self.limits.get("equipment"):
             out["max_equipment_load_fraction"] = float(
@@ -154,6 +155,11 @@ def read_optimize_block(raw: dict, where: str) -> dict:
     if t_max is None:
         raise ScenarioError(f"{where}: give optimize.constraints.T_bottom_max_C or product.T_critical_C")
     t_max = _number(t_max, f"{where}: T_bottom_max_C")
+    # a safety margin below the limit (an average vial on the limit leaves none for the warmer ones)
+    margin = _number(constraints.get("margin_C", 0.0), f"{where}: optimize.constraints.margin_C")
+    if not 0.0 <= margin <= 20.0:
+        raise ScenarioError(f"{where}: optimize.constraints.margin_C must be in [0, 20] K, got {margin:g}")
+    t_max -= margin
     equipment = None
     if constraints.get("equipment") is not None:
         eq = _mapping(
@@ -166,7 +172,7 @@ def read_optimize_block(raw: dict, where: str) -> dict:
         if equipment["n_vials"] <= 0:
             raise ScenarioError(f"{where}: equipment.n_vials must be positive")
     _check_sublimation_possible(raw, controls, t_max, where)
-    return {"controls": controls, "T_bottom_max_C": t_max, "equipment": equipment}
+    return {"controls": controls, "T_bottom_max_C": t_max, "margin_C": margin, "equipment": equipment}
 
 
 def _check_sublimation_possible(raw, controls, t_max_C, where):
@@ -368,7 +374,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
         [round(b_ * t_f, 6), round(float(pyo.value(m.P_chamber[b_])) * 1e3, 4)] for b_ in boundaries
     ]
     recipe["description"] = f"optimized primary drying ({t_f:.3f} h) from {sc.source}"
-    limits = {"T_bottom_max_C": spec["T_bottom_max_C"], "equipment": equipment}
+    limits = {"T_bottom_max_C": spec["T_bottom_max_C"], "margin_C": spec["margin_C"], "equipment": equipment}
     wall_opt = time.perf_counter() - wall0
 
     # verification: the recipe, held at its last values for 10 % longer, on the simulator's own grid

@@ -310,3 +310,21 @@ def test_bad_optimize_blocks(model, change, message):
     recipe = {**model.load_scenario("case1_standard").raw, **change}
     with pytest.raises(ScenarioError, match=message):
         model.load_scenario(recipe)
+
+
+def test_a_margin_keeps_the_optimum_below_the_critical_temperature(model):
+    """optimize.constraints.margin_C (issue #16): the optimum rode exactly on T_critical with no option."""
+    recipe = dict(model.load_scenario("optimize_case1").raw)
+    recipe["optimize"] = {**recipe["optimize"], "constraints": {**recipe["optimize"]["constraints"], "margin_C": 2.0}}
+    opt = model.module.optimize(model, recipe, nfe=40)
+    summary = opt.summary()
+    print(
+        f"\nmargin 2 K: limit {summary['T_bottom_max_C']} degC, max T_bottom {summary['max_T_bottom_C']:.3f} degC, "
+        f"{summary['primary_drying_time_h']:.3f} h"
+    )
+    assert summary["T_bottom_max_C"] == -7.0 and summary["margin_C"] == 2.0
+    assert summary["max_T_bottom_C"] <= -7.0 + 1e-3
+    assert summary["verification"]["max_T_bottom_C"] <= -7.0 + 0.05
+    recipe["optimize"]["constraints"]["margin_C"] = -1
+    with pytest.raises(biotwin.ScenarioError, match="margin_C must be in"):
+        model.module.optimize(model, recipe, nfe=40)
