@@ -119,7 +119,13 @@ def test_hek293_vlp_notebooks(tmp_path, name):
 
 @pytest.mark.parametrize(
     "name",
-    ["01_what_is_a_digital_twin", "02_explore_fed_batch", "03_calibrate_and_uncertainty", "04_lyophilization_cycle"],
+    [
+        "01_what_is_a_digital_twin",
+        "02_explore_fed_batch",
+        "03_calibrate_and_uncertainty",
+        "04_lyophilization_cycle",
+        "05_find_the_upset",
+    ],
 )
 def test_training_notebooks_with_solutions(tmp_path, name):
     """The course runs end to end, and each exercise's checker accepts the computed solution.

@@ -17,7 +17,27 @@ EXERCISES = {
     "widest_ci": "In the fed-batch calibration: the parameter with the widest 95 % interval relative to its estimate.",
     "lyo_cycle": "A constant shelf set point [degC] and chamber pressure [mTorr] that dry the case-1 product in under "
     "9 h with the vial bottom never above -15 degC (a tuple (shelf_C, pressure_mTorr)).",
+    "upset": "The fed-batch replayed through the twin had one upset. When did it happen [h, within 12 h] and which "
+    "measured variable showed it first? (a tuple (time_h, variable))",
 }
+
+# The hidden upset of the "upset" exercise: the feed bolus of this day [d] was never given.
+UPSET_BOLUS_DAY = 5.0
+UPSET_SCHEDULE = {"Glc": (1, 0.7, 0), "Lac": (1, 0.7, 0), "Xv": (24, 0, 0.05), "titer": (24, 0.005, 0.05)}
+
+
+def upset_stream(until_h: float = 192.0, seed: int = 5):
+    """The process data of the "upset" exercise (SYNTHETIC: a simulated batch with one feed bolus missed)."""
+    from biotwin.core.model import load_model
+    from biotwin.twin.streams import synthetic_stream
+
+    model = load_model("mab_fedbatch")
+    raw = model.load_scenario("nominal_14d").raw
+    actual = dict(raw, boluses=[b for b in raw["boluses"] if float(b["time"]) != UPSET_BOLUS_DAY])
+    p = model.parameter_set
+    truth = {"mu_max": 1.1 * p["mu_max"].value, "beta_P": 0.9 * p["beta_P"].value}
+    stream, _ = synthetic_stream(model, actual, truth, UPSET_SCHEDULE, seed=seed)
+    return stream[stream["time"] <= until_h].reset_index(drop=True)
 
 
 def _say(ok: bool, text: str) -> bool:
@@ -97,6 +117,20 @@ def check(exercise: str, answer, context=None) -> bool:
         return _say(
             ok, f"dries in {s['primary_drying_time_h']:.2f} h with the product at most {s['max_T_bottom_C']:.2f} degC"
         )
+    if exercise == "upset":
+        start = UPSET_BOLUS_DAY * 24.0
+        try:
+            t, variable = answer
+            ok = start <= float(t) <= start + 12.0 and variable == "Glc"
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:  # a hint, not the answer (Run All must not give the exercise away)
+            return _say(False, "look for the first alarm the twin raised: its time and the variable it names first")
+        return _say(
+            True,
+            f"the feed bolus of day {UPSET_BOLUS_DAY:g} ({start:g} h) was never given: glucose stayed about 10 mM "
+            "below what the recipe should have given, and the twin's chi-square test fired on glucose",
+        )
     raise AssertionError("unreachable")
 
 
@@ -118,4 +152,8 @@ def solution(exercise: str, context=None):
                 if s["primary_drying_time_h"] < 9.0 and s["max_T_bottom_C"] <= -15.0:
                     return (shelf, pressure)
         return None
+    if exercise == "upset":
+        # what a trainee does: read the twin's first alarm (context: the Twin after the replay)
+        alarms = [a for h in context.history for a in h.alarms]
+        return (alarms[0]["update_time"], alarms[0]["variables"][0]) if alarms else None
     raise KeyError(exercise)
