@@ -168,23 +168,3 @@ def test_calibration_on_example_data_covers_the_true_values(model):
         assert p["ci95_low"] <= true <= p["ci95_high"], (name, true, p)
     lo, hi = result.diagnostics["chi2_expected_95"]
     assert lo <= result.diagnostics["chi2"] <= hi
-
-
-# -- feed optimization ------------------------------------------------------------------------------
-def test_feed_optimization_improves_titer_within_limits(model):
-    from biotwin.optimize.feed import optimize_feed
-
-    limits = {"V": 1.5, "Lac": 110.0, "Amm": 6.0}
-    opt = optimize_feed(model, "nominal_14d", limits=limits, nfe=40)
-    summary = opt.summary()
-    assert summary["optimal"] > summary["nominal"]
-    w = opt.optimal.wide
-    for var, (_, hi) in opt.limits.items():
-        assert w[var].max() <= hi + 1e-6, var
-    assert (opt.boluses["optimal_volume_L"] >= 0).all()
-    assert (opt.boluses["optimal_volume_L"] <= 3 * opt.boluses["nominal_volume_L"] + 1e-9).all()
-    # the optimized recipe, simulated as an ordinary scenario, reproduces the optimum and its limits
-    check = model.simulate(scenario=opt.optimized_recipe(), nfe=40)
-    assert check.wide["titer"].iloc[-1] == pytest.approx(summary["optimal"], rel=2e-3)
-    for var, (_, hi) in opt.limits.items():
-        assert check.wide[var].max() <= hi * (1 + 2e-3), var
