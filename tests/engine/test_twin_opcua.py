@@ -63,11 +63,12 @@ def server(stream):
     def publish():
         time.sleep(1.0)  # the client connects
         for _, row in stream.iterrows():
+            nodes["SampleTime"].write_value(float("nan"))  # a sample in progress: readers wait
             nodes["Biomass"].write_value(float("nan") if pd.isna(row["X"]) else float(row["X"]) * 1000.0)
             nodes["Biomass_sd"].write_value(float("nan") if pd.isna(row["X"]) else float(row["X_sigma"]) * 1000.0)
             nodes["Substrate"].write_value(float("nan") if pd.isna(row["S"]) else float(row["S"]))
             nodes["SampleTime"].write_value(float(row["time"]) * 60.0)  # the time last: the row is complete
-            time.sleep(0.1)
+            time.sleep(0.25)
 
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()

@@ -9,8 +9,12 @@ the node that carries the sample time::
       Xv:  {node: "ns=2;s=VCD", unit: "1e6/mL", sigma_node: "ns=2;s=VCD_sd"}
 
 The client (``asyncua``) reads the time node and every variable node in one Read request every
-``poll_s`` seconds and emits a row when the sample time changes (a server writes the values, then the
-time). A variable node holding NaN (or nothing) is not measured in that row. Values are converted to the model's units; a map whose unit cannot be converted, or that names
+``poll_s`` seconds and emits a row when the sample time changes to a new finite value. The server's
+side of the convention: while it writes a sample it sets the time node to NaN (or leaves it empty),
+then writes the values, then the new time -- a read in the middle of an update sees no time and waits,
+so a row never mixes two samples. Samples must be published more slowly than ``poll_s`` (PAT data
+arrive every minutes to hours; a sample replaced before it was read is lost). A variable node holding
+NaN (or nothing) is not measured in that row. Values are converted to the model's units; a map whose unit cannot be converted, or that names
 an unknown state, is refused before connecting. A node that reads empty (a bad status, None) leaves
 that variable unmeasured in the row.
 """
