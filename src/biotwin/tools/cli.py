@@ -515,16 +515,7 @@ def cmd_twin_replay(args) -> int:
     if not stream.is_file():
         raise BiotwinError(f"--stream {stream}: no such file")
     twin = _twin_from_args(args)
-    summary = run_replay(
-        twin,
-        stream,
-        args.out,
-        resume=args.resume,
-        forecast_every=args.forecast_every,
-        progress=lambda s: _stderr(f"[biotwin] {s}"),
-    )
-    print(json.dumps(summary, indent=2))
-    return 0
+    return _print_record(run_replay(twin, stream, args.out, **_record_options(args)))
 
 
 def cmd_twin_serve(args) -> int:
@@ -536,16 +527,7 @@ def cmd_twin_serve(args) -> int:
     chunks = opcua_chunks(
         args.opcua, node_map, poll_s=args.poll_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
     )
-    summary = record(
-        twin,
-        chunks,
-        args.out,
-        resume=args.resume,
-        forecast_every=args.forecast_every,
-        progress=lambda s: _stderr(f"[biotwin] {s}"),
-    )
-    print(json.dumps(summary, indent=2))
-    return 0
+    return _print_record(record(twin, chunks, args.out, **_record_options(args)))
 
 
 def cmd_notebooks_run(args) -> int:
@@ -622,6 +604,19 @@ def _add_twin_options(q) -> None:
     q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
     q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
     q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
+
+
+def _record_options(args) -> dict:
+    return {
+        "resume": args.resume,
+        "forecast_every": args.forecast_every,
+        "progress": lambda s: _stderr(f"[biotwin] {s}"),
+    }
+
+
+def _print_record(summary: dict) -> int:
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def _twin_from_args(args):

@@ -99,14 +99,20 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
         refused = json.loads((out / "refused.json").read_text()) if (out / "refused.json").exists() else []
         say(f"resuming after update time {done_until:g} {twin.time_unit}")
     next_forecast = 0.0
-    walls, last = [], None
+    last, forecast_time = None, None
+
+    def write_forecast(update):
+        forecast = update.forecast()
+        forecast.insert(0, "update_time", update.time)
+        _append(out / "forecasts.csv", forecast)
+        return update.time, (math.floor(update.time / forecast_every) + 1) * forecast_every
+
     for rows in chunks:
         update = twin.update(rows)
         if update.time <= done_until:
             if update.time >= next_forecast:
                 next_forecast = (math.floor(update.time / forecast_every) + 1) * forecast_every
             continue  # already recorded before the resume
-        walls.append(update.update_s)
         last = update
         row = {"update_time": update.time}
         for s, (v, sd) in update.states.items():
@@ -116,10 +122,7 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
         row.update({"nis": update.nis, "n_measured": update.n_measured, "update_s": update.update_s})
         _append(out / "estimates.csv", pd.DataFrame([row]))
         if update.time >= next_forecast or update.time >= twin.t_end:
-            forecast = update.forecast()
-            forecast.insert(0, "update_time", update.time)
-            _append(out / "forecasts.csv", forecast)
-            next_forecast = (math.floor(update.time / forecast_every) + 1) * forecast_every
+            forecast_time, next_forecast = write_forecast(update)
         if update.alarms:
             alarms.extend(update.alarms)
             _write_json(out / "alarms.json", alarms)
@@ -130,12 +133,8 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
             f"t = {update.time:g} {twin.time_unit}: NIS {update.nis:.2f} ({update.n_measured} values), "
             f"{update.update_s * 1e3:.0f} ms" + (f", ALARM {update.alarms[0]['kind']}" if update.alarms else "")
         )
-    if last is not None:
-        forecasts = pd.read_csv(out / "forecasts.csv") if (out / "forecasts.csv").exists() else None
-        if forecasts is None or forecasts["update_time"].max() < last.time:
-            forecast = last.forecast()
-            forecast.insert(0, "update_time", last.time)
-            _append(out / "forecasts.csv", forecast)
+    if last is not None and forecast_time != last.time:  # the record ends with a forecast from its last update
+        write_forecast(last)
     _write_json(out / "alarms.json", alarms)
     _write_json(out / "refused.json", refused)
     estimates = pd.read_csv(out / "estimates.csv") if (out / "estimates.csv").exists() else pd.DataFrame()
