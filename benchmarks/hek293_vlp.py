@@ -28,7 +28,8 @@ AVOGADRO, BP = 6.02214076e23, 650.0
 
 
 def scipy_simulation(model, scenario):
-    """The model's equations with numpy, LSODA between the recipe's corners; returns (t, y, names)."""
+    """The model card's equations (models/hek293_vlp/model.py docstring) with numpy, LSODA between the
+    recipe's corners; returns (final state, names)."""
     sc = model.load_scenario(scenario)
     p = model.parameter_values(sc.parameters)
     progs = {k: Program.from_points(k, v["points"], "bench") for k, v in sc.inputs.items()}
@@ -50,22 +51,28 @@ def scipy_simulation(model, scenario):
         "Lac",
         "Amm",
         "V",
-        "P_ext",
-        "P_endo",
-        "P_cyto",
-        "P_nuc",
-        "PEI",
+        "DNA_med",
+        "DNA_endo",
+        "DNA_cyto",
+        "DNA_nuc",
+        "PEI_med",
+        "PEI_cell",
+        "M_cond",
         "Gag",
         "Asm",
         "VLP",
     ]
+    per_cell_medium = sc.settings.get("plasmid_medium") == "per_cell"
 
     def rhs(t, y, side):
-        Xv, Xd, Glc, Gln, Lac, Amm, V, Pe, Pn, Pc, Pu, PEI, Gag, Asm, VLP = y
+        Xv, Xd, Glc, Gln, Lac, Amm, V, Dm, De, Dc, Dn, Pm, Pc, M, Gag, Asm, VLP = y
         u = {k: progs[k](t, side)[0] for k in progs}
         Fb, Fo, Dex, dose = u.get("F_bolus", 0.0), u.get("F_out", 0.0), u.get("D_ex", 0.0), u.get("DNA_dose", 0.0)
         e = p["C_eps"]
-        G, Q, L, A, W = pos(Glc, e), pos(Gln, e), pos(Lac, e), pos(Amm, e), pos(PEI, 1e-9)
+        xv = pos(Xv, 1e-9)
+        pei = pos(Pc / xv, 1e-9)  # pg/cell: ug/mL over Mcell/mL
+        nuc = pos(Dn / xv, 1e-9)  # copies/cell: copies/nL over Mcell/mL
+        G, Q, L, A = pos(Glc, e), pos(Gln, e), pos(Lac, e), pos(Amm, e)
         mu = (
             p["mu_max"]
             * G
@@ -77,9 +84,9 @@ def scipy_simulation(model, scenario):
             * p["KI_Amm"]
             / (p["KI_Amm"] + A)
             * p["K_burden"]
-            / (p["K_burden"] + W)
+            / (p["K_burden"] + pei)
         )
-        mud = p["mu_d_max"] * L / (p["KD_Lac"] + L) * A / (p["KD_Amm"] + A) + p["k_tox"] * W
+        mud = p["mu_d_max"] * L / (p["KD_Lac"] + L) * A / (p["KD_Amm"] + A) + p["k_tox"] * pei
         qg = p["m_Glc"] * sw(Glc, p["C_exh"], p["W_exh"]) + mu / p["Y_X_Glc"]
         qq = p["a1_Gln"] * Q / (p["a2_Gln"] + Q) + mu / p["Y_X_Gln"]
         ql = p["Y_Lac_Glc"] * qg - p["q_Lac_up"] * (1 - sw(Glc, p["Glc_switch"], p["W_switch"])) * L / (
@@ -88,7 +95,6 @@ def scipy_simulation(model, scenario):
         qa = p["Y_Amm_Gln"] * mu / p["Y_X_Gln"] - p["r_Amm"] * sw(Amm, p["C_exh"], p["W_exh"])
         X = Xv * 1e9  # cells/L
         D = Fb / V
-        nuc = pos(Pu, 1e-9)
         fT = p["f_max"] * nuc / (nuc + p["K_T"])
         per_t = (nuc + p["K_T"]) / p["f_max"]
         qgag = (
@@ -98,7 +104,9 @@ def scipy_simulation(model, scenario):
             / (p["K_nuc"] + per_t)
             * (p["alpha_phys"] + (1 - p["alpha_phys"]) * mu / p["mu_max"])
         )
-        up = eta * p["k_uptake"] * Pe
+        g_cond = 1 / (1 + (pos(M, 1e-9) / p["K_cond"]) ** p["n_cond"])
+        up = eta * g_cond * p["k_uptake"] * Dm * copies_per_pg  # copies/nL/h: ug/mL x copies/pg
+        leave = p["k_pdeg"] + mud + D
         return [
             (mu - mud - D) * Xv,
             mud * Xv - (p["k_lys"] + D) * Xd,
@@ -107,33 +115,19 @@ def scipy_simulation(model, scenario):
             ql * X - (D + Dex) * Lac,
             qa * X + p["d_Gln"] * Gln - (D + Dex) * Amm,
             Fb - Fo,
-            dose * copies_per_pg - up - Dex * Pe - (mu - mud) * Pe,  # medium plasmid per viable cell
-            up - (p["k_escape"] + p["k_pdeg"] + mu) * Pn,
-            p["k_escape"] * Pn - (p["k_nuclear"] + p["k_pdeg"] + mu) * Pc,
-            p["k_nuclear"] * Pc - (p["k_pdeg"] + mu) * Pu,
-            p["PEI_DNA_ratio"] * dose - (p["k_PEI_clear"] + mu) * PEI,
+            dose * Xv - up / copies_per_pg - (p["k_inact"] + Dex + D) * Dm + (mu - mud) * Dm * per_cell_medium,
+            up - (p["k_escape"] + leave) * De,  # copies/nL/h (the line above: ug/mL/h)
+            p["k_escape"] * De - (p["k_nuclear"] + leave) * Dc,
+            p["k_nuclear"] * Dc - leave * Dn,
+            p["PEI_DNA_ratio"] * dose * Xv - (p["k_PEI_bind"] + Dex + D) * Pm,  # ug/mL/h
+            p["k_PEI_bind"] * Pm - (p["k_PEI_clear"] + mud + D) * Pc,
+            Xv - (Dex + D) * M,  # Mcell h/mL per h
             qgag - (p["k_asm"] + p["k_gdeg"] + mu) * Gag,
             p["k_asm"] * Gag - (p["k_bud"] + mu) * Asm,
             p["k_bud"] * Asm * Xv * 1e-3 - (p["k_vdeg"] + D + Dex) * VLP,
         ]  # Mcell/mL * vp/cell -> Gvp/mL
 
-    y0 = [
-        p["Xv0"],
-        p["Xd0"],
-        p["Glc0"],
-        p["Gln0"],
-        p["Lac0"],
-        p["Amm0"],
-        p["V0"],
-        p["P_ext0"],
-        0,
-        0,
-        0,
-        p["PEI0"],
-        0,
-        0,
-        0,
-    ]
+    y0 = [p.get(f"{n}0", 0.0) for n in names]
     corners = sorted({0.0, sc.t_end} | {c for prog in progs.values() for c in prog.corners if 0 < c < sc.t_end})
     y = np.array(y0, dtype=float)
     for a, b in itertools.pairwise(corners):  # inputs are linear between corners: right limit at the start

@@ -1,23 +1,33 @@
 """HEK293 transient transfection and virus-like-particle (VLP) production as a Pyomo DAE.
 
 States: viable and dead cells ``Xv``, ``Xd`` [Mcell/mL]; glucose, glutamine, lactate, ammonia
-``Glc``, ``Gln``, ``Lac``, ``Amm`` [mM]; volume ``V`` [L]; per-cell plasmid pools (copies per cell)
-extracellular ``P_ext``, endosomal ``P_endo``, cytosolic ``P_cyto``, nuclear ``P_nuc``; PEI carried by
-the cells ``PEI`` [pg/cell]; intracellular product ``Gag`` and membrane-assembling ``Asm`` [vp/cell, VLP
+``Glc``, ``Gln``, ``Lac``, ``Amm`` [mM]; volume ``V`` [L]; per mL of culture: plasmid DNA in the medium
+``DNA_med`` [ug/mL] and in the cells' endosomes, cytosol and nuclei ``DNA_endo``, ``DNA_cyto``,
+``DNA_nuc`` [copies/nL = 1e6 copies/mL, so that divided by Mcell/mL they are copies per cell]; free PEI in the medium ``PEI_med`` and PEI carried by the cells ``PEI_cell``
+[ug/mL]; medium conditioning ``M_cond`` [Mcell h/mL] (viable-cell hours the medium has seen since it
+was fresh); intracellular product ``Gag`` and membrane-assembling ``Asm`` [vp/cell, VLP
 equivalents]; extracellular ``VLP`` [Gvp/mL = 1e9 particles/mL]. Time in hours.
 
-**Sourced** (see the model card for what is proposed):
+The per-cell quantities a scientist reads are expressions of those: plasmid copies per viable cell
+``P_ext`` (medium), ``P_endo``, ``P_cyto``, ``P_nuc`` [1/cell] and cell-associated PEI ``PEI``
+[pg/cell]. (1 pg/cell times 1 Mcell/mL is 1 ug/mL exactly.)
 
-Plasmid delivery, Nguyen et al. 2021 (Mol Ther Methods Clin Dev 21:642, the published code's
-``ode_viralProd``), per cell, with the growth rate ``mu`` diluting the intracellular pools. The
-plasmid in the medium is a per-mL amount carried per viable cell, so viable-cell growth and death
-``(mu - mu_d)`` change the ratio (Nguyen et al.'s per-cell form, without that term, is kept as
-``settings: {plasmid_medium: per_cell}`` to reproduce their trajectories):
+**Sourced.** Plasmid delivery, Nguyen et al. 2021 (Mol Ther Methods Clin Dev 21:642, the published
+code's ``ode_viralProd``): uptake, endosomal escape, nuclear entry and degradation constants. Written
+per mL, uptake is a first-order rate on the plasmid in the medium shared by the cells, and the cells'
+pools are not diluted by growth (dividing cells share them; per cell, the ``P = DNA/Xv`` expressions
+fall as the cells grow, exactly Nguyen et al.'s growth-dilution term):
 
-    dP_ext/dt  = dose(t) - eta_PEI k_uptake P_ext - D_ex P_ext - (mu - mu_d) P_ext
-    dP_endo/dt = eta_PEI k_uptake P_ext - (k_escape + k_pdeg + mu) P_endo
-    dP_cyto/dt = k_escape P_endo - (k_nuclear + k_pdeg + mu) P_cyto
-    dP_nuc/dt  = k_nuclear P_cyto - (k_pdeg + mu) P_nuc
+    dDNA_med/dt  = dose Xv - r_up - k_inact DNA_med - (D_ex + D) DNA_med
+    dDNA_endo/dt = r_up - (k_escape + k_pdeg + mu_d + D) DNA_endo
+    dDNA_cyto/dt = k_escape DNA_endo - (k_nuclear + k_pdeg + mu_d + D) DNA_cyto
+    dDNA_nuc/dt  = k_nuclear DNA_cyto - (k_pdeg + mu_d + D) DNA_nuc
+    r_up = eta_PEI g_cond k_uptake DNA_med
+
+(``mu_d DNA`` leaves with the dying cells, ``D`` is dilution by feeds, ``D_ex`` medium exchange or
+perfusion). Nguyen et al.'s own form keeps the medium plasmid per cell with no growth term, i.e. the
+medium gains ``(mu - mu_d) DNA_med``; it is ``settings: {plasmid_medium: per_cell}``, used only to
+reproduce their trajectories (it makes DNA as the cells grow: 2.6x the dose by 96 hpt in a batch).
 
 Growth and metabolism: the Monod/inhibition structure of Xing et al. 2010 shared with the CHO model
 (:mod:`biotwin.processes.kinetics`), plus lactate consumption once glucose is limiting (documented for HEK293:
@@ -25,12 +35,21 @@ Petiot et al. 2011, BMC Biotechnol 11:84; Martinez-Monge et al. 2018, Appl Micro
 102:10465).
 
 **Proposed** (this model; forms chosen to give the published orders of magnitude, constants to be
-fitted): PEI uptake efficiency ``eta_PEI`` (1 at 2:1 w/w PEI:DNA), transfection burden from PEI
-carried by the cells (growth inhibition and death), transfected fraction ``f_T`` saturating at
-``f_max`` (~60 %), expression from nuclear plasmid in transfected cells reduced when growth drops,
-two-step assembly/budding delay, VLP degradation:
+fitted): PEI uptake efficiency ``eta_PEI`` (1 at 2:1 w/w PEI:DNA); polyplexes losing their
+transfection competence in the medium (``k_inact``: they aggregate and settle); free PEI binding to the
+cells (``k_PEI_bind``; at 2:1 w/w most PEI is free, Boeckle et al. 2004, J Gene Med 6:1102) and the
+transfection burden of cell-associated PEI (growth inhibition and death); the cell-density effect as
+medium conditioning (conditioned medium lowers PEI transfection efficiency and fresh medium at
+transfection restores it: Durocher et al. 2002, Nucleic Acids Res 30:e9; Cervera et al. 2013,
+J Biotechnol 166:152), a Hill decline ``g_cond`` of uptake in the conditioning ``M_cond``, which a
+medium exchange resets; transfected
+fraction ``f_T`` saturating at ``f_max`` (~60 %); expression from nuclear plasmid in transfected cells
+reduced when growth drops; two-step assembly/budding delay; VLP degradation:
 
     eta_PEI = r/(K_PEI + r) (K_PEI + 2)/2,       r = PEI:DNA [w/w]
+    g_cond  = 1/(1 + (M_cond/K_cond)^n_cond),    dM_cond/dt = Xv - (D_ex + D) M_cond
+    dPEI_med/dt  = r dose Xv - k_PEI_bind PEI_med - (D_ex + D) PEI_med
+    dPEI_cell/dt = k_PEI_bind PEI_med - (k_PEI_clear + mu_d + D) PEI_cell,   PEI = PEI_cell/Xv
     mu      = mu_Xing(Glc, Gln, Lac, Amm) K_burden/(K_burden + PEI)
     mu_d    = mu_d_Xing(Lac, Amm) + k_tox PEI
     f_T     = f_max P_nuc/(P_nuc + K_T)
@@ -41,7 +60,7 @@ two-step assembly/budding delay, VLP degradation:
 
 Medium exchange and perfusion enter as a medium-replacement rate ``D_ex`` [1/h] that keeps the
 volume and the cells and replaces the medium by fresh medium (``Glc_medium``, ``Gln_medium``, no
-lactate, ammonia, plasmid or VLP). Feeds, boluses and samples as in the CHO model.
+lactate, ammonia, plasmid, free PEI, conditioning or VLP). Feeds, boluses and samples as in the CHO model.
 """
 
 import pyomo.environ as pyo
@@ -71,16 +90,19 @@ STATES = {
     "Lac": "mM",
     "Amm": "mM",
     "V": "L",
-    "P_ext": "1/cell",
-    "P_endo": "1/cell",
-    "P_cyto": "1/cell",
-    "P_nuc": "1/cell",
-    "PEI": "pg/cell",
+    "DNA_med": "ug/mL",
+    "DNA_endo": "1/nL",
+    "DNA_cyto": "1/nL",
+    "DNA_nuc": "1/nL",
+    "PEI_med": "ug/mL",
+    "PEI_cell": "ug/mL",
+    "M_cond": "Mcell*h/mL",
     "Gag": "vp/cell",
     "Asm": "vp/cell",
     "VLP": "Gvp/mL",
 }
 CULTURE_STATES = ["Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "V"]  # those a recipe may set initially
+INITIAL_PARAMETERS = CULTURE_STATES + ["DNA_med", "PEI_med", "M_cond"]  # states starting at <name>0
 INPUTS = {
     "F_cont": "L/h",
     "F_bolus": "L/h",
@@ -91,14 +113,15 @@ INPUTS = {
     "D_ex": "1/h",
     "mu_in": "1/h",
 }
+DNA_POOLS = ("endo", "cyto", "nuc")
 
 
 # How the plasmid in the medium is kept (``settings['plasmid_medium']``):
-#   per_volume  (default) a per-mL amount carried as copies per viable cell: the ratio falls as the viable
-#               cells grow (and rises as they die), so that Xv * P_ext changes only by dosing, uptake,
-#               medium exchange and dilution by feeds -- the medium never holds more than was dosed;
-#   per_cell    Nguyen et al. 2021's form (their ode_viralProd): copies per cell with no growth term, kept
-#               to reproduce their published delivery trajectories (tests/models/test_hek293_vlp.py).
+#   per_volume  (default) a per-mL amount: it changes only by dosing, uptake, loss of competence, medium
+#               exchange and dilution by feeds -- the medium never holds more than was dosed;
+#   per_cell    Nguyen et al. 2021's form (their ode_viralProd): copies per cell with no growth term, so the
+#               medium gains (mu - mu_d) DNA_med; kept to reproduce their published delivery trajectories
+#               (tests/models/test_hek293_vlp.py).
 PLASMID_MEDIUM_FORMS = ("per_volume", "per_cell")
 
 
@@ -118,12 +141,13 @@ def build(settings=None):
     m.t = time_set(settings, 144.0)
     declare(m, TIME_UNIT, settings["parameter_units"], STATES, INPUTS, state_initialize=0.0)
     conc_rate = u.mM / u.h
+    dna_rate = 1 / u.nL / u.h  # plasmid copies per nL (1e6 copies/mL) per hour
 
     def pos(c):
         return positive_part(c, m.C_eps)
 
-    def pos_pei(c):
-        return positive_part(c, 1e-9 * u.pg / u.cell)
+    def viable(t):  # [Mcell/mL], kept away from 0 for the per-cell expressions
+        return positive_part(m.Xv[t], 1e-9 * u.Mcell / u.mL)
 
     m.copies_per_pg = pyo.Expression(
         expr=u.convert(AVOGADRO / u.mol / (m.plasmid_bp * BP_MOLAR_MASS * u.g / u.mol), to_units=1 / u.pg),
@@ -133,6 +157,33 @@ def build(settings=None):
         expr=m.PEI_DNA_ratio / (m.K_PEI + m.PEI_DNA_ratio) * (m.K_PEI + 2) / 2,
         doc="PEI uptake efficiency relative to 2:1 w/w [-]",
     )
+
+    def per_cell(amount, t, to_units):
+        return u.convert(amount / viable(t), to_units=to_units)
+
+    def per_volume(rate_per_cell, t, to_units):
+        return u.convert(rate_per_cell * m.Xv[t], to_units=to_units)
+
+    m.P_ext = pyo.Expression(
+        m.t,
+        rule=lambda m, t: per_cell(m.DNA_med[t], t, u.pg / u.cell) * m.copies_per_pg,
+        doc="plasmid in the medium per viable cell [copies/cell]",
+    )
+    for pool in DNA_POOLS:
+        m.add_component(
+            f"P_{pool}",
+            pyo.Expression(
+                m.t,
+                rule=lambda m, t, pool=pool: per_cell(getattr(m, f"DNA_{pool}")[t], t, 1 / u.cell),
+                doc=f"plasmid copies per viable cell, {pool} [copies/cell]",
+            ),
+        )
+    m.PEI = pyo.Expression(
+        m.t, rule=lambda m, t: per_cell(m.PEI_cell[t], t, u.pg / u.cell), doc="PEI carried per viable cell [pg/cell]"
+    )
+
+    def pos_pei(c):
+        return positive_part(c, 1e-9 * u.pg / u.cell)
 
     @m.Expression(m.t, doc="specific growth rate [1/h]")
     def mu(m, t):
@@ -161,6 +212,12 @@ def build(settings=None):
     def pos_copies(c):
         return positive_part(c, 1e-9 / u.cell)
 
+    m.g_cond = pyo.Expression(
+        m.t,
+        rule=lambda m, t: 1 / (1 + (positive_part(m.M_cond[t], 1e-9 * u.Mcell * u.h / u.mL) / m.K_cond) ** m.n_cond),
+        doc="transfection (uptake) in conditioned medium relative to fresh medium [-]",
+    )
+
     @m.Expression(m.t, doc="fraction of transfected cells [-]")
     def f_T(m, t):
         return m.f_max * pos_copies(m.P_nuc[t]) / (pos_copies(m.P_nuc[t]) + m.K_T)
@@ -176,25 +233,42 @@ def build(settings=None):
             * (m.alpha_phys + (1 - m.alpha_phys) * m.mu[t] / m.mu_max)
         )
 
-    m.dose_copies = pyo.Expression(
-        m.t, rule=lambda m, t: m.DNA_dose[t] * m.copies_per_pg, doc="plasmid dosed [copies/cell/h]"
-    )
-    m.plasmid_degradation = pyo.Expression(m.t, rule=lambda m, t: m.k_pdeg * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]))
-    medium_growth = 1.0 if medium_form == "per_volume" else 0.0
-    m.plasmid_medium_growth = pyo.Expression(
-        m.t,
-        rule=lambda m, t: medium_growth * (m.mu[t] - m.mu_d[t]) * m.P_ext[t],
-        doc="change of the medium plasmid per viable cell as viable cells grow and die [copies/cell/h]",
-    )
-    m.plasmid_dilution = pyo.Expression(
-        m.t,
-        rule=lambda m, t: m.mu[t] * (m.P_endo[t] + m.P_cyto[t] + m.P_nuc[t]) + m.plasmid_medium_growth[t],
-        doc="per-cell plasmid diluted by growth (cells' pools) and by viable-cell growth (medium) [copies/cell/h]",
-    )
-    m.plasmid_washout = pyo.Expression(m.t, rule=lambda m, t: m.D_ex[t] * m.P_ext[t])
+    # plasmid and PEI flows per mL of culture (the terms of the per-mL DNA balance)
+    def copies(rate_ug_per_ml):  # [ug/mL/h] of plasmid -> [copies/nL/h]
+        return u.convert(rate_ug_per_ml * m.copies_per_pg, to_units=dna_rate)
 
-    def per_volume(rate_per_cell, t, to_units):
-        return u.convert(rate_per_cell * m.Xv[t], to_units=to_units)
+    m.dna_medium = pyo.Expression(
+        m.t,
+        rule=lambda m, t: u.convert(m.DNA_med[t] * m.copies_per_pg, to_units=1 / u.nL),
+        doc="plasmid in the medium [copies/nL = 1e6 copies/mL]",
+    )
+    m.dna_dosed = pyo.Expression(
+        m.t, rule=lambda m, t: copies(m.DNA_dose[t] * m.Xv[t]), doc="plasmid dosed [copies/nL/h]"
+    )
+    m.dna_uptake = pyo.Expression(
+        m.t,
+        rule=lambda m, t: copies(m.eta_PEI * m.g_cond[t] * m.k_uptake * m.DNA_med[t]),
+        doc="plasmid taken up by the cells [copies/nL/h]",
+    )
+    m.dna_inactivated = pyo.Expression(
+        m.t,
+        rule=lambda m, t: copies(m.k_inact * m.DNA_med[t]),
+        doc="plasmid in polyplexes losing their competence in the medium [copies/nL/h]",
+    )
+    m.dna_cells = pyo.Expression(m.t, rule=lambda m, t: m.DNA_endo[t] + m.DNA_cyto[t] + m.DNA_nuc[t], doc="[copies/nL]")
+    m.dna_degraded = pyo.Expression(m.t, rule=lambda m, t: m.k_pdeg * m.dna_cells[t], doc="[copies/nL/h]")
+    m.dna_with_dying = pyo.Expression(m.t, rule=lambda m, t: m.mu_d[t] * m.dna_cells[t], doc="[copies/nL/h]")
+    m.dna_removed = pyo.Expression(
+        m.t,
+        rule=lambda m, t: copies((m.D_ex[t] + m.D[t]) * m.DNA_med[t]) + m.D[t] * m.dna_cells[t],
+        doc="plasmid removed by medium exchange and diluted by feeds [copies/nL/h]",
+    )
+    medium_growth = 1.0 if medium_form == "per_cell" else 0.0
+    m.dna_from_growth = pyo.Expression(
+        m.t,
+        rule=lambda m, t: copies(medium_growth * (m.mu[t] - m.mu_d[t]) * m.DNA_med[t]),
+        doc="per_cell form only: medium plasmid made by viable-cell growth [copies/nL/h]",
+    )
 
     c = m.add_component
     c("V_balance", pyo.Constraint(m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] - m.F_out[t]))
@@ -245,41 +319,71 @@ def build(settings=None):
             ),
         ),
     )
-    uptake = lambda m, t: m.eta_PEI * m.k_uptake * m.P_ext[t]
     c(
-        "P_ext_balance",
+        "DNA_med_balance",
         pyo.Constraint(
             m.t,
             rule=lambda m, t: (
-                m.dP_ext[t] == m.dose_copies[t] - uptake(m, t) - m.D_ex[t] * m.P_ext[t] - m.plasmid_medium_growth[t]
+                copies(m.dDNA_med[t])
+                == m.dna_dosed[t]
+                - m.dna_uptake[t]
+                - m.dna_inactivated[t]
+                - copies((m.D_ex[t] + m.D[t]) * m.DNA_med[t])
+                + m.dna_from_growth[t]
+            ),
+        ),
+    )
+    leaving = lambda m, t: m.k_pdeg + m.mu_d[t] + m.D[t]
+    c(
+        "DNA_endo_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: m.dDNA_endo[t] == m.dna_uptake[t] - (m.k_escape + leaving(m, t)) * m.DNA_endo[t],
+        ),
+    )
+    c(
+        "DNA_cyto_balance",
+        pyo.Constraint(
+            m.t,
+            rule=lambda m, t: (
+                m.dDNA_cyto[t] == m.k_escape * m.DNA_endo[t] - (m.k_nuclear + leaving(m, t)) * m.DNA_cyto[t]
             ),
         ),
     )
     c(
-        "P_endo_balance",
+        "DNA_nuc_balance",
         pyo.Constraint(
-            m.t, rule=lambda m, t: m.dP_endo[t] == uptake(m, t) - (m.k_escape + m.k_pdeg + m.mu[t]) * m.P_endo[t]
+            m.t, rule=lambda m, t: m.dDNA_nuc[t] == m.k_nuclear * m.DNA_cyto[t] - leaving(m, t) * m.DNA_nuc[t]
         ),
     )
+    pei_rate = u.ug / u.mL / u.h
     c(
-        "P_cyto_balance",
+        "PEI_med_balance",
         pyo.Constraint(
             m.t,
             rule=lambda m, t: (
-                m.dP_cyto[t] == m.k_escape * m.P_endo[t] - (m.k_nuclear + m.k_pdeg + m.mu[t]) * m.P_cyto[t]
+                m.dPEI_med[t]
+                == u.convert(m.PEI_DNA_ratio * m.DNA_dose[t] * m.Xv[t], to_units=pei_rate)
+                - (m.k_PEI_bind + m.D_ex[t] + m.D[t]) * m.PEI_med[t]
             ),
         ),
     )
     c(
-        "P_nuc_balance",
+        "PEI_cell_balance",
         pyo.Constraint(
-            m.t, rule=lambda m, t: m.dP_nuc[t] == m.k_nuclear * m.P_cyto[t] - (m.k_pdeg + m.mu[t]) * m.P_nuc[t]
+            m.t,
+            rule=lambda m, t: (
+                m.dPEI_cell[t] == m.k_PEI_bind * m.PEI_med[t] - (m.k_PEI_clear + m.mu_d[t] + m.D[t]) * m.PEI_cell[t]
+            ),
         ),
     )
     c(
-        "PEI_balance",
+        "M_cond_balance",
         pyo.Constraint(
-            m.t, rule=lambda m, t: m.dPEI[t] == m.PEI_DNA_ratio * m.DNA_dose[t] - (m.k_PEI_clear + m.mu[t]) * m.PEI[t]
+            m.t,
+            rule=lambda m, t: (
+                m.dM_cond[t] == u.convert(m.Xv[t], to_units=u.Mcell / u.mL) - (m.D_ex[t] + m.D[t]) * m.M_cond[t]
+            ),
         ),
     )
     c(
@@ -304,7 +408,7 @@ def build(settings=None):
     t0 = m.t.first()
     for name in STATES:
         state = getattr(m, name)
-        if name in CULTURE_STATES or name in ("P_ext", "PEI"):
+        if name in INITIAL_PARAMETERS:
             c(f"{name}_init", pyo.Constraint(expr=state[t0] == getattr(m, f"{name}0")))
         else:
             state[t0].fix(0.0)
@@ -400,10 +504,13 @@ def read_scenario(raw, where):
         if start + tf_duration > t_end + 1e-9:
             raise ScenarioError(f"{label}: at {tf['time']} {unit}, after the end of the culture")
         if start == 0.0:  # at the start: the initial state, exactly (as Nguyen et al. 2021)
-            if "P_ext0" in params or "PEI0" in params:
-                raise ScenarioError(f"{label}: at time 0 it sets P_ext0 and PEI0; do not give them as parameters too")
-            params["P_ext0"] = dna * copies_per_pg
-            params["PEI0"] = dna * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
+            if "DNA_med0" in params or "PEI_med0" in params:
+                raise ScenarioError(
+                    f"{label}: at time 0 it sets DNA_med0 and PEI_med0; do not give them as parameters too"
+                )
+            xv0 = float(params.get("Xv0", defaults["Xv0"]))  # [Mcell/mL]; pg/cell x Mcell/mL = ug/mL
+            params["DNA_med0"] = dna * xv0
+            params["PEI_med0"] = dna * xv0 * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
             continue
         pulses.append((start, start + tf_duration, dna / tf_duration))
     check_overlaps(pulses, "transfections", where, unit, hours)

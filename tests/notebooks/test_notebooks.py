@@ -118,6 +118,15 @@ def test_hek293_vlp_notebooks(tmp_path, name):
         assert data["resimulated_titer_per_mL"] == pytest.approx(data["optimum"]["titer_per_mL"], rel=2e-3)
         assert data["resimulated_viability"] >= data["min_viability"] - 0.1
         assert data["optimum"]["titer_per_mL"] > data["nominal_titer_per_mL"]
+        # the cell-density effect puts the optimum inside the bounds (issue #15: it sat at the upper bound,
+        # 72 h); Cervera et al. 2013 found the best production transfecting at 2-3e6 cells/mL
+        lo, hi = data["bounds"]["transfection_time_h"]
+        print(
+            f"\nHEK293 optimum: transfect at {data['optimum']['transfection_time_h']} h "
+            f"({data['optimum']['density_at_transfection']:.2f} Mcell/mL), bounds {lo}-{hi} h"
+        )
+        assert lo + 4 <= data["optimum"]["transfection_time_h"] <= hi - 4
+        assert 2.0 <= data["optimum"]["density_at_transfection"] <= 3.0
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ TRUE_PARAMETERS = {
     "mu_max": 0.032,  # 1/h          (default 0.035)
     "Y_X_Glc": 1.7e9,  # cell/mmol    (1.5e9)
     "Y_Lac_Glc": 1.3,  # -            (1.4)
-    "k_expr": 75.0,  # vp/cell/h    (60)
+    "k_expr": 75.0,  # vp/cell/h    (100)
     "k_tox": 3.0e-3,  # 1/h/(pg/cell) (2e-3)
     "K_burden": 1.5,  # pg/cell      (2.0)
 }
