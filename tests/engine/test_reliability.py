@@ -10,7 +10,7 @@ import yaml
 import biotwin
 from biotwin.core.checks import UnusualValueError, allow_unusual
 from biotwin.core.data import Experiment
-from biotwin.core.errors import BiotwinError, DataError, ModelDefinitionError, ScenarioError
+from biotwin.core.errors import BiotwinError, DataError, ModelDefinitionError, ScenarioError, SolverError
 from support import ROOT, TEST_MODELS
 
 MAB_NOMINAL = ROOT / "models" / "mab_fedbatch" / "scenarios" / "nominal_14d.yaml"
@@ -239,3 +239,15 @@ def test_viability_column_is_in_percent():
     result = biotwin.load_model("mab_fedbatch").simulate(scenario="nominal_14d", nfe=28)
     assert result.units["viability"] == "%"
     assert 50.0 < result.wide["viability"].iloc[0] <= 100.0
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_time_limit_is_named_with_the_fix(warm):
+    """Ipopt stopped by max_wall_time: the error names the limit and how to raise it (it was
+    "KeyError: b'Unknown status'", from Pyomo's cyipopt interface, on a cold solve)."""
+    model = biotwin.load_model("mab_fedbatch")
+    if warm:
+        model.simulate(nfe=40)  # the next solve re-uses the persistent NLP
+    with pytest.raises(SolverError, match=r"time limit reached \(max_wall_time=0.001 s\).*--solver-option") as err:
+        model.simulate(nfe=40, params={"mu_max": 0.05}, options={"max_wall_time": 0.001})
+    assert err.value.termination_condition == "maxTimeLimit"

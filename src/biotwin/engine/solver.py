@@ -154,6 +154,32 @@ def _options_for_solve(options, tee: bool, what: str) -> dict:
     return opts
 
 
+# Ipopt's return statuses for its time limits (Maximum_CpuTime_Exceeded, Maximum_WallTime_Exceeded);
+# Pyomo's cyipopt interface knows neither and raises KeyError(b'Unknown status') instead.
+_TIME_LIMIT_STATUSES = (-4, -5)
+
+
+def _time_limit(model, what: str, opts: dict, wall: float, iterations: int) -> SolverError:
+    """The error for Ipopt stopped by ``max_wall_time``/``max_cpu_time``: which limit, and how to raise it."""
+    limits = {k: opts[k] for k in ("max_wall_time", "max_cpu_time") if k in opts}
+    named = ", ".join(f"{k}={v} s" for k, v in limits.items()) or "its time limit"
+    key = next(iter(limits), "max_wall_time")
+    return SolverError(
+        f"Ipopt stopped on {what}: time limit reached ({named}) after {iterations} iterations and "
+        f"{wall:.1f} s. Give it more time (Python: options={{'{key}': 600.0}}; command line: "
+        f"--solver-option {key}=600) or start closer to the solution (fewer elements, better start values). "
+        + _format_residuals(largest_residuals(model)),
+        "maxTimeLimit",
+        iterations,
+        largest_residuals(model),
+    )
+
+
+def _is_time_limit(exc: Exception, opts: dict, wall: float) -> bool:
+    limit = min((float(opts[k]) for k in ("max_wall_time", "max_cpu_time") if k in opts), default=None)
+    return isinstance(exc, KeyError) and limit is not None and wall >= 0.99 * limit
+
+
 def _failed(model, what: str, exc: Exception, iterations: int) -> SolverError:
     """The error for an exception inside Ipopt, with the largest residuals at the last iterate."""
     residuals = largest_residuals(model)
@@ -282,6 +308,8 @@ def solve(
         if keep_nlp:
             results, nlp = results
     except Exception as exc:
+        if _is_time_limit(exc, opts, time.perf_counter() - start):
+            raise _time_limit(model, what, opts, time.perf_counter() - start, iterations[0]) from None
         raise _failed(model, what, exc, iterations[0]) from exc
     wall = time.perf_counter() - start
     condition = results.solver.termination_condition
@@ -394,6 +422,8 @@ class PersistentNLP:
         wall = time.perf_counter() - start
         status = int(info["status"])
         message = _decoded(info.get("status_msg"))
+        if status in _TIME_LIMIT_STATUSES:
+            raise _time_limit(self.nlp.pyomo_model(), what, opts, wall, problem.iterations)
         if status not in (0, 1):  # Solve_Succeeded, Solved_To_Acceptable_Level
             raise _not_converged(self.nlp.pyomo_model(), what, f"ipopt status {status}", problem.iterations, message)
         return SolveStats("optimal", problem.iterations, wall, float(info["obj_val"]), opts, message)
