@@ -264,7 +264,10 @@ class ForwardIntegrator:
                 return self.rates(y, zc[0], u, p)
 
             inside = points[(points > a) & (points <= b)]
-            sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=inside, rtol=rtol, atol=rtol * 1e-2 * scale)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # reported below, not printed
+                sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=inside, rtol=rtol, atol=rtol * 1e-2 * scale)
+            if sol.success and not np.all(np.isfinite(sol.y)):
+                raise FloatingPointError(f"forward integration reached non-finite states between t={a} and t={b}")
             if not sol.success:
                 raise FloatingPointError(f"forward integration failed between t={a} and t={b}: {sol.message}")
             for k, tk in enumerate(sol.t):
@@ -358,7 +361,10 @@ class ForwardIntegrator:
                 return self.rates(y, zc[0], u, p)
 
             t_eval = sorted({t for t in wanted if a < t < b} | {b})
-            sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=t_eval, rtol=rtol, atol=rtol * 1e-2 * scale)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # reported below, not printed
+                sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=t_eval, rtol=rtol, atol=rtol * 1e-2 * scale)
+            if sol.success and not np.all(np.isfinite(sol.y)):
+                raise FloatingPointError(f"integration reached non-finite states between t={a} and t={b}")
             if not sol.success:
                 raise FloatingPointError(f"integration failed between t={a} and t={b}: {sol.message}")
             for k, tk in enumerate(t_eval):
