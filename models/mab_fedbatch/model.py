@@ -37,6 +37,33 @@ Fed-batch balances with a continuous feed ``F_cont`` (composition ``Glc_feed``,
     dtiter/dt  = q_P Xv - D titer
 
 Withdrawal removes broth at its own composition, so it changes V but no concentration.
+
+**Metabolism** (``settings: {metabolism: ...}``):
+
+``xing`` (default) the equations above, as published and as kkiviat/of-compartments implements them
+(the reference check in ``tests/models/test_mab_fedbatch.py``). In it glucose uptake does not depend on
+glucose, lactate is a fixed share of it and cells die only through lactate times ammonia, so feeding
+only dilutes: use it to reproduce Xing et al., not for feeding decisions.
+
+``platform`` (proposed forms, constants marked *proposed* in parameters.yaml) adds what makes feeding
+matter:
+
+    ov     = q_ov_max Glc/(K_ov + Glc)                        overflow glucose uptake [mmol/cell/h]
+    q_Glc  = m_Glc s(Glc) + mu/Y_X_Glc + ov                   uptake rises with glucose
+    q_Lac  = Y_Lac_ov ov - q_Lac_up Lac/(K_Lac_up + Lac) K_shift/(K_shift + Glc)
+    mu_d   = mu_d_Xing(Lac, Amm) + k_starv (1 - s_starv(Glc))  death from glucose exhaustion
+
+Lactate comes from overflow glycolysis (2 mol per mol glucose), which grows with the glucose level
+(high glucose, more lactate: the reason for low-glucose feeding, Gagnon et al. 2011, Biotechnol Bioeng
+108:1328); cells switch to consuming lactate as glucose falls (the metabolic shift, Mulukutla et al.
+2012, Metab Eng 14:138); and a culture that runs out of glucose dies (``s_starv``, a smooth switch at
+``C_starv``).
+
+**Glucose control** (a recipe's ``glucose_control``): in each window after a sample, glucose stock
+(``Glc_stock``) is added at ``F_ctrl = w(t) k_ctrl V (Glc_target - Glc)+ / (Glc_stock - Glc)``, which
+brings glucose to the target within the window (``k_ctrl`` x window = 5 e-folds), as an automated
+glucose controller acting on each at-line measurement does. ``F_ctrl`` adds to the volume and dilutes
+the culture like a bolus.
 """
 
 import pyomo.environ as pyo
@@ -44,7 +71,7 @@ import pyomo.environ as pyo
 from biotwin.core.dae import declare, time_set
 from biotwin.processes.cell_culture import add_uptake_and_dilution
 from biotwin.processes.culture_recipes import read_culture_scenario
-from biotwin.processes.kinetics import positive_part, xing_death_rate, xing_growth_rate
+from biotwin.processes.kinetics import monod, positive_part, smooth_switch, xing_death_rate, xing_growth_rate
 
 TIME_UNIT = "h"
 
@@ -58,11 +85,24 @@ STATES = {
     "titer": "g/L",
     "V": "L",
 }
-INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM"}
+INPUTS = {
+    "F_cont": "L/h",
+    "F_bolus": "L/h",
+    "F_out": "L/h",
+    "Glc_bolus": "mM",
+    "Gln_bolus": "mM",
+    "Glc_window": "dimensionless",  # 1 while the glucose controller acts (recipe: glucose_control)
+}
+METABOLISMS = ("xing", "platform")
 
 
 def build(settings=None):
-    """Build the (not discretized) fed-batch model; ``settings['t_end']`` [h]."""
+    """Build the (not discretized) fed-batch model; ``settings['t_end']`` [h], ``settings['metabolism']``."""
+    settings = dict(settings or {})
+    metabolism = settings.get("metabolism", "xing")
+    if metabolism not in METABOLISMS:
+        raise ValueError(f"settings: metabolism {metabolism!r} is not one of {', '.join(METABOLISMS)}")
+    platform = metabolism == "platform"
     u = pyo.units
     m = pyo.ConcreteModel(name="mab_fedbatch")
     m.t = time_set(settings, 336.0)
@@ -81,9 +121,35 @@ def build(settings=None):
 
     @m.Expression(m.t, doc="specific death rate [1/h]")
     def mu_d(m, t):
-        return xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm)
+        rate = xing_death_rate(pos(m.Lac[t]), pos(m.Amm[t]), m.mu_d_max, m.KD_Lac, m.KD_Amm)
+        if platform:
+            rate += m.k_starv * (1 - smooth_switch(m.Glc[t], m.C_starv, m.W_starv))
+        return rate
 
-    add_uptake_and_dilution(m, pos)  # q_Glc, q_Gln, q_Amm, D, viability
+    m.overflow = pyo.Expression(
+        m.t,
+        rule=lambda m, t: m.q_ov_max * monod(pos(m.Glc[t]), m.K_ov) if platform else 0.0 * u.mmol / u.cell / u.h,
+        doc="overflow glucose uptake, to lactate [mmol/cell/h] (platform metabolism)",
+    )
+    m.F_ctrl = pyo.Expression(
+        m.t,
+        rule=lambda m, t: (
+            m.Glc_window[t]
+            * m.k_ctrl
+            * m.V[t]
+            * positive_part(m.Glc_target - m.Glc[t], m.C_eps)
+            / (m.Glc_stock - m.Glc[t])
+        ),
+        doc="glucose stock added by the glucose controller [L/h]",
+    )
+    add_uptake_and_dilution(m, pos, extra_feed=lambda t: m.F_ctrl[t], overflow=lambda t: m.overflow[t])
+
+    @m.Expression(m.t, doc="specific lactate production, net [mmol/cell/h]")
+    def q_Lac(m, t):
+        if not platform:
+            return m.Y_Lac_Glc * m.q_Glc[t]
+        consumption = m.q_Lac_up * monod(pos(m.Lac[t]), m.K_Lac_up) * m.K_shift / (m.K_shift + pos(m.Glc[t]))
+        return m.Y_Lac_ov * m.overflow[t] - consumption
 
     @m.Expression(m.t, doc="specific antibody productivity [pg/cell/d]")
     def q_P(m, t):
@@ -93,7 +159,9 @@ def build(settings=None):
         """Specific rate times viable cell density, in the balance's units."""
         return u.convert(rate_per_cell * m.Xv[t], to_units=to_units)
 
-    m.V_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] - m.F_out[t])
+    m.V_balance = pyo.Constraint(
+        m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] + m.F_ctrl[t] - m.F_out[t]
+    )
     m.Xv_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXv[t] == (m.mu[t] - m.mu_d[t] - m.D[t]) * m.Xv[t])
     m.Xd_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t] - (m.k_lys + m.D[t]) * m.Xd[t])
     m.Glc_balance = pyo.Constraint(
@@ -103,6 +171,7 @@ def build(settings=None):
             == -per_volume(m.q_Glc[t], t, conc_rate)
             + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
             + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t])
+            + m.F_ctrl[t] / m.V[t] * (m.Glc_stock - m.Glc[t])
         ),
     )
     m.Gln_balance = pyo.Constraint(
@@ -116,7 +185,7 @@ def build(settings=None):
         ),
     )
     m.Lac_balance = pyo.Constraint(
-        m.t, rule=lambda m, t: m.dLac[t] == per_volume(m.Y_Lac_Glc * m.q_Glc[t], t, conc_rate) - m.D[t] * m.Lac[t]
+        m.t, rule=lambda m, t: m.dLac[t] == per_volume(m.q_Lac[t], t, conc_rate) - m.D[t] * m.Lac[t]
     )
     m.Amm_balance = pyo.Constraint(
         m.t,
@@ -133,9 +202,57 @@ def build(settings=None):
     return m
 
 
+CONTROL_WINDOW_H = 0.25  # default length of a glucose-control window [h]
+
+
 def read_scenario(raw, where):
-    """Translate this model's recipe schema (see :mod:`biotwin.processes.culture_recipes`) to the generic one."""
-    return read_culture_scenario(raw, where, STATES, ["Glc", "Gln"])
+    """Translate this model's recipe schema (see :mod:`biotwin.processes.culture_recipes`) to the generic one.
+
+    Extra key (times in the recipe's ``time_unit``)::
+
+        glucose_control:              # bring glucose to a target after each at-line measurement
+          target_mM: 20
+          times: [3.03, 4.03, ...]    # start of each window (after a sample)
+          stock_mM: 2775              # glucose stock (500 g/L); default parameters.yaml Glc_stock
+          window_h: 0.25              # length of each window (k_ctrl x window = 5 e-folds)
+    """
+    from biotwin.core.checks import number
+    from biotwin.core.errors import ScenarioError
+    from biotwin.core.units import convert_value, parse_unit
+    from biotwin.processes.culture_recipes import check_overlaps, pulse_program
+
+    base = {k: v for k, v in raw.items() if k != "glucose_control"}
+    out = read_culture_scenario(base, where, STATES, ["Glc", "Gln"])
+    control = raw.get("glucose_control")
+    if control is None:
+        return out
+    label = f"{where}: glucose_control"
+    allowed = {"target_mM", "times", "stock_mM", "window_h"}
+    if not isinstance(control, dict) or set(control) - allowed or not {"target_mM", "times"} <= set(control):
+        raise ScenarioError(
+            f"{label}: expected {{target_mM: 20, times: [3.03, 4.03], stock_mM: 2775, window_h: 0.25}} "
+            f"(target and times required), got {control!r}"
+        )
+    unit = raw.get("time_unit", "h")
+    hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
+    window = number(control.get("window_h", CONTROL_WINDOW_H), f"{label}: window_h", positive=True)
+    target = number(control["target_mM"], f"{label}: target_mM", positive=True)
+    params = out["parameters"]
+    params["Glc_target"] = target
+    params["k_ctrl"] = 5.0 / window
+    if "stock_mM" in control:
+        params["Glc_stock"] = number(control["stock_mM"], f"{label}: stock_mM", positive=True)
+    if not isinstance(control["times"], list) or not control["times"]:
+        raise ScenarioError(f"{label}: times: expected a list of window start times [{unit}]")
+    windows = []
+    for k, value in enumerate(control["times"]):
+        start = number(value, f"{label}: time {k} [{unit}]", non_negative=True) * hours
+        if start + window > out["t_end"] + 1e-9:
+            raise ScenarioError(f"{label}: window at {value} {unit} ends after the culture")
+        windows.append((start, start + window, 1.0))
+    check_overlaps(windows, "glucose-control windows", where, unit, hours)
+    out["inputs"]["Glc_window"] = {"unit": "dimensionless", "points": pulse_program(windows, out["t_end"])}
+    return out
 
 
 # -- interactive explorer (biotwin.explore) -------------------------------------------------------

@@ -168,3 +168,114 @@ def test_calibration_on_example_data_covers_the_true_values(model):
         assert p["ci95_low"] <= true <= p["ci95_high"], (name, true, p)
     lo, hi = result.diagnostics["chi2_expected_95"]
     assert lo <= result.diagnostics["chi2"] <= hi
+
+
+# -- platform metabolism and glucose control (issue #15 items 4-5) ------------------------------------
+def platform_rates(p, s, u):
+    """The platform metabolism written from the model card (models/mab_fedbatch/model.py docstring), not
+    from the Pyomo code: numpy, cells per L, concentrations in mM, rates per hour. Returns d/dt of
+    Xv [cells/L], Xd, Glc, Lac [mM] and V [L]."""
+
+    def pos(c):
+        return 0.5 * (c + np.sqrt(c * c + p["C_eps"] ** 2))
+
+    def switch(c, centre, width):
+        x = (c - centre) / width
+        return 0.5 * (1 + x / np.sqrt(1 + x * x))
+
+    G, Q, L, A = pos(s["Glc"]), pos(s["Gln"]), pos(s["Lac"]), pos(s["Amm"])
+    mu = p["mu_max"] * G / (p["K_Glc"] + G) * Q / (p["K_Gln"] + Q) * p["KI_Lac"] / (p["KI_Lac"] + L)
+    mu *= p["KI_Amm"] / (p["KI_Amm"] + A)
+    mu_d = p["mu_d_max"] * L / (p["KD_Lac"] + L) * A / (p["KD_Amm"] + A)
+    mu_d += p["k_starv"] * (1 - switch(s["Glc"], p["C_starv"], p["W_starv"]))
+    ov = p["q_ov_max"] * G / (p["K_ov"] + G)
+    q_glc = p["m_Glc"] * switch(s["Glc"], p["C_exh"], p["W_exh"]) + mu / p["Y_X_Glc"] + ov
+    q_lac = p["Y_Lac_ov"] * ov - p["q_Lac_up"] * L / (p["K_Lac_up"] + L) * p["K_shift"] / (p["K_shift"] + G)
+    f_ctrl = u["Glc_window"] * p["k_ctrl"] * s["V"] * pos(p["Glc_target"] - s["Glc"]) / (p["Glc_stock"] - s["Glc"])
+    X = s["Xv"] * CELLS_PER_L_PER_MCELL_PER_ML
+    D = (u["F_bolus"] + f_ctrl) / s["V"]
+    return {
+        "Xv": (mu - mu_d - D) * X,
+        "Xd": mu_d * X - D * s["Xd"] * CELLS_PER_L_PER_MCELL_PER_ML,
+        "Glc": -q_glc * X
+        + u["F_bolus"] / s["V"] * (u["Glc_bolus"] - s["Glc"])
+        + f_ctrl / s["V"] * (p["Glc_stock"] - s["Glc"]),
+        "Lac": q_lac * X - D * s["Lac"],
+        "V": u["F_bolus"] + f_ctrl,
+    }
+
+
+def test_platform_rates_match_a_second_implementation(model):
+    """Every platform rate (overflow, lactate shift, starvation death, glucose controller) at states from
+    starved to glucose-rich, with and without the controller and a bolus, within 1e-9 of the numpy
+    implementation from the model card."""
+    p = model.parameter_values()
+    worst = {}
+    rng = np.random.default_rng(20261202)
+    for glc in (0.0, 0.05, 0.3, 1.0, 2.0, 10.0, 22.0, 60.0):
+        for window, bolus in ((0.0, 0.0), (1.0, 0.0), (0.0, 0.3)):
+            s = {
+                "Xv": float(rng.uniform(0.5, 10)),
+                "Xd": float(rng.uniform(0, 2)),
+                "Glc": glc,
+                "Gln": float(rng.uniform(0, 6)),
+                "Lac": float(rng.uniform(0, 80)),
+                "Amm": float(rng.uniform(0, 8)),
+                "titer": 1.0,
+                "V": float(rng.uniform(0.9, 1.4)),
+            }
+            u = {"F_bolus": bolus, "Glc_bolus": 400.0 if bolus else 0.0, "Glc_window": window}
+            ours = model.rates(s, inputs=u, settings={"metabolism": "platform"})
+            theirs = platform_rates(p, s, u)
+            for name, value in theirs.items():
+                got = ours[f"d{name}/dt"] * (CELLS_PER_L_PER_MCELL_PER_ML if name in ("Xv", "Xd") else 1.0)
+                worst[name] = max(worst.get(name, 0.0), abs(got - value) / max(abs(value), 1e-12))
+    print(f"\nplatform rates vs the model-card implementation, worst relative deviation: {worst}")
+    assert max(worst.values()) < 1e-9, worst
+
+
+def test_glucose_target_feeding_beats_fixed_top_ups(model):
+    """With the platform metabolism the shipped fixed-bolus recipe runs out of glucose (the cells starve
+    and die) and glucose fed to 22 mM after each sample gives a higher titer without exhaustion; the
+    controller brings glucose up to its target within each 15-min window (it never removes glucose)."""
+    fixed = model.simulate(
+        scenario={**model.load_scenario("nominal_14d").raw, "settings": {"metabolism": "platform"}}, nfe=112
+    )
+    target = model.simulate(scenario="glucose_target_14d", nfe=112)
+    f, g = fixed.wide, target.wide
+    for name, w in (("fixed top-ups", f), ("glucose to 22 mM", g)):
+        print(
+            f"\n{name:17s} titer {w['titer'].iloc[-1]:.3f} g/L, peak VCD {w['Xv'].max():.2f} Mcell/mL, glucose "
+            f"{w['Glc'].min():.2f}-{w['Glc'].max():.1f} mM, peak lactate {w['Lac'].max():.1f} mM, final viability "
+            f"{w['viability'].iloc[-1]:.1f} %",
+            end="",
+        )
+    assert f["Glc"].min() < 0.3 and f["viability"].iloc[-1] < 60  # exhausted: starvation death
+    assert g["Glc"].min() > 1.0  # never exhausted
+    assert g["titer"].iloc[-1] > 1.05 * f["titer"].iloc[-1]
+    after = g.set_index("time")
+    raised = 0
+    for day in range(3, 14):  # each window starts at day + 0.03 d and lasts 0.25 h; it only adds glucose
+        before, end = (float(np.interp(day * 24 + 0.72 + dt, after.index, after["Glc"])) for dt in (0.0, 0.25))
+        assert end == pytest.approx(max(22.0, before), abs=0.6), (day, before, end)
+        raised += before < 21.0
+    assert raised >= 5  # the controller acted, not only the feed boluses
+    # glucose stock added = volume balance: boluses and stock in, samples out
+    stock = radau3_integral(target, g["F_ctrl"])
+    assert g["V"].iloc[-1] == pytest.approx(1.0 + 11 * 0.03 + stock - 13 * 0.002, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "control, message",
+    [
+        ({"times": [3.03]}, "target and times required"),
+        ({"target_mM": -5, "times": [3.03]}, "positive"),
+        ({"target_mM": 20, "times": [13.99]}, "ends after the culture"),
+        ({"target_mM": 20, "times": [3.0, 3.005]}, "overlap"),
+        ({"target_mM": 20, "times": [3.03], "gain": 2}, "expected"),
+    ],
+)
+def test_bad_glucose_control(model, control, message):
+    recipe = {**model.load_scenario("glucose_target_14d").raw, "glucose_control": control}
+    with pytest.raises(ScenarioError, match=message):
+        model.simulate(scenario=recipe, nfe=20)

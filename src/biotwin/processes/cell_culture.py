@@ -13,7 +13,7 @@ import pyomo.environ as pyo
 from biotwin.processes.kinetics import smooth_switch, xing_glutamine_maintenance
 
 
-def add_uptake_and_dilution(m, pos) -> None:
+def add_uptake_and_dilution(m, pos, extra_feed=None, overflow=None) -> None:
     """Add ``q_Glc, q_Gln, q_Amm, D, viability`` (indexed by ``m.t``) to a culture model.
 
     Parameters
@@ -23,6 +23,11 @@ def add_uptake_and_dilution(m, pos) -> None:
         a2_Gln, Y_X_Gln, Y_Amm_Gln, r_Amm`` and the expression ``mu``.
     pos : callable
         The model's smooth positive part of a concentration (``biotwin.processes.kinetics.positive_part``).
+    extra_feed : callable, optional
+        ``t -> expression`` [L/h] of a further feed that dilutes the culture (a glucose controller's stock).
+    overflow : callable, optional
+        ``t -> expression`` [mmol/cell/h]: glucose taken up beyond growth and maintenance (overflow
+        metabolism), added to ``q_Glc``.
 
     Notes
     -----
@@ -33,7 +38,9 @@ def add_uptake_and_dilution(m, pos) -> None:
     m.q_Glc = pyo.Expression(
         m.t,
         doc="specific glucose uptake [mmol/cell/h]",
-        rule=lambda m, t: m.m_Glc * smooth_switch(m.Glc[t], m.C_exh, m.W_exh) + m.mu[t] / m.Y_X_Glc,
+        rule=lambda m, t: (
+            m.m_Glc * smooth_switch(m.Glc[t], m.C_exh, m.W_exh) + m.mu[t] / m.Y_X_Glc + (overflow(t) if overflow else 0)
+        ),
     )
     m.q_Gln = pyo.Expression(
         m.t,
@@ -46,7 +53,9 @@ def add_uptake_and_dilution(m, pos) -> None:
         rule=lambda m, t: m.Y_Amm_Gln * m.mu[t] / m.Y_X_Gln - m.r_Amm * smooth_switch(m.Amm[t], m.C_exh, m.W_exh),
     )
     m.D = pyo.Expression(
-        m.t, doc="dilution rate by feeding [1/h]", rule=lambda m, t: (m.F_cont[t] + m.F_bolus[t]) / m.V[t]
+        m.t,
+        doc="dilution rate by feeding [1/h]",
+        rule=lambda m, t: (m.F_cont[t] + m.F_bolus[t] + (extra_feed(t) if extra_feed else 0)) / m.V[t],
     )
     m.viability = pyo.Expression(
         m.t, doc="viability [%]", rule=lambda m, t: 100 * pyo.units.percent * m.Xv[t] / (m.Xv[t] + m.Xd[t])
