@@ -317,6 +317,12 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
             ),
         )
 
+    if "P_chamber" in controls:
+        # a chamber above the ice's vapour pressure would condense water onto the product, which this
+        # quasi-steady model cannot describe (it would only stop sublimation and put the product at the
+        # shelf temperature at once, with no heat capacity): the pressure stays below P_sub
+        m.no_condensation = pyo.Constraint(m.t, rule=lambda m, t: m.P_chamber[t] <= m.P_sub[t])
+
     # piecewise-linear continuous controls: free at element boundaries, linear inside elements
     boundaries = list(m.t.get_finite_elements())
     m.control_shape = pyo.ConstraintList()
