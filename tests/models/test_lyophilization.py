@@ -361,3 +361,52 @@ def test_pressure_optimization_matches_lyopronto(model, shared_data):
     for t, value in ours.items():
         assert value == pytest.approx(theirs[t], rel=0.02), t
     assert float(np.interp(1.0, table["time_h"], table["T_shelf_C"])) == pytest.approx(20.0, abs=0.5)
+
+
+def test_kv_from_a_measured_drying_time(model, shared_data):
+    """LyoPRONTO's "unknown Kv" case (lyopronto_more/example_unknownkv.yaml: case-1 recipe at 150 mTorr,
+    primary drying measured to end at 12.62 h, Kv searched in 1e-4 - 2e-3 cal/s/K/cm2, KP = KD = 0).
+    LyoPRONTO ships no answer, so the fitted Kv is checked against a second implementation: the scipy
+    integration of the model's equations (scipy_reference.py) with its own root search, and re-simulated."""
+    import yaml
+    from scipy.optimize import brentq
+
+    case = yaml.safe_load((shared_data / "lyophilization" / "lyopronto_more" / "example_unknownkv.yaml").read_text())
+    t_meas, kv_range = case["t_dry_exp"], case["Kv_range"]
+    fit = model.submodule("kv_fit").fit_kv_from_drying_time(model, "case1_standard", t_meas, kv_range=kv_range)
+
+    recipe = dict(model.load_scenario("case1_standard").raw)
+    recipe["shelf_temperature_C"] = [*recipe["shelf_temperature_C"], [40.0, 20.0]]
+    recipe["chamber_pressure_mTorr"] = [*recipe["chamber_pressure_mTorr"], [40.0, 150.0]]
+    shelf, pressure, t_end = _scipy_programs(model, recipe)
+    reference = model.submodule("scipy_reference")
+
+    def t_dry(kv):
+        p = {**model.parameter_values(model.load_scenario(recipe).parameters), "KC": kv, "KP": 0.0, "KD": 0.0}
+        return reference.simulate(p, shelf, pressure, t_end, n_out=20)["t_dry"]
+
+    kv_scipy = brentq(lambda kv: t_dry(kv) - t_meas, *kv_range, xtol=1e-12, rtol=1e-9)
+    lo, hi = fit.kv_interval(0.1)
+    print(
+        f"\nKv from a {t_meas} h drying time: {fit.Kv_cal_per_s_K_cm2:.6e} cal/s/K/cm2 (scipy second implementation "
+        f"{kv_scipy:.6e}, relative {fit.Kv_cal_per_s_K_cm2 / kv_scipy - 1:+.1e}); re-simulated end {fit.t_dry_model_h:.5f} h; "
+        f"dt/dKv {fit.sensitivity_h_per_unit:.4g} h per cal/s/K/cm2: +/-0.1 h (1 sd) gives 95 % [{lo:.4e}, {hi:.4e}]; "
+        f"{len(fit.history)} simulations"
+    )
+    assert fit.Kv_cal_per_s_K_cm2 == pytest.approx(kv_scipy, rel=1e-4)
+    assert fit.t_dry_model_h == pytest.approx(t_meas, abs=1e-4)
+    assert t_dry(fit.Kv_cal_per_s_K_cm2) == pytest.approx(t_meas, abs=5e-3)
+    assert fit.sensitivity_h_per_unit < 0 and lo < fit.Kv_cal_per_s_K_cm2 < hi
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"t_dry_h": 0.5}, "outside what kv_range gives"),
+        ({"t_dry_h": float("nan")}, "positive number of hours"),
+        ({"t_dry_h": 12.6, "kv_range": (2e-3, 1e-4)}, "0 < low < high"),
+    ],
+)
+def test_kv_fit_refuses_bad_input(model, kwargs, message):
+    with pytest.raises(ScenarioError, match=message):
+        model.submodule("kv_fit").fit_kv_from_drying_time(model, "case1_standard", **kwargs)
