@@ -410,3 +410,73 @@ def test_kv_from_a_measured_drying_time(model, shared_data):
 def test_kv_fit_refuses_bad_input(model, kwargs, message):
     with pytest.raises(ScenarioError, match=message):
         model.submodule("kv_fit").fit_kv_from_drying_time(model, "case1_standard", **kwargs)
+
+
+def test_freezing_matches_lyopronto(model, shared_data):
+    """LyoPRONTO's freezing calculator (lyopronto_more/reference_freezing.csv: 2 mL water, 15.8 degC, shelf
+    10 -> -40 degC at 1 degC/min, nucleation -5.84, freezing point -1.54 degC, h 38 W/m2/K).
+
+    LyoPRONTO steps 0.01 h and nucleates at the first step below -5.84 degC (0.42 h, after overshooting to
+    -6.19), biotwin at the crossing itself (event location). So: the liquid phase within 1e-6 K; the
+    crystallization end equal to the heat balance solved independently (quadrature + root); LyoPRONTO's
+    end 0.002 h later, as its later nucleation gives; the ice phase is LyoPRONTO's curve when started at
+    LyoPRONTO's end of crystallization (same mass, heat capacity and heat transfer)."""
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    ref = pd.read_csv(shared_data / "lyophilization" / "lyopronto_more" / "reference_freezing.csv")
+    t_ref, T_ref = ref["Time [hr]"].to_numpy(), ref["Product Temperature [C]"].to_numpy()
+    frz = model.submodule("freezing")
+    shelf = [[0.0, 10.0], [50 / 60, -40.0], [3.0, -40.0]]
+    result = frz.simulate_freezing(shelf, c_solid_g_per_mL=0.0)
+    s, table = result.summary(), result.table
+    liquid = t_ref < result.nucleation_h
+    liquid_err = np.abs(np.interp(t_ref[liquid], table["time_h"], table["T_product_C"]) - T_ref[liquid]).max()
+    lyopronto_nucleation = t_ref[np.argmax(T_ref <= -5.84)]
+
+    hA = 38.0 * 3.8e-4 * 3600  # [J/h/K]
+    heat = 2.0 * (79.7 * 4.184 - 4.0 * (-1.54 + 5.84))  # [J]
+
+    def shelf_C(t):
+        return np.interp(t, [0, 50 / 60, 3], [10, -40, -40])
+
+    def end_after(t0):
+        return brentq(lambda te: hA * quad(lambda t: -1.54 - shelf_C(t), t0, te, points=[50 / 60])[0] - heat, t0, 3)
+
+    tau = 2.0 * 2.03 / hA  # ice: m cp / hA [h]
+    ice = t_ref > 0.875
+    lyopronto_end = float(np.median(t_ref[ice] + tau * np.log((T_ref[ice] + 40.0) / 38.46)))  # their ice curve's start
+    shifted = -40.0 + 38.46 * np.exp(-(t_ref[ice] - lyopronto_end) / tau)
+    ours_ice = table[table["phase"] == "ice"]
+    ice_model_err = np.abs(
+        ours_ice["T_product_C"] - (-40.0 + 38.46 * np.exp(-(ours_ice["time_h"] - result.crystallization_end_h) / tau))
+    ).max()
+    print(
+        f"\nfreezing: liquid phase within {liquid_err:.1e} K of LyoPRONTO; nucleation {result.nucleation_h:.5f} h "
+        f"(LyoPRONTO's step {lyopronto_nucleation:.2f} h); crystallization end {result.crystallization_end_h:.5f} h "
+        f"(heat balance {end_after(result.nucleation_h):.5f} h; LyoPRONTO {lyopronto_end:.5f} h, from its nucleation "
+        f"{end_after(lyopronto_nucleation):.5f} h); ice phase vs LyoPRONTO from its end "
+        f"{np.abs(shifted - T_ref[ice]).max():.1e} K, vs the exponential {ice_model_err:.1e} K"
+    )
+    assert liquid_err < 1e-6
+    assert lyopronto_nucleation - 0.01 < result.nucleation_h <= lyopronto_nucleation
+    assert result.crystallization_end_h == pytest.approx(end_after(result.nucleation_h), abs=1e-6)
+    assert lyopronto_end == pytest.approx(end_after(lyopronto_nucleation), abs=5e-4)
+    assert np.abs(shifted - T_ref[ice]).max() < 0.02
+    assert ice_model_err < 1e-6
+    assert s["final_T_product_C"] == pytest.approx(-40.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"shelf_C": [[0, 10], [1, 0]]}, "never goes below the nucleation"),
+        ({"shelf_C": [[1, 10], [2, -40]]}, "start at 0 h"),
+        ({"shelf_C": [[0, 10], [0.2, -40]]}, "does not finish|does not reach"),
+        ({"shelf_C": [[0, 10], [1, -40]], "T_nucleation_C": 0.0}, "T_nucleation_C < T_freezing_C"),
+        ({"shelf_C": [[0, 10], [1, float("nan")]]}, "finite"),
+    ],
+)
+def test_freezing_refuses_bad_input(model, kwargs, message):
+    with pytest.raises(ScenarioError, match=message):
+        model.submodule("freezing").simulate_freezing(**kwargs)
