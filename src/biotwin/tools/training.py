@@ -12,14 +12,16 @@ from functools import cache
 
 EXERCISES = {
     "tier": "Which decision tier does the HEK293 VLP model card state? (an int: 0, 1, 2 or 3)",
-    "feed_factor": "With the fed-batch explorer: the bolus-volume factor (0.5-2.5, steps of 0.25) giving the highest "
-    "final titer while peak lactate stays at or below 110 mM.",
+    "feed_factor": "With the fed-batch explorer's 'bolus volumes x' slider: the factor among 0.5, 0.75, ..., 2.5 giving "
+    "the highest final titer while peak lactate stays at or below 100 mM.",
     "widest_ci": "In the fed-batch calibration: the parameter with the widest 95 % interval relative to its estimate.",
     "lyo_cycle": "A constant shelf set point [degC] and chamber pressure [mTorr] that dry the case-1 product in under "
     "9 h with the vial bottom never above -15 degC (a tuple (shelf_C, pressure_mTorr)).",
     "upset": "The fed-batch replayed through the twin had one upset. When did it happen [h, within 12 h] and which "
     "measured variable showed it first? (a tuple (time_h, variable))",
 }
+
+FEED_LACTATE_LIMIT_MM = 100.0  # [mM] limit of the feed_factor exercise (at 110 mM the answer was the slider's start)
 
 # The hidden upset of the "upset" exercise: the feed bolus of this day [d] was never given.
 UPSET_BOLUS_DAY = 5.0
@@ -85,20 +87,31 @@ def check(exercise: str, answer, context=None) -> bool:
         found = re.search(r"tier (\d)(?:-(\d))?", card)
         stated = list(range(int(found.group(1)), int(found.group(2) or found.group(1)) + 1)) if found else []
         ok = answer in stated
+        if not ok:  # a hint, not the answer (Run All must not give the exercise away)
+            return _say(False, "open models/hek293_vlp/README.md and read the 'Decision tier' row of the model card")
         return _say(
-            ok,
+            True,
             f"the model card says tier {'-'.join(map(str, stated))}: exploratory, not for decisions "
             "before calibration to your process",
         )
     if exercise == "feed_factor":
         sweep = _feed_sweep()
-        feasible = {f: t for f, (t, lac) in sweep.items() if lac <= 110.0}
+        feasible = {f: t for f, (t, lac) in sweep.items() if lac <= FEED_LACTATE_LIMIT_MM}
         best = max(feasible, key=feasible.get)
-        ok = answer is not None and abs(float(answer) - best) < 1e-9
+        try:
+            factor = float(answer)
+        except (TypeError, ValueError):
+            return _say(False, "give the factor as a number, e.g. check('feed_factor', 1.5)")
+        mine = next((f for f in sweep if abs(f - factor) < 1e-9), None)
+        if mine is None:
+            return _say(False, "choose one of 0.5, 0.75, 1.0, ..., 2.5 (steps of 0.25 on the slider)")
+        titer, lactate = sweep[mine]
+        if mine == best:
+            return _say(True, f"factor {best}: titer {titer:.3f} g/L with peak lactate {lactate:.1f} mM")
+        if lactate > FEED_LACTATE_LIMIT_MM:  # about the trainee's own answer only
+            return _say(False, f"factor {mine}: peak lactate {lactate:.1f} mM is above {FEED_LACTATE_LIMIT_MM:g} mM")
         return _say(
-            ok,
-            f"factor {best}: titer {feasible[best]:.3f} g/L with peak lactate {sweep[best][1]:.1f} mM"
-            + ("" if ok else f" (yours: {answer})"),
+            False, f"factor {mine} keeps lactate at {lactate:.1f} mM, but another allowed factor gives more titer"
         )
     if exercise == "widest_ci":
         if context is None:
@@ -106,7 +119,12 @@ def check(exercise: str, answer, context=None) -> bool:
         table = context.table()
         width = (table["ci95_high"] - table["ci95_low"]) / table["value"].abs()
         best = str(width.idxmax())
-        return _say(answer == best, f"{best}: its interval spans {width.max():.0%} of the estimate")
+        if answer != best:  # a hint, not the answer
+            hint = "compare (ci95_high - ci95_low) / value across the rows of fit.table()"
+            if answer in width.index:
+                hint = f"{answer}'s interval spans {width[answer]:.0%} of its estimate; one is wider. " + hint
+            return _say(False, hint)
+        return _say(True, f"{best}: its interval spans {width.max():.0%} of the estimate")
     if exercise == "lyo_cycle":
         try:
             shelf_C, pressure = answer
@@ -140,7 +158,7 @@ def solution(exercise: str, context=None):
         return 0
     if exercise == "feed_factor":
         sweep = _feed_sweep()
-        feasible = {f: t for f, (t, lac) in sweep.items() if lac <= 110.0}
+        feasible = {f: t for f, (t, lac) in sweep.items() if lac <= FEED_LACTATE_LIMIT_MM}
         return max(feasible, key=feasible.get)
     if exercise == "widest_ci":
         table = context.table()

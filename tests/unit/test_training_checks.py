@@ -1,0 +1,58 @@
+"""Training checks never reveal an exercise's answer to a wrong or empty answer (issue #19, item 2).
+
+The checks' computations are replaced by small fixed inputs here (the real ones run in
+tests/notebooks: each notebook with the computed solutions)."""
+
+import pandas as pd
+import pytest
+
+from biotwin.tools import training
+
+SWEEP = {  # factor: (final titer g/L, peak lactate mM)
+    0.5: (0.89, 119.2),
+    0.75: (0.83, 113.6),
+    1.0: (0.77, 105.1),
+    1.25: (0.71, 97.7),
+    1.5: (0.67, 91.3),
+}
+
+
+class FakeFit:
+    def table(self):
+        return pd.DataFrame(
+            {"value": [1.0, 2.0, 3.0], "ci95_low": [0.9, 1.0, 2.9], "ci95_high": [1.1, 3.0, 3.1]},
+            index=["mu_max", "beta_P", "Y_X_Glc"],
+        )
+
+
+@pytest.fixture(autouse=True)
+def fixed_sweep(monkeypatch):
+    monkeypatch.setattr(training, "_feed_sweep", lambda: SWEEP)
+
+
+@pytest.mark.parametrize("answer", [None, "x", 0.3, 0.5, 1.0, 1.5])
+def test_feed_factor_wrong_answers_do_not_reveal_it(capsys, answer):
+    assert training.check("feed_factor", answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("not yet:") and "1.25" not in out and "0.71" not in out, out
+
+
+def test_feed_factor_right_answer_and_its_limit():
+    assert training.solution("feed_factor") == 1.25  # highest titer with peak lactate <= 100 mM
+    assert training.check("feed_factor", 1.25) is True
+    assert training.FEED_LACTATE_LIMIT_MM == 100.0
+
+
+@pytest.mark.parametrize("answer", [None, "mu_max", "Y_X_Glc", "nonsense"])
+def test_widest_interval_wrong_answers_do_not_reveal_it(capsys, answer):
+    assert training.check("widest_ci", answer, FakeFit()) is False
+    out = capsys.readouterr().out
+    assert out.startswith("not yet:") and "beta_P" not in out, out
+    assert training.check("widest_ci", "beta_P", FakeFit()) is True
+
+
+@pytest.mark.parametrize("answer", [None, 3, "one"])
+def test_tier_wrong_answers_do_not_reveal_it(capsys, answer):
+    assert training.check("tier", answer) is False
+    out = capsys.readouterr().out
+    assert out.startswith("not yet:") and "tier 0" not in out and "tier 1" not in out, out
