@@ -67,6 +67,28 @@ def test_failed_solve_shows_the_error_not_a_stale_plot(lyo, monkeypatch):
     assert lyo.error is None and len(lyo.figure.data[0].y) > 0
 
 
+def test_baseline_reset_and_fixed_axes(lyo):
+    """Issue #19 item 4: the starting run stays as a grey dotted line on every panel, the y axes do not
+    rescale away a change (they only grow), and reset puts every knob and curve back."""
+    n = len(lyo.spec.panels)
+    baseline = [np.array(t.y) for t in lyo.figure.data if t.name.startswith("start ")]
+    assert len(baseline) == n
+    assert np.allclose(baseline[0], np.array(lyo.figure.data[0].y))  # at the start: the same curve
+    y_range = tuple(lyo.figure.layout.yaxis.range)
+    lyo.set(shelf_C=0.0)
+    after = np.array(lyo.figure.data[0].y)
+    assert not np.allclose(after[: len(baseline[0])], baseline[0][: len(after)]) or len(after) != len(baseline[0])
+    assert np.allclose(next(t.y for t in lyo.figure.data if t.name.startswith("start ")), baseline[0])  # kept
+    grown = tuple(lyo.figure.layout.yaxis.range)
+    assert grown[0] <= y_range[0] and grown[1] >= y_range[1]  # only grows
+    assert grown[0] <= min(after.min(), baseline[0].min()) and grown[1] >= max(after.max(), baseline[0].max())
+    lyo.reset()
+    assert lyo.values() == lyo.start_values
+    assert np.allclose(np.array(lyo.figure.data[0].y), baseline[0])
+    lo, hi = baseline[0].min(), baseline[0].max()  # fitted to the start again, 5 % padding
+    assert tuple(lyo.figure.layout.yaxis.range) == pytest.approx((lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)))
+
+
 def test_mab_and_hek_explorers(tmp_path):
     mab = biotwin.explore("mab_fedbatch")
     titer = mab.last_readouts["final titer [g/L]"]

@@ -237,10 +237,32 @@ class Explorer:
         )
         self.readout = w.HTML()
         self.status = w.HTML()
-        self.widget = w.VBox([w.HBox([w.VBox(list(self.sliders.values())), self.readout]), self.status, self.figure])
+        self.reset_button = w.Button(description="reset to start", tooltip="every knob back to its starting value")
+        self.reset_button.on_click(lambda _: self.reset())
+        controls = w.VBox([*self.sliders.values(), self.reset_button])
+        self.widget = w.VBox([w.HBox([controls, self.readout]), self.status, self.figure])
+        self.columns = columns
+        self.start_values = self.values()
         self.last_readouts, self.last_table, self.last_result, self.error = {}, None, None, None
         self.last_update_s = float("nan")
+        self.baseline, self._yranges = None, {}
         self.update()
+        if self.last_table is not None:  # the starting run stays on every panel as a grey dotted line
+            self.baseline = self.last_table
+            times = self.baseline[self.spec.time_column].to_numpy()
+            for i, (column, _) in enumerate(self.spec.panels):
+                self.figure.add_scatter(
+                    x=times,
+                    y=self.baseline[column].to_numpy(),
+                    mode="lines",
+                    name=f"start {column}",
+                    showlegend=False,
+                    hoverinfo="skip",
+                    line={"color": "#999999", "dash": "dot", "width": 1.5},
+                    row=i // columns + 1,
+                    col=i % columns + 1,
+                )
+            self._fix_axes()
 
     # -- state --------------------------------------------------------------------------------
     def values(self) -> dict:
@@ -268,6 +290,30 @@ class Explorer:
 
     _hold = False
 
+    def reset(self):
+        """Every knob back to its starting value (one solve); the axes are fitted to the start again."""
+        self._yranges = {}
+        self.set(**self.start_values)
+
+    def _fix_axes(self):
+        """Fixed y axes that only grow: the start and the current run stay comparable (autoscaling would
+        redraw a changed curve pixel-identical on a rescaled axis)."""
+        if self.last_table is None:
+            return
+        for i, (column, _) in enumerate(self.spec.panels):
+            values = [self.last_table[column].to_numpy()]
+            if self.baseline is not None:
+                values.append(self.baseline[column].to_numpy())
+            values = [v[np.isfinite(v)] for v in values]
+            lo = min(float(v.min()) for v in values if v.size)
+            hi = max(float(v.max()) for v in values if v.size)
+            old = self._yranges.get(column)
+            if old is not None:
+                lo, hi = min(lo, old[0]), max(hi, old[1])
+            self._yranges[column] = (lo, hi)
+            pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+            self.figure.update_yaxes(range=[lo - pad, hi + pad], row=i // self.columns + 1, col=i % self.columns + 1)
+
     def _on_change(self, change):
         if not self._hold:
             self.update()
@@ -291,10 +337,12 @@ class Explorer:
             return
         self.error = None
         times = table[self.spec.time_column].to_numpy()
+        self.last_readouts, self.last_table, self.last_result = readouts, table, result
         with self.figure.batch_update():
             for trace, (column, _) in zip(self.figure.data, self.spec.panels):
                 trace.x, trace.y = times, table[column].to_numpy()
-        self.last_readouts, self.last_table, self.last_result = readouts, table, result
+            if self.baseline is not None:
+                self._fix_axes()
         rows = "".join(
             f"<tr><td>{html.escape(k)}</td><td style='text-align:right'><b>{v:.4g}</b></td></tr>"
             for k, v in readouts.items()
@@ -325,6 +373,9 @@ def explore(model, scenario=None, parameters=None, panels=None, data=None, nfe=N
     """
     from biotwin.core.model import Model, load_model
 
+    name = model.name if isinstance(model, Model) else str(model)
+    # shown at once under the cell: the first build and solve takes seconds, the widget appears after it
+    print(f"[biotwin] starting the {name} explorer: building the model and solving its starting recipe...", flush=True)
     if not isinstance(model, Model):
         model = load_model(model)
     return Explorer(model, scenario, parameters, panels, data, nfe)
