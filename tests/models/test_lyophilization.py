@@ -376,8 +376,8 @@ def test_kv_from_a_measured_drying_time(model, shared_data):
     fit = model.submodule("kv_fit").fit_kv_from_drying_time(model, "case1_standard", t_meas, kv_range=kv_range)
 
     recipe = dict(model.load_scenario("case1_standard").raw)
-    recipe["shelf_temperature_C"] = [*recipe["shelf_temperature_C"], [40.0, 20.0]]
-    recipe["chamber_pressure_mTorr"] = [*recipe["chamber_pressure_mTorr"], [40.0, 150.0]]
+    recipe["shelf_temperature_C"] = [*recipe["shelf_temperature_C"], [20.0, 20.0]]
+    recipe["chamber_pressure_mTorr"] = [*recipe["chamber_pressure_mTorr"], [20.0, 150.0]]
     shelf, pressure, t_end = _scipy_programs(model, recipe)
     reference = model.submodule("scipy_reference")
 
@@ -385,7 +385,10 @@ def test_kv_from_a_measured_drying_time(model, shared_data):
         p = {**model.parameter_values(model.load_scenario(recipe).parameters), "KC": kv, "KP": 0.0, "KD": 0.0}
         return reference.simulate(p, shelf, pressure, t_end, n_out=20)["t_dry"]
 
-    kv_scipy = brentq(lambda kv: t_dry(kv) - t_meas, *kv_range, xtol=1e-12, rtol=1e-9)
+    # its own root, bracketed around biotwin's answer (the bracket only has to change sign; the secondary
+    # drying the scipy code integrates after the ice is gone makes the range's far ends slow)
+    bracket = (0.8 * fit.Kv_cal_per_s_K_cm2, 1.25 * fit.Kv_cal_per_s_K_cm2)
+    kv_scipy = brentq(lambda kv: t_dry(kv) - t_meas, *bracket, xtol=1e-12, rtol=1e-9)
     lo, hi = fit.kv_interval(0.1)
     print(
         f"\nKv from a {t_meas} h drying time: {fit.Kv_cal_per_s_K_cm2:.6e} cal/s/K/cm2 (scipy second implementation "
