@@ -67,7 +67,7 @@ import pyomo.environ as pyo
 
 from biotwin.core.dae import declare, time_set
 from biotwin.core.units import parse_unit
-from biotwin.processes.cell_culture import add_uptake_and_dilution
+from biotwin.processes.cell_culture import FEED_INPUTS, add_uptake_and_dilution
 from biotwin.processes.culture_recipes import read_culture_scenario
 from biotwin.processes.kinetics import (
     inhibition,
@@ -104,11 +104,7 @@ STATES = {
 CULTURE_STATES = ["Xv", "Xd", "Glc", "Gln", "Lac", "Amm", "V"]  # those a recipe may set initially
 INITIAL_PARAMETERS = CULTURE_STATES + ["DNA_med", "PEI_med", "M_cond"]  # states starting at <name>0
 INPUTS = {
-    "F_cont": "L/h",
-    "F_bolus": "L/h",
-    "F_out": "L/h",
-    "Glc_bolus": "mM",
-    "Gln_bolus": "mM",
+    **FEED_INPUTS,
     "DNA_dose": "pg/cell/h",
     "D_ex": "1/h",
     "mu_in": "1/h",

@@ -69,7 +69,7 @@ the culture like a bolus.
 import pyomo.environ as pyo
 
 from biotwin.core.dae import declare, time_set
-from biotwin.processes.cell_culture import add_uptake_and_dilution
+from biotwin.processes.cell_culture import FEED_INPUTS, add_uptake_and_dilution
 from biotwin.processes.culture_recipes import read_culture_scenario
 from biotwin.processes.kinetics import monod, positive_part, smooth_switch, xing_death_rate, xing_growth_rate
 
@@ -85,24 +85,22 @@ STATES = {
     "titer": "g/L",
     "V": "L",
 }
-INPUTS = {
-    "F_cont": "L/h",
-    "F_bolus": "L/h",
-    "F_out": "L/h",
-    "Glc_bolus": "mM",
-    "Gln_bolus": "mM",
-    "Glc_window": "dimensionless",  # 1 while the glucose controller acts (recipe: glucose_control)
-}
+INPUTS = {**FEED_INPUTS, "Glc_window": "dimensionless"}  # 1 while the glucose controller acts (glucose_control)
 METABOLISMS = ("xing", "platform")
 
 
 def build(settings=None):
-    """Build the (not discretized) fed-batch model; ``settings['t_end']`` [h], ``settings['metabolism']``."""
+    """Build the (not discretized) fed-batch model; ``settings['t_end']`` [h], ``settings['metabolism']``.
+
+    ``settings['glucose_control']`` (set by a recipe's ``glucose_control`` block) adds the controller's
+    stock feed ``F_ctrl``; without it no balance carries that term.
+    """
     settings = dict(settings or {})
     metabolism = settings.get("metabolism", "xing")
     if metabolism not in METABOLISMS:
         raise ValueError(f"settings: metabolism {metabolism!r} is not one of {', '.join(METABOLISMS)}")
     platform = metabolism == "platform"
+    control = bool(settings.get("glucose_control", False))
     u = pyo.units
     m = pyo.ConcreteModel(name="mab_fedbatch")
     m.t = time_set(settings, 336.0)
@@ -126,23 +124,33 @@ def build(settings=None):
             rate += m.k_starv * (1 - smooth_switch(m.Glc[t], m.C_starv, m.W_starv))
         return rate
 
-    m.overflow = pyo.Expression(
-        m.t,
-        rule=lambda m, t: m.q_ov_max * monod(pos(m.Glc[t]), m.K_ov) if platform else 0.0 * u.mmol / u.cell / u.h,
-        doc="overflow glucose uptake, to lactate [mmol/cell/h] (platform metabolism)",
+    if platform:
+        m.overflow = pyo.Expression(
+            m.t,
+            rule=lambda m, t: m.q_ov_max * monod(pos(m.Glc[t]), m.K_ov),
+            doc="overflow glucose uptake, to lactate [mmol/cell/h] (platform metabolism)",
+        )
+    if control:
+        m.F_ctrl = pyo.Expression(
+            m.t,
+            rule=lambda m, t: (
+                m.Glc_window[t]
+                * m.k_ctrl
+                * m.V[t]
+                * positive_part(m.Glc_target - m.Glc[t], m.C_eps)
+                / (m.Glc_stock - m.Glc[t])
+            ),
+            doc="glucose stock added by the glucose controller [L/h]",
+        )
+    add_uptake_and_dilution(
+        m,
+        pos,
+        extra_feed=(lambda t: m.F_ctrl[t]) if control else None,
+        overflow=(lambda t: m.overflow[t]) if platform else None,
     )
-    m.F_ctrl = pyo.Expression(
-        m.t,
-        rule=lambda m, t: (
-            m.Glc_window[t]
-            * m.k_ctrl
-            * m.V[t]
-            * positive_part(m.Glc_target - m.Glc[t], m.C_eps)
-            / (m.Glc_stock - m.Glc[t])
-        ),
-        doc="glucose stock added by the glucose controller [L/h]",
-    )
-    add_uptake_and_dilution(m, pos, extra_feed=lambda t: m.F_ctrl[t], overflow=lambda t: m.overflow[t])
+
+    def controller(t, into):  # the controller's stock feed [L/h] times what it carries (1 for volume)
+        return m.F_ctrl[t] * into if control else 0
 
     @m.Expression(m.t, doc="specific lactate production, net [mmol/cell/h]")
     def q_Lac(m, t):
@@ -160,7 +168,7 @@ def build(settings=None):
         return u.convert(rate_per_cell * m.Xv[t], to_units=to_units)
 
     m.V_balance = pyo.Constraint(
-        m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] + m.F_ctrl[t] - m.F_out[t]
+        m.t, rule=lambda m, t: m.dV[t] == m.F_cont[t] + m.F_bolus[t] + controller(t, 1) - m.F_out[t]
     )
     m.Xv_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXv[t] == (m.mu[t] - m.mu_d[t] - m.D[t]) * m.Xv[t])
     m.Xd_balance = pyo.Constraint(m.t, rule=lambda m, t: m.dXd[t] == m.mu_d[t] * m.Xv[t] - (m.k_lys + m.D[t]) * m.Xd[t])
@@ -171,7 +179,7 @@ def build(settings=None):
             == -per_volume(m.q_Glc[t], t, conc_rate)
             + m.F_cont[t] / m.V[t] * (m.Glc_feed - m.Glc[t])
             + m.F_bolus[t] / m.V[t] * (m.Glc_bolus[t] - m.Glc[t])
-            + m.F_ctrl[t] / m.V[t] * (m.Glc_stock - m.Glc[t])
+            + controller(t, (m.Glc_stock - m.Glc[t]) / m.V[t])
         ),
     )
     m.Gln_balance = pyo.Constraint(
@@ -237,6 +245,7 @@ def read_scenario(raw, where):
     hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
     window = number(control.get("window_h", CONTROL_WINDOW_H), f"{label}: window_h", positive=True)
     target = number(control["target_mM"], f"{label}: target_mM", positive=True)
+    out.setdefault("settings", {})["glucose_control"] = True
     params = out["parameters"]
     params["Glc_target"] = target
     params["k_ctrl"] = 5.0 / window

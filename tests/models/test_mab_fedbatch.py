@@ -225,7 +225,7 @@ def test_platform_rates_match_a_second_implementation(model):
                 "V": float(rng.uniform(0.9, 1.4)),
             }
             u = {"F_bolus": bolus, "Glc_bolus": 400.0 if bolus else 0.0, "Glc_window": window}
-            ours = model.rates(s, inputs=u, settings={"metabolism": "platform"})
+            ours = model.rates(s, inputs=u, settings={"metabolism": "platform", "glucose_control": True})
             theirs = platform_rates(p, s, u)
             for name, value in theirs.items():
                 got = ours[f"d{name}/dt"] * (CELLS_PER_L_PER_MCELL_PER_ML if name in ("Xv", "Xd") else 1.0)

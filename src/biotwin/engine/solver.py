@@ -164,14 +164,15 @@ def _time_limit(model, what: str, opts: dict, wall: float, iterations: int) -> S
     limits = {k: opts[k] for k in ("max_wall_time", "max_cpu_time") if k in opts}
     named = ", ".join(f"{k}={v} s" for k, v in limits.items()) or "its time limit"
     key = next(iter(limits), "max_wall_time")
+    residuals = largest_residuals(model)
     return SolverError(
         f"Ipopt stopped on {what}: time limit reached ({named}) after {iterations} iterations and "
         f"{wall:.1f} s. Give it more time (Python: options={{'{key}': 600.0}}; command line: "
         f"--solver-option {key}=600) or start closer to the solution (fewer elements, better start values). "
-        + _format_residuals(largest_residuals(model)),
+        + _format_residuals(residuals),
         "maxTimeLimit",
         iterations,
-        largest_residuals(model),
+        residuals,
     )
 
 
@@ -308,8 +309,9 @@ def solve(
         if keep_nlp:
             results, nlp = results
     except Exception as exc:
-        if _is_time_limit(exc, opts, time.perf_counter() - start):
-            raise _time_limit(model, what, opts, time.perf_counter() - start, iterations[0]) from None
+        wall = time.perf_counter() - start
+        if _is_time_limit(exc, opts, wall):
+            raise _time_limit(model, what, opts, wall, iterations[0]) from None
         raise _failed(model, what, exc, iterations[0]) from exc
     wall = time.perf_counter() - start
     condition = results.solver.termination_condition

@@ -12,6 +12,10 @@ import pyomo.environ as pyo
 
 from biotwin.processes.kinetics import smooth_switch, xing_glutamine_maintenance
 
+#: Feed inputs every cell-culture model declares (what :mod:`biotwin.processes.culture_recipes` writes and
+#: :func:`add_uptake_and_dilution` reads): continuous feed, bolus pulses and withdrawal [L/h], bolus composition [mM].
+FEED_INPUTS = {"F_cont": "L/h", "F_bolus": "L/h", "F_out": "L/h", "Glc_bolus": "mM", "Gln_bolus": "mM"}
+
 
 def add_uptake_and_dilution(m, pos, extra_feed=None, overflow=None) -> None:
     """Add ``q_Glc, q_Gln, q_Amm, D, viability`` (indexed by ``m.t``) to a culture model.
