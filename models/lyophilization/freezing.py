@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.integrate import solve_ivp
 
 from biotwin.core.errors import ScenarioError
+from biotwin.core.parameters import default_values
 
 CAL = 4.184  # [J/cal]
-RHO_SOLUTION = 1.0  # [g/mL]
-RHO_ICE = 0.918  # [g/mL]
-RHO_SOLUTE = 1.5  # [g/mL]
 CP_SOLUTION = 4.0  # [J/g/K] (LyoPRONTO's 4000 J/kg/K)
 CP_ICE = 2.03  # [J/g/K]
 DH_FUSION = 79.7 * CAL  # heat of fusion of ice [J/g]
@@ -48,9 +48,17 @@ def frozen_mass(fill_mL, Ap_cm2, c_solid_g_per_mL):
     c_solid_g_per_mL : float
         Solids concentration [g/mL].
     """
-    x = c_solid_g_per_mL / RHO_SOLUTION
-    lpr0 = fill_mL / (Ap_cm2 * RHO_ICE) * RHO_SOLUTION * (1 - x * (RHO_SOLUTION - RHO_ICE) / RHO_SOLUTE)  # [cm]
-    return RHO_ICE * lpr0 * Ap_cm2
+    rho_sol, rho_ice, rho_solute = _densities()
+    x = c_solid_g_per_mL / rho_sol
+    lpr0 = fill_mL / (Ap_cm2 * rho_ice) * rho_sol * (1 - x * (rho_sol - rho_ice) / rho_solute)  # [cm]
+    return rho_ice * lpr0 * Ap_cm2
+
+
+@cache
+def _densities():
+    """Solution, ice and solute densities [g/mL]: the drying model's, from parameters.yaml."""
+    p = default_values(Path(__file__).with_name("parameters.yaml"))
+    return p["rho_solution"], p["rho_ice"], p["rho_solute"]
 
 
 @dataclass
@@ -137,7 +145,7 @@ def simulate_freezing(
         return float(np.interp(t, points[:, 0], points[:, 1]))
 
     hA = h_W_per_m2_K * Av_cm2 * 1e-4 * 3600.0  # [J/h/K]
-    m_liquid = RHO_SOLUTION * fill_mL  # [g]
+    m_liquid = _densities()[0] * fill_mL  # [g]
     m_ice = frozen_mass(fill_mL, Ap_cm2, c_solid_g_per_mL)  # [g]
     heat_to_remove = m_liquid * (DH_FUSION - CP_SOLUTION * (T_freezing_C - T_nucleation_C))  # [J]
     t_end = float(points[-1, 0])
