@@ -14,26 +14,20 @@ from plotly.subplots import make_subplots
 from biotwin.twin.streams import replay
 
 ESTIMATE, FORECAST, DATA, ALARM = "#1f77b4", "#ff7f0e", "black", "#d62728"
+
+
+def _band(color, fill, name):
+    """A 95 % band: its lower edge (no name, no legend) and its upper edge filled down to it."""
+    edge = {"mode": "lines", "line": {"color": color, "width": 0}}
+    return [edge, {**edge, "fill": "tonexty", "fillcolor": fill, "name": name}]
+
+
 # per panel, in this order: estimate band (lower edge, upper edge filled to it), estimate, forecast band
 # (lower, upper), forecast, measurements, alarms; a band's lower edge has no name and no legend entry
 TRACES = [
-    {"mode": "lines", "line": {"color": ESTIMATE, "width": 0}},
-    {
-        "mode": "lines",
-        "line": {"color": ESTIMATE, "width": 0},
-        "fill": "tonexty",
-        "fillcolor": "rgba(31,119,180,0.2)",
-        "name": "estimate 95 %",
-    },
+    *_band(ESTIMATE, "rgba(31,119,180,0.2)", "estimate 95 %"),
     {"mode": "lines", "line": {"color": ESTIMATE}, "name": "estimate"},
-    {"mode": "lines", "line": {"color": FORECAST, "width": 0}},
-    {
-        "mode": "lines",
-        "line": {"color": FORECAST, "width": 0},
-        "fill": "tonexty",
-        "fillcolor": "rgba(255,127,14,0.2)",
-        "name": "forecast 95 %",
-    },
+    *_band(FORECAST, "rgba(255,127,14,0.2)", "forecast 95 %"),
     {"mode": "lines", "line": {"color": FORECAST, "dash": "dash"}, "name": "forecast"},
     {"mode": "markers", "marker": {"color": DATA, "size": 5}, "name": "measured"},
     {"mode": "markers", "marker": {"color": ALARM, "size": 11, "symbol": "x"}, "name": "alarm"},
