@@ -223,6 +223,12 @@ def test_bad_data():
     late = pd.DataFrame({"time": [1.0, 25.0], "X": [0.1, 0.2]})
     with pytest.raises(DataError, match="after the end of its recipe"):
         biotwin.calibrate(TEST_MODELS / "monod_switch", Experiment.from_frame(late, "e"), ["mu_max"], nfe=20)
+    # a (DataFrame, recipe) pair is read like a (path, recipe) pair: the recipe's end applies (it was a
+    # TypeError from pathlib); a tuple of three is refused by name
+    with pytest.raises(DataError, match="after the end of its recipe"):
+        biotwin.calibrate(TEST_MODELS / "monod_switch", (late, {"t_end": 10}), ["mu_max"], nfe=20)
+    with pytest.raises(DataError, match=r"a \(data, scenario\) pair, not 3 items"):
+        biotwin.calibrate(TEST_MODELS / "monod_switch", [(late, "default", "x")], ["mu_max"], nfe=20)
 
 
 def test_failed_solve_is_a_clear_error(monkeypatch):

@@ -129,6 +129,32 @@ def test_hek293_vlp_notebooks(tmp_path, name):
         assert 2.0 <= data["optimum"]["density_at_transfection"] <= 3.0
 
 
+def test_aav_triple_transfection_notebook(tmp_path):
+    """Issue #15 item 3: the published AAV model calibrated to the real E3 measurements (log10 units).
+
+    Independent of biotwin's output: the measurements themselves. Viral DNA and full capsids within 0.3
+    log10 at every time, total capsids from 24 to 55 h; the full share in 1-5 % (published 2-3 %; the
+    data's own share at 46 h is 2.0 %). What the published structure cannot do is asserted as found: the
+    capsids at 10 h (model ten times the measurement) are the worst point, and the chi-square lies above
+    its 95 % range (structural misfit, not noise)."""
+    data = run_notebook(
+        ROOT / "notebooks" / "aav_triple_transfection" / "01_calibrate_to_E3.ipynb",
+        out_dir=tmp_path,
+        progress_bar=False,
+    )
+    print(
+        f"\nAAV E3 fit: worst {data['worst']}, max |model - data| [log10] {data['max_abs_fitted']}, "
+        f"full share at 46 h {data['full_share_46h']:.2f} %, chi2 {data['chi2']:.0f} "
+        f"(published constants {data['chi2_published']:.0f}; expected {data['chi2_expected_95']})"
+    )
+    assert data["max_abs_fitted"]["viral_DNA"] < 0.3 and data["max_abs_fitted"]["full_capsids"] < 0.3
+    assert data["total_capsids_fitted_24_55h"] < 0.3
+    assert 1.0 <= data["full_share_46h"] <= 5.0
+    assert data["chi2"] < data["chi2_published"]
+    assert data["worst"]["quantity"] == "total_capsids" and data["worst"]["time_h"] == 10.0
+    assert data["chi2"] > data["chi2_expected_95"][1]
+
+
 @pytest.mark.parametrize(
     "name",
     [

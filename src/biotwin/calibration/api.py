@@ -38,8 +38,13 @@ def _experiments(data) -> list[Experiment]:
         elif isinstance(item, pd.DataFrame):
             out.append(Experiment.from_frame(item, name=f"experiment_{i + 1}"))
         elif isinstance(item, tuple):
-            path, scenario = item
-            out.append(read_experiment(path, scenario=scenario))
+            if len(item) != 2:
+                raise DataError(f"data item {i + 1}: a tuple must be a (data, scenario) pair, not {len(item)} items")
+            source, scenario = item
+            if isinstance(source, pd.DataFrame):
+                out.append(Experiment.from_frame(source, name=f"experiment_{i + 1}", scenario=scenario))
+            else:
+                out.append(read_experiment(source, scenario=scenario))
         else:
             out.append(read_experiment(item))
     for exp in out:
