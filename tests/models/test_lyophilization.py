@@ -215,7 +215,7 @@ def test_secondary_drying_water_balance(model):
     assert desorbed == pytest.approx(drop, rel=1e-6)
 
 
-def test_optimized_cycle_respects_limits_and_beats_constant_shelf(model, tmp_path):
+def test_optimized_cycle_from_the_cli_is_the_greedy_optimum(model, tmp_path):
     out, summary = tmp_path / "opt.csv", tmp_path / "opt.json"
     done = subprocess.run(
         [
@@ -238,19 +238,17 @@ def test_optimized_cycle_respects_limits_and_beats_constant_shelf(model, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     table, data = pd.read_csv(out), json.loads(summary.read_text())
-    best = model.submodule("cycle_optimization").best_constant_shelf(model, "optimize_case1", tolerance_C=0.05)
+    # (that it beats the best constant shelf is asserted once, in notebooks/lyophilization/03)
     load = table["sublimation_kg_per_h"] / table["equipment_capacity_kg_per_h"]
     print(
         f"\noptimized {data['primary_drying_time_h']:.4f} h (re-simulated {data['verification']['primary_drying_time_h']:.4f} h, "
-        f"max T_bottom {data['verification']['max_T_bottom_C']:.3f} degC) vs best constant shelf "
-        f"{best['shelf_C']:.2f} degC: {best['primary_drying_time_h']:.4f} h; max T_bottom {table['T_bottom_C'].max():.5f} "
+        f"max T_bottom {data['verification']['max_T_bottom_C']:.3f} degC); max T_bottom {table['T_bottom_C'].max():.5f} "
         f"degC, max load {load.max():.3f}; {data['stats']['iterations']} iterations, "
         f"{data['stats']['optimization_wall_time_s']:.1f} s"
     )
     assert (table["T_bottom_C"] <= -5.0 + 1e-5).all()  # every collocation point
     assert (load <= 1.0 + 1e-6).all()
     assert table["percent_dried"].iloc[-1] == pytest.approx(100.0, abs=1e-6)
-    assert data["primary_drying_time_h"] < best["primary_drying_time_h"]
     # only the temperature limit is active here (load < 1): then the exact greedy policy (shelf as warm as
     # the limit allows at every moment, computed with scipy) is the optimum, and the NLP must find it
     greedy = model.submodule("scipy_reference").greedy_fastest_drying(
