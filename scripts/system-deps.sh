@@ -1,9 +1,10 @@
 #!/bin/sh
 # Debian packages the solver path needs: ASL headers/library for PyNumero, and a C++ toolchain;
-# and Chromium for the browser test of the explorers (driven by Playwright).
+# Chromium for the browser test of the explorers (driven by Playwright); PostgreSQL for the registry's
+# tests against a real server (the tests start and stop their own server on a loopback port).
 # Installs them when running as root; otherwise prints the exact command and fails.
 set -eu
-PACKAGES="libamplsolver-dev cmake g++ make chromium"
+PACKAGES="libamplsolver-dev cmake g++ make chromium postgresql"
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "system-deps: not a Debian/Ubuntu system; provide ASL (conda-forge 'ampl-asl'), cmake and a C++ compiler yourself" >&2
     exit 0

@@ -1,9 +1,12 @@
 """biotwin: bioprocess digital twins as Pyomo DAEs, calibrated with Ipopt, explored in Jupyter.
 
-Architecture: six layers; a module imports only from its own layer or the layers below it
+Architecture: seven layers; a module imports only from its own layer or the layers below it
 (``tests/unit/test_architecture.py`` checks every import in the package)::
 
     tools/        CLI, notebook runner, training checks, PyNumero build          (what a user runs)
+      |
+    governance/   validation protocols and reports, registry with a hash-chained audit trail,
+                  approvals and change control                                   (evidence)
       |
     ui/           figures, explorers, design-space and calibration views          (what a user sees)
       |

@@ -20,6 +20,7 @@ LAYERS = {
     "optimize": 3,
     "twin": 3,
     "ui": 4,
+    "governance": 5,
     "tools": 6,
     "__init__": 6,
     "__main__": 6,

@@ -7,6 +7,10 @@
 ``biotwin optimize MODEL --scenario FILE --out CSV [--summary JSON]``
 ``biotwin calibrate MODEL --data CSV [--data CSV ...] --estimate p1,p2 --out result.json``
 ``biotwin notebooks run [--dir notebooks] [--out out]``
+``biotwin validate MODEL --protocol P.yaml --out report.html [--json record.json] [--registry R]``
+``biotwin audit verify|log [--model M] [--registry R]``   the hash-chained audit trail
+``biotwin approve MODEL --tier N --reason TEXT [--user U] [--registry R]``
+``biotwin status MODEL [--registry R]``               approved, or requalification required
 
 No command loses or damages a file: outputs are checked before the solve (not an input, not an
 existing file unless ``--overwrite``, in an existing writable folder) and written atomically.
@@ -530,6 +534,64 @@ def cmd_twin_serve(args) -> int:
     return _print_record(record(twin, chunks, args.out, **_record_options(args)))
 
 
+def _registry(args):
+    from biotwin.governance import Registry
+
+    return Registry(args.registry)
+
+
+def cmd_validate(args) -> int:
+    from biotwin.governance import validate, write_report
+
+    model = biotwin.load_model(args.model)
+    out = Path(args.out)
+    json_out = Path(args.json) if args.json else out.with_suffix(".json")
+    check_outputs({"--out": out, "--json": json_out}, [Path(args.protocol)], args.overwrite)
+    registry = _registry(args) if args.registry or os.environ.get("BIOTWIN_REGISTRY") else None
+    record = validate(
+        model, args.protocol, registry=registry, user=args.user, progress=lambda s: _stderr(f"[biotwin] {s}")
+    )
+    write_report(record, out, json_out)
+    for c in record.criteria:
+        print(f"{'pass' if c['passed'] else 'FAIL'}  {c['label']}: {c['value']:.4g}")
+    print(
+        f"{record.model}: {'passed' if record.passed else 'FAILED'}; evidence supports tier {record.supported_tier} (claimed {record.claimed_tier})"
+    )
+    print(f"report {out}, record {json_out}")
+    return 0 if record.passed else 1
+
+
+def cmd_audit(args) -> int:
+    reg = _registry(args)
+    if args.audit_command == "verify":
+        problems = reg.verify()
+        n = len(reg.events())
+        for line in problems:
+            print(line)
+        print(f"{reg.url}: {n} records, " + ("chain intact" if not problems else f"{len(problems)} problem(s)"))
+        return 0 if not problems else 1
+    for e in reg.events(model=args.model):
+        what = ", ".join(f"{k}={v}" for k, v in e["payload"].items() if k not in ("criteria",))
+        print(f"{e['seq']:>5}  {e['time']}  {e['user']:<12} {e['kind']:<16} {e['model'] or '-':<24} {what}")
+    return 0
+
+
+def cmd_approve(args) -> int:
+    model = biotwin.load_model(args.model)
+    event = _registry(args).approve(model, args.tier, args.reason, user=args.user)
+    print(
+        f"approved {model.name} for tier {args.tier} (record {event['seq']}, content hash {event['model_hash'][:12]})"
+    )
+    return 0
+
+
+def cmd_status(args) -> int:
+    model = biotwin.load_model(args.model)
+    status = _registry(args).status(model)
+    print(f"{model.name}: {status['state']}" + (f" - {status['reason']}" if status["reason"] else ""))
+    return 0 if status["state"] == "approved" else 1
+
+
 def cmd_notebooks_run(args) -> int:
     from biotwin.tools.notebooks import run_notebook
 
@@ -711,6 +773,45 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--poll-s", type=float, default=0.5, help="seconds between reads of the server")
     q.add_argument("--idle-timeout-s", type=float, help="stop when no new sample arrives for this long")
     q.set_defaults(func=cmd_twin_serve)
+
+    def add_registry(q):
+        q.add_argument(
+            "--registry",
+            help="registry: a SQLAlchemy URL, a .sqlite file or a folder (default $BIOTWIN_REGISTRY, else "
+            "./biotwin-registry.sqlite)",
+        )
+        q.add_argument("--user", help="who records the event (default: the operating-system user)")
+
+    p = sub.add_parser("validate", help="run a validation protocol; write the HTML report and the JSON record")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--protocol", required=True, help="validation protocol YAML")
+    p.add_argument("--out", required=True, help="HTML report (self-contained)")
+    p.add_argument("--json", help="JSON record (default: the report's name with .json)")
+    _add_overwrite(p, "replace existing report files")
+    add_registry(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("audit", help="the registry's hash-chained audit trail")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    q = asub.add_parser("verify", help="recompute the hash chain; name every edited, deleted or re-ordered record")
+    add_registry(q)
+    q.set_defaults(func=cmd_audit)
+    q = asub.add_parser("log", help="list the recorded events")
+    q.add_argument("--model", help="only this model's events")
+    add_registry(q)
+    q.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("approve", help="record a reviewer's approval of the model's current version for a tier")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--tier", type=int, required=True, help="decision tier 1-6")
+    p.add_argument("--reason", required=True, help="what was reviewed and why it suffices")
+    add_registry(p)
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("status", help="approved, not approved, retired or requalification required")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    add_registry(p)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("notebooks", help="notebook tasks")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)
