@@ -5,8 +5,8 @@ Architecture: seven layers; a module imports only from its own layer or the laye
 
     tools/        CLI, notebook runner, training checks, PyNumero build          (what a user runs)
       |
-    governance/   validation protocols and reports, registry with a hash-chained audit trail,
-                  approvals and change control                                   (evidence)
+    governance/   validation protocols and reports, drift of new batches, registry with a
+                  hash-chained audit trail, approvals, retirement, change control  (evidence)
       |
     ui/           figures, explorers, design-space and calibration views          (what a user sees)
       |

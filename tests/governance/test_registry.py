@@ -232,3 +232,24 @@ def test_unknown_event_kinds_and_bad_approvals_write_nothing(tmp_path):
     with pytest.raises(RegistryError, match="needs a reason"):
         reg.approve("m", 2, " ")
     assert reg.events() == []
+
+
+def test_retirement_withdraws_a_model_until_a_new_approval(tmp_path):
+    """A retired model reports 'retired' with the reason; retiring twice or without a reason is refused;
+    a later approval (of a validated version) brings it back, and the retirement stays on record."""
+    folder = tmp_path / "monod_switch"
+    shutil.copytree(TEST_MODELS / "monod_switch", folder)
+    reg = Registry(tmp_path)
+    reg.record("validation", folder, {"passed": True, "supported_tier": 2}, user="qa")
+    reg.approve(folder, 2, "held-out batch inside its bands", user="reviewer")
+    with pytest.raises(RegistryError, match="needs a reason"):
+        reg.retire(folder, "")
+    reg.retire(folder, "the process moved to a new cell line", user="qa")
+    status = reg.status(folder)
+    assert status["state"] == "retired" and "new cell line" in status["reason"]
+    with pytest.raises(RegistryError, match="already retired"):
+        reg.retire(folder, "again")
+    reg.approve(folder, 2, "re-reviewed for the old line", user="reviewer")
+    assert reg.status(folder)["state"] == "approved"
+    assert [e["kind"] for e in reg.events()] == ["validation", "approval", "retirement", "approval"]
+    assert reg.verify() == []

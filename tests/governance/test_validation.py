@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
 import biotwin
 from biotwin.governance import ProtocolError, Registry, read_protocol, validate, write_report
@@ -43,6 +44,9 @@ def protocol(runs, **changes):
     base = {
         "intended_use": "Plan the feed start of the Monod test process (test of the validation machinery).",
         "tier": 2,
+        # the runs are made by the model, but the tier logic is tested here as if they were measured
+        # batches (test_synthetic_data_support_tier_1_only checks what 'synthetic' does)
+        "data_kind": "real",
         "estimate": ["mu_max", "Ks", "Yxs"],
         "calibration": [str(runs / "run1.csv"), str(runs / "run2.csv")],
         "validation": [str(runs / "run3.csv")],
@@ -63,13 +67,38 @@ def protocol(runs, **changes):
     return base
 
 
-def test_a_valid_model_passes_and_the_report_holds_its_evidence(model, runs, tmp_path):
+@pytest.fixture(scope="module")
+def validated(model, runs, tmp_path_factory):
+    """One validation of the good protocol, recorded in a registry, with its report and JSON record."""
+    folder = tmp_path_factory.mktemp("validated")
+    registry = Registry(folder / "registry.sqlite")
+    record = validate(model, protocol(runs), registry=registry, user="tester")
+    written = write_report(record, folder / "report.html", folder / "record.json")
+    return record, registry, folder, written
+
+
+def _batch(model, folder, name, params, x0=0.15, s0=9.0, ts=7.0, f=0.025, seed=5):
+    """A new batch (CSV + recipe) of the Monod process, made with ``params``, measured with SIGMA noise."""
+    rng = np.random.default_rng(seed)
+    times = np.arange(1.0, 20.01, 1.0)
+    recipe = {"t_end": 20, "parameters": {"X0": x0, "S0": s0}, "inputs": {"F": [[0, 0], [ts, 0], [ts, f], [20, f]]}}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
+    truth = model.simulate(recipe, params=params, times=times, nfe=60).wide.set_index("time").loc[times]
+    frame = pd.DataFrame({"time": times})
+    for v, sd in SIGMA.items():
+        frame[v] = truth[v].to_numpy() + rng.normal(0, sd, times.size)
+        frame[f"{v}_sigma"] = sd
+    frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder / f"{name}.csv"
+
+
+def test_a_valid_model_passes_and_the_report_holds_its_evidence(model, validated):
     """Data made by the model itself with the stated noise: the held-out run lies in its bands.
 
     Independent check of the prediction band: 95 % coverage of the held-out points by (prediction +-
     1.96 sd) must be near 0.95 for both variables (40 points; a band too narrow or too wide fails)."""
-    registry = Registry(tmp_path / "registry.sqlite")
-    record = validate(model, protocol(runs), registry=registry, user="tester")
+    record, registry, folder, written = validated
+    tmp_path = folder
     print(
         "\n" + "\n".join(f"{c['label']}: {c['value']:.4g} {'pass' if c['passed'] else 'FAIL'}" for c in record.criteria)
     )
@@ -78,7 +107,6 @@ def test_a_valid_model_passes_and_the_report_holds_its_evidence(model, runs, tmp
     inside = ((preds["data"] >= preds["lo95"]) & (preds["data"] <= preds["hi95"])).mean()
     assert 0.85 <= inside <= 1.0
     assert (preds["param_sd"] > 0).all() and (preds["sd"] > preds["param_sd"]).all()
-    written = write_report(record, tmp_path / "report.html", tmp_path / "record.json")
     page = (tmp_path / "report.html").read_text()
     assert '<table id="criteria">' in page and "plotly" in page and page.count("class='pass'") == 4
     data = json.loads((tmp_path / "record.json").read_text())
@@ -86,10 +114,59 @@ def test_a_valid_model_passes_and_the_report_holds_its_evidence(model, runs, tmp
     assert all(len(h) == 64 for h in written.values())
     # the validation is on record, and it is what lets a reviewer approve tier 2 (not 3)
     assert registry.events(kind="validation")[0]["payload"]["supported_tier"] == 2
-    registry.approve(model, 2, "held-out run within its bands", user="reviewer")
-    assert registry.status(model)["state"] == "approved"
     with pytest.raises(biotwin.governance.RegistryError, match="supports tier 3"):
         registry.approve(model, 3, "wishful", user="reviewer")
+
+
+def test_a_new_batch_like_the_validated_ones_shows_no_drift_and_a_slower_one_requires_requalification(
+    model, validated, tmp_path
+):
+    """Drift against the validation record (nothing re-calibrated): a batch of the same process (true
+    parameters, another recipe and noise) passes the chi-square test at 1 % false alarms; a batch whose cells
+    grow 30 % slower (mu_max 0.35 instead of 0.5 1/h) is flagged, names the variables that drove it, and turns
+    an approved model to 'requalification required'."""
+    from biotwin.governance import drift
+
+    record, registry, folder, _ = validated
+    registry.approve(model, 2, "held-out run within its bands", user="reviewer")
+    assert registry.status(model)["state"] == "approved"
+    same = drift(model, folder / "record.json", _batch(model, tmp_path, "same", TRUE), registry=registry)
+    print(f"\nsame process: chi2 {same['chi2']:.1f} (limit {same['chi2_limit']:.1f}, p {same['p_value']:.2f})")
+    assert not same["flagged"] and same["dof"] == 40 and same["p_value"] > 0.01
+    assert registry.status(model)["state"] == "approved"
+    slow = drift(model, record, _batch(model, tmp_path, "slow", {**TRUE, "mu_max": 0.35}), registry=registry)
+    print(f"slower growth: chi2 {slow['chi2']:.1f}, RMS {slow['rmse_sd']:.2f} sd; {slow['reason']}")
+    assert slow["flagged"] and slow["chi2"] > slow["chi2_limit"] and "driven by" in slow["reason"]
+    assert slow["variables"]["X"]["bias_sd"] > 0  # the validated model over-predicts the slower growth
+    status = registry.status(model)
+    assert status["state"] == "requalification required" and "slow.csv drifted" in status["reason"]
+    assert [e["payload"]["flagged"] for e in registry.events(kind="drift")] == [False, True]
+    assert registry.verify() == []
+
+
+def test_drift_refuses_a_record_of_another_model_version(model, validated, tmp_path):
+    from biotwin.governance import DriftError, drift
+
+    record, *_ = validated
+    changed = json.loads(json.dumps(record.to_dict(), default=str))
+    changed["model_hash"] = "0" * 64
+    (tmp_path / "old.json").write_text(json.dumps(changed))
+    with pytest.raises(DriftError, match="changed since this validation"):
+        drift(model, tmp_path / "old.json", tmp_path / "none.csv")
+    with pytest.raises(DriftError, match="no such file"):
+        drift(model, tmp_path / "missing.json", tmp_path / "none.csv")
+
+
+@pytest.mark.unit
+def test_synthetic_data_support_tier_1_only():
+    from biotwin.governance.validation import supported_tier
+
+    passing = [{"tier": 2, "passed": True}, {"tier": 3, "passed": True}]
+    assert supported_tier(passing, 3, "real") == (3, "")
+    tier, note = supported_tier(passing, 3, "synthetic")
+    assert tier == 1 and "synthetic data" in note and "up to tier 3" in note
+    assert supported_tier([{"tier": 2, "passed": True}, {"tier": 3, "passed": False}], 3, "real") == (2, "")
+    assert supported_tier([{"tier": 2, "passed": False}], 2, "real") == (1, "")
 
 
 def test_a_failing_criterion_lowers_the_supported_tier(model, runs):
@@ -115,6 +192,9 @@ def test_a_failing_criterion_lowers_the_supported_tier(model, runs):
     "change, message",
     [
         ({"validation": None}, "'validation' is required"),
+        ({"data_kind": None}, "'data_kind' is required"),
+        ({"data_kind": "simulated"}, "not in domain"),
+        ({"requalification": {"false_alarm_rate": 1.5}}, "strictly between 0 and 1"),
         ({"tier": 7}, "not in domain"),
         ({"speed": 1}, "key 'speed' not defined"),
         ({"estimate": ["mu_maxx"]}, r"unknown parameters \['mu_maxx'\]"),
@@ -178,6 +258,52 @@ def test_cli_validate_approve_status_and_audit(model, runs, tmp_path):
     )
     assert main(["status", folder, "--registry", reg]) == 0
     assert main(["audit", "verify", "--registry", reg]) == 0
+    slow = _batch(model, tmp_path, "slow", {**TRUE, "mu_max": 0.35})
+    record = str(tmp_path / "r.json")
+    assert main(["drift", folder, "--record", record, "--batch", str(slow), "--registry", reg]) == 1
+    assert main(["status", folder, "--registry", reg]) == 1  # requalification required
+    assert main(["retire", folder, "--reason", "superseded", "--registry", reg]) == 0
+    assert main(["retire", folder, "--reason", "again", "--registry", reg]) == 2  # refused, named
     assert main(["audit", "log", "--registry", reg]) == 0
     kinds = [e["kind"] for e in Registry(reg).events()]
-    assert kinds == ["validation", "validation", "approval"]
+    assert kinds == ["validation", "validation", "approval", "drift", "retirement"]
+
+
+def test_the_drift_test_holds_its_false_alarm_rate(model, validated, tmp_path):
+    """The chi-square statistic is what it says: over 30 batches of the validated process (true parameters,
+    recipes drawn at random, fresh noise) its mean is near its 40 degrees of freedom (sd of the mean of 30
+    chi2(40) draws: 1.6), its distribution passes a Kolmogorov-Smirnov test against chi2(40), and at most 2
+    batches are flagged at a 1 % false-alarm rate (P(>= 3 of 30) = 0.003 if the test is honest)."""
+    from biotwin.governance import drift
+
+    record, *_ = validated
+    rng = np.random.default_rng(2026)
+    results = []
+    for k in range(30):
+        x0, s0, ts, f = (float(v) for v in rng.uniform([0.05, 8.0, 5.0, 0.01], [0.2, 12.0, 10.0, 0.03]))
+        batch = _batch(model, tmp_path, f"b{k}", TRUE, x0=x0, s0=s0, ts=ts, f=f, seed=100 + k)
+        results.append(drift(model, record, batch))
+    chi2 = np.array([r["chi2"] for r in results])
+    flagged = sum(r["flagged"] for r in results)
+    print(*[r["reason"] for r in results if r["flagged"]], sep="\n")
+    print(f"\nmean chi2 {chi2.mean():.2f} (dof 40), sd {chi2.std(ddof=1):.2f} (chi2(40): 8.9), flagged {flagged}/30")
+    assert abs(chi2.mean() - 40) < 3 * np.sqrt(80 / 30)
+    assert flagged <= 2
+    assert stats.kstest(chi2, stats.chi2(40).cdf).pvalue > 0.01  # the whole distribution, not only its mean
+
+
+def test_the_shipped_mab_protocol_passes_on_synthetic_data_and_supports_tier_1_only(tmp_path, capsys):
+    """models/mab_fedbatch/validation.yaml, as a user runs it: calibrated on runs 1-3, judged on the held-out
+    lean-feed run 4. The criteria pass (the data were made by the model), and because the data are synthetic
+    the evidence supports tier 1, not the claimed 2; the report and the record say why."""
+    from biotwin.tools.cli import main
+
+    out = tmp_path / "mab.html"
+    protocol_file = biotwin.load_model("mab_fedbatch").folder / "validation.yaml"
+    assert main(["validate", "mab_fedbatch", "--protocol", str(protocol_file), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    print(printed)
+    assert "evidence supports tier 1 (claimed 2)" in printed and "synthetic data" in printed
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["passed"] and record["supported_tier"] == 1 and record["data_kind"] == "synthetic"
+    assert "synthetic (made by a model, not measured)" in out.read_text()

@@ -6,6 +6,7 @@ A protocol is a YAML file (``validation.yaml`` next to the model, or any file)::
     intended_use: >-                  # in words: the decision the model supports
       Compare bolus-feeding recipes for this CHO platform at bench scale.
     tier: 2                           # the decision tier claimed (1 exploratory ... 6 release-relevant)
+    data_kind: real                   # real (measured batches) or synthetic (made by a model)
     estimate: [mu_max, beta_P]        # parameters calibrated
     calibration: [data/run1.csv, data/run2.csv]    # paths relative to the protocol file
     validation: [data/run4.csv]       # held-out runs, never in calibration
@@ -16,12 +17,16 @@ A protocol is a YAML file (``validation.yaml`` next to the model, or any file)::
       - {metric: max_abs_error, variable: Glc, threshold: {value: 3.0, unit: mM}, on: validation}
       - {metric: condition_number, threshold: 1.0e+4, on: calibration, tier: 2}
     requalification:                  # when a new batch should trigger requalification (biotwin drift)
-      max_rmse_sd: 3.0
+      max_rmse_sd: 3.0                # RMS of the batch's normalized residuals above this: drift
+      false_alarm_rate: 0.01          # chi-square test of the same residuals at this false-alarm rate
 
 Every criterion has a metric of :data:`METRICS`, a threshold (a plain number for the dimensionless
 metrics, ``{value, unit}`` for those in the variable's unit), the data it is judged ``on`` and the
 lowest ``tier`` it is required for (default: the claimed tier). The tier the evidence supports is the
 highest tier up to the claimed one whose criteria all pass; tier 1 (exploratory) needs none.
+Synthetic data (``data_kind: synthetic``) test the machinery, not the model's agreement with a real
+process: whatever their criteria show, the evidence they give supports tier 1 only, and the report
+says so.
 
 Options are validated by :mod:`pyomo.common.config` (documented domains); a protocol that does not
 match the model or its data -- an unknown key, metric or variable, a validation run also used for
@@ -56,6 +61,7 @@ CALIBRATION_ONLY = {"condition_number", "max_abs_correlation"}
 REQUIRED = {
     "intended_use": "the decision the model supports, in words",
     "tier": "the decision tier claimed, 1-6",
+    "data_kind": "real (measured batches) or synthetic (made by a model)",
     "estimate": "the parameters calibrated",
     "calibration": "the calibration data files",
     "validation": "held-out data files, different runs from the calibration",
@@ -84,15 +90,33 @@ def protocol_config() -> ConfigDict:
     c.declare("model", ConfigValue(domain=str, default=None, description="the model the protocol is for"))
     c.declare("intended_use", ConfigValue(domain=str, description="the decision the model supports, in words"))
     c.declare("tier", ConfigValue(domain=In([1, 2, 3, 4, 5, 6]), description="decision tier claimed"))
+    c.declare(
+        "data_kind",
+        ConfigValue(domain=In(["real", "synthetic"]), default=None, description="real or synthetic data"),
+    )
     c.declare("estimate", ConfigValue(domain=ListOf(str), description="parameters calibrated"))
     c.declare("calibration", ConfigValue(domain=ListOf(str), description="calibration data files"))
     c.declare("validation", ConfigValue(domain=ListOf(str), description="held-out data files"))
     c.declare("nfe", ConfigValue(domain=PositiveInt, default=40, description="collocation elements per experiment"))
     c.declare("criteria", ConfigList(domain=_criterion_config(), description="acceptance criteria"))
     r = ConfigDict()
-    r.declare("max_rmse_sd", ConfigValue(domain=NonNegativeFloat, default=3.0))
+    r.declare(
+        "max_rmse_sd",
+        ConfigValue(domain=NonNegativeFloat, default=3.0, description="RMS normalized residual of a batch [-]"),
+    )
+    r.declare(
+        "false_alarm_rate",
+        ConfigValue(domain=_probability, default=0.01, description="of the chi-square drift test [-]"),
+    )
     c.declare("requalification", r)
     return c
+
+
+def _probability(x) -> float:
+    x = float(x)
+    if not 0.0 < x < 1.0:
+        raise ValueError(f"{x} is not a probability strictly between 0 and 1")
+    return x
 
 
 @dataclass
@@ -124,12 +148,14 @@ class Protocol:
     model: str | None
     intended_use: str
     tier: int
+    data_kind: str
     estimate: list
     calibration: list
     validation: list
     nfe: int
     criteria: list
     max_rmse_sd: float
+    false_alarm_rate: float = 0.01
 
 
 def variable_unit(model, name: str) -> str:
@@ -182,7 +208,7 @@ def read_protocol(source, model) -> Protocol:
         cfg = protocol_config()(raw)
     except ValueError as exc:
         raise ProtocolError(f"{where}: {_flatten(exc)}") from None
-    for key in ("intended_use", "tier", "estimate", "calibration", "validation"):
+    for key in ("intended_use", "tier", "data_kind", "estimate", "calibration", "validation"):
         if cfg[key] in (None, [], ""):
             raise ProtocolError(f"{where}: '{key}' is required ({REQUIRED[key]})")
     if cfg.model and cfg.model != model.name:
@@ -267,10 +293,12 @@ def read_protocol(source, model) -> Protocol:
         model=cfg.model,
         intended_use=cfg.intended_use,
         tier=cfg.tier,
+        data_kind=cfg.data_kind,
         estimate=list(cfg.estimate),
         calibration=calibration,
         validation=validation,
         nfe=cfg.nfe,
         criteria=criteria,
         max_rmse_sd=cfg.requalification.max_rmse_sd,
+        false_alarm_rate=cfg.requalification.false_alarm_rate,
     )

@@ -18,8 +18,10 @@ serialize and the chain stays linear; ``seq`` is also the primary key, so two ro
 place.
 
 Change control: :meth:`Registry.status` compares a model folder's current content hash with the one
-its last approval was given for; :meth:`Registry.approve` refuses a tier that no passing validation of
-the current version supports.
+its last approval was given for, and says *requalification required* when the folder changed, a
+calibration was recorded or a new batch drifted (:func:`biotwin.governance.drift`) after the approval;
+:meth:`Registry.approve` refuses a tier that no passing validation of the current version supports;
+:meth:`Registry.retire` withdraws a model from decision use.
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ class Registry:
         sa = self._sa
         query = sa.select(self.table).order_by(self.table.c.seq)
         if model is not None:
-            query = query.where(self.table.c.model == _model_identity(model)[0])
+            name = model if isinstance(model, str) and not Path(model).is_dir() else _model_identity(model)[0]
+            query = query.where(self.table.c.model == name)
         if kind is not None:
             query = query.where(self.table.c.kind == kind)
         with self.engine.connect() as conn:
@@ -286,6 +289,15 @@ class Registry:
                 "state": "requalification required",
                 "reason": f"a calibration was recorded after the approval (record {later[-1]['seq']}, {later[-1]['time']})",
             }
+        drifted = [e for e in events if e["kind"] == "drift" and e["seq"] > last["seq"] and e["payload"].get("flagged")]
+        if drifted:
+            e = drifted[-1]
+            return {
+                **out,
+                "state": "requalification required",
+                "reason": f"batch {Path(str(e['payload'].get('batch', '?'))).name} drifted from the validated model "
+                f"(record {e['seq']}, {e['time']}): {e['payload'].get('reason', '')}",
+            }
         return {**out, "state": "approved", "reason": f"approved for tier {tier} by {last['user']} at {last['time']}"}
 
     def approve(self, model, tier: int, reason: str, user: str | None = None) -> dict:
@@ -325,6 +337,19 @@ class Registry:
         return self.record(
             "approval", model, {"tier": tier, "reason": str(reason), "validation_record": passing[-1]["seq"]}, user
         )
+
+    def retire(self, model, reason: str, user: str | None = None) -> dict:
+        """Record that the model's current version may no longer be used for decisions.
+
+        A later approval (after a new validation) brings it back; the retirement stays on record.
+        """
+        if not reason or not str(reason).strip():
+            raise RegistryError("a retirement needs a reason (why the model may no longer be used)")
+        name, _ = _model_identity(model)
+        decisions = [e for e in self.events(model=name) if e["kind"] in ("approval", "retirement")]
+        if decisions and decisions[-1]["kind"] == "retirement":
+            raise RegistryError(f"{name} is already retired (record {decisions[-1]['seq']})")
+        return self.record("retirement", model, {"reason": str(reason)}, user)
 
 
 def _os_user() -> str:

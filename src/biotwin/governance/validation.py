@@ -44,6 +44,8 @@ class ValidationRecord:
     predictions: pd.DataFrame = field(repr=False)
     provenance: dict = field(repr=False)
     time: str = ""
+    data_kind: str = "real"
+    tier_note: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +55,8 @@ class ValidationRecord:
             "intended_use": self.intended_use,
             "claimed_tier": self.claimed_tier,
             "supported_tier": self.supported_tier,
+            "tier_note": self.tier_note,
+            "data_kind": self.data_kind,
             "passed": self.passed,
             "criteria": self.criteria,
             "estimates": self.estimates,
@@ -88,9 +92,12 @@ def _prediction(model, exp, estimates, cov, labels, nfe, fallback_sd) -> pd.Data
         for v in variables:
             jac[v][:, j] = (yj[v] - y0[v]) / step
     rows = []
+    meas_sd = {
+        v: exp.sigma[v].to_numpy(dtype=float) if v in exp.sigma else np.full(len(times), np.nan) for v in variables
+    }
     for v in variables:
         var_param = np.einsum("ij,jk,ik->i", jac[v], cov, jac[v])
-        meas = exp.sigma[v].to_numpy(dtype=float) if v in exp.sigma else np.full(len(times), np.nan)
+        meas = meas_sd[v]
         meas = np.where(np.isfinite(meas), meas, fallback_sd.get(v, 0.0))
         sd = np.sqrt(np.maximum(var_param, 0.0) + meas**2)
         data = exp.data[v].to_numpy(dtype=float)
@@ -111,6 +118,12 @@ def _prediction(model, exp, estimates, cov, labels, nfe, fallback_sd) -> pd.Data
                 }
             )
     frame = pd.DataFrame(rows)
+    # the sensitivities and measurement sd of each row, for a test with the full covariance (drift)
+    keep = [(v, k) for v in variables for k in range(len(times)) if np.isfinite(exp.data[v].to_numpy(dtype=float)[k])]
+    frame.attrs["jacobian"] = np.array([jac[v][k] for v, k in keep]).reshape(len(keep), len(labels))
+    frame.attrs["measurement_sd"] = np.array(
+        [np.where(np.isfinite(meas_sd[v]), meas_sd[v], fallback_sd.get(v, 0.0))[k] for v, k in keep]
+    )
     frame.attrs["trajectory"] = {v: (at.index.to_numpy(), at[v].to_numpy()) for v in variables}
     return frame
 
@@ -140,6 +153,27 @@ def _metric(criterion, preds: pd.DataFrame, fit) -> float:
         last = rows.sort_values("time").groupby("experiment").tail(1)
         return float(np.max(np.abs(last["prediction"] - last["data"]) / np.abs(last["data"])))
     raise ValueError(criterion.metric)  # pragma: no cover - read_protocol admits only METRICS
+
+
+def supported_tier(criteria: list, claimed: int, data_kind: str) -> tuple[int, str]:
+    """The decision tier the evidence supports, and a note when it is lower than the criteria alone say.
+
+    The highest tier up to ``claimed`` whose criteria (each a dict with ``tier`` and ``passed``) all
+    pass; tier 1 (exploratory) needs none. Synthetic data support tier 1 only: passing criteria on data
+    a model made show that the machinery works, not that the model describes a real process.
+    """
+    supported = 1
+    for tier in range(2, claimed + 1):
+        if all(c["passed"] for c in criteria if c["tier"] <= tier):
+            supported = tier
+        else:
+            break
+    if data_kind == "synthetic" and supported > 1:
+        return 1, (
+            f"the criteria pass up to tier {supported}, but on synthetic data: they test the machinery, not the "
+            "model's agreement with a real process, so the evidence supports tier 1 only"
+        )
+    return supported, ""
 
 
 def _calibration_predictions(fit) -> pd.DataFrame:
@@ -186,10 +220,9 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
     fit = calibrate(model, [str(p) for p in proto.calibration], proto.estimate, nfe=proto.nfe, bands=False)
     estimates = {k: float(v["value"]) for k, v in fit.parameters.items()}
     labels = list(fit.covariance["labels"])
+    # a direction the calibration data cannot inform has an infinite variance in the covariance; it stays
+    # infinite through J C J', so the held-out band is unbounded and coverage cannot be earned by it
     cov = np.array(fit.covariance["matrix"], dtype=float)
-    if not np.all(np.isfinite(cov)):
-        # a direction the calibration data cannot inform: no finite prediction band (reported, not hidden)
-        cov = np.where(np.isfinite(cov), cov, np.inf)
     fallback_sd = {v: float(d["rmse"]) for v, d in fit.diagnostics.get("per_variable", {}).items()}
     held_out = []
     for path in proto.validation:
@@ -217,12 +250,7 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
                 "passed": bool(c.passes(value)),
             }
         )
-    supported = 1
-    for tier in range(2, proto.tier + 1):
-        if all(c["passed"] for c in criteria if c["tier"] <= tier):
-            supported = tier
-        else:
-            break
+    supported, tier_note = supported_tier(criteria, proto.tier, proto.data_kind)
     passed = all(c["passed"] for c in criteria)
     files = {}
     for p in [*proto.calibration, *proto.validation]:
@@ -240,6 +268,10 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
         "nfe": proto.nfe,
         "calibration_chi2": fit.diagnostics.get("chi2"),
         "uncertainty": "linearized: J C J' from forward differences (relative step 1e-4) plus the measurement sd",
+        "data_kind": proto.data_kind,
+        "covariance": {"labels": labels, "matrix": cov.tolist()},
+        "fallback_sd": fallback_sd,
+        "requalification": {"max_rmse_sd": proto.max_rmse_sd, "false_alarm_rate": proto.false_alarm_rate},
     }
     record = ValidationRecord(
         model=model.name,
@@ -256,6 +288,8 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
         predictions=predictions,
         provenance=provenance,
         time=datetime.now(UTC).isoformat(timespec="seconds"),
+        data_kind=proto.data_kind,
+        tier_note=tier_note,
     )
     record.predictions.attrs["trajectories"] = trajectories
     if registry is not None:
@@ -267,6 +301,7 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
                 "passed": passed,
                 "claimed_tier": proto.tier,
                 "supported_tier": supported,
+                "data_kind": proto.data_kind,
                 "protocol_sha256": proto.sha256,
                 "record_sha256": digest,
                 "criteria": [{k: c[k] for k in ("label", "value", "passed")} for c in criteria],
@@ -364,7 +399,8 @@ code {{ font-size: 85%; }}
 <h1>Validation report: {esc(record.model)}</h1>
 <p><b>Intended use.</b> {esc(record.intended_use)}</p>
 <p><b>Verdict: {verdict}.</b> Decision tier claimed {record.claimed_tier}; the evidence supports tier
-<b id="supported-tier">{record.supported_tier}</b>.</p>
+<b id="supported-tier">{record.supported_tier}</b>.{" " + esc(record.tier_note[0].upper() + record.tier_note[1:]) + "." if record.tier_note else ""}</p>
+<p><b>Data:</b> {"synthetic (made by a model, not measured)" if record.data_kind == "synthetic" else "measured batches"}.</p>
 <h2>Acceptance criteria</h2>
 <table id="criteria"><tr><th>criterion</th><th>needed for tier</th><th>figure</th><th>verdict</th></tr>{rows}</table>
 <h2>Calibrated parameters (95 % intervals)</h2>
@@ -384,4 +420,4 @@ def _fmt(x) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4g}"
 
 
-__all__ = ["CALIBRATION_ONLY", "ValidationRecord", "report_html", "validate", "write_report"]
+__all__ = ["CALIBRATION_ONLY", "ValidationRecord", "report_html", "supported_tier", "validate", "write_report"]

@@ -11,6 +11,8 @@
 ``biotwin audit verify|log [--model M] [--registry R]``   the hash-chained audit trail
 ``biotwin approve MODEL --tier N --reason TEXT [--user U] [--registry R]``
 ``biotwin status MODEL [--registry R]``               approved, or requalification required
+``biotwin drift MODEL --record R.json --batch B.csv [--registry R]``   a new batch against the validation
+``biotwin retire MODEL --reason TEXT [--registry R]``  withdraw a model from decision use
 
 No command loses or damages a file: outputs are checked before the solve (not an input, not an
 existing file unless ``--overwrite``, in an existing writable folder) and written atomically.
@@ -557,6 +559,8 @@ def cmd_validate(args) -> int:
     print(
         f"{record.model}: {'passed' if record.passed else 'FAILED'}; evidence supports tier {record.supported_tier} (claimed {record.claimed_tier})"
     )
+    if record.tier_note:
+        print(f"note: {record.tier_note}")
     print(f"report {out}, record {json_out}")
     return 0 if record.passed else 1
 
@@ -590,6 +594,29 @@ def cmd_status(args) -> int:
     status = _registry(args).status(model)
     print(f"{model.name}: {status['state']}" + (f" - {status['reason']}" if status["reason"] else ""))
     return 0 if status["state"] == "approved" else 1
+
+
+def cmd_drift(args) -> int:
+    from biotwin.governance.drift import drift
+
+    model = biotwin.load_model(args.model)
+    registry = _registry(args) if args.registry or os.environ.get("BIOTWIN_REGISTRY") else None
+    result = drift(
+        model, args.record, args.batch, registry=registry, user=args.user, progress=lambda s: _stderr(f"[biotwin] {s}")
+    )
+    for v, d in result["variables"].items():
+        print(f"{v:<16} {d['n']:>4} points  RMS {d['rmse_sd']:.3g} sd  bias {d['bias_sd']:+.3g} sd")
+    print(f"{model.name}: {'DRIFT' if result['flagged'] else 'no drift'} - {result['reason']}")
+    if result["flagged"] and registry is not None:
+        print(f"{model.name}: requalification required ({registry.status(model)['state']})")
+    return 1 if result["flagged"] else 0
+
+
+def cmd_retire(args) -> int:
+    model = biotwin.load_model(args.model)
+    event = _registry(args).retire(model, args.reason, user=args.user)
+    print(f"retired {model.name} (record {event['seq']}, content hash {event['model_hash'][:12]})")
+    return 0
 
 
 def cmd_notebooks_run(args) -> int:
@@ -812,6 +839,21 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="shipped model name or path of a model folder")
     add_registry(p)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "drift", help="test a new batch against the validated model (exit 1 on drift: requalification required)"
+    )
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--record", required=True, help="the validation's JSON record (written by biotwin validate)")
+    p.add_argument("--batch", required=True, help="the new batch's data CSV (its recipe YAML beside it)")
+    add_registry(p)
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("retire", help="withdraw the model's current version from decision use")
+    p.add_argument("model", help="shipped model name or path of a model folder")
+    p.add_argument("--reason", required=True, help="why it may no longer be used")
+    add_registry(p)
+    p.set_defaults(func=cmd_retire)
 
     p = sub.add_parser("notebooks", help="notebook tasks")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)
