@@ -136,6 +136,20 @@ def test_duplicate_yaml_keys_are_errors(tmp_path):
         biotwin.load_model("mab_fedbatch").load_scenario(path)
 
 
+def test_yaml_words_on_off_yes_no_stay_words():
+    """YAML 1.1 reads ``on``/``yes``/``no`` as booleans, which turned a hand-written protocol criterion
+    ``{metric: rmse_sd, on: validation}`` into the key True; biotwin reads YAML 1.2 booleans only."""
+    from biotwin.core import yaml_io
+
+    text = "criteria:\n  - {metric: rmse_sd, on: validation}\nflags: [yes, no, off, y, n]\nok: true\nbad: False\n"
+    assert yaml_io.load(text) == {
+        "criteria": [{"metric": "rmse_sd", "on": "validation"}],
+        "flags": ["yes", "no", "off", "y", "n"],
+        "ok": True,
+        "bad": False,
+    }
+
+
 def test_data_file_without_its_recipe_is_an_error(tmp_path):
     path = tmp_path / "run.csv"
     path.write_text("time,X\n1,0.2\n2,0.4\n3,0.8\n")
