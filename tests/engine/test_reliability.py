@@ -265,3 +265,28 @@ def test_time_limit_is_named_with_the_fix(warm):
     with pytest.raises(SolverError, match=r"time limit reached \(max_wall_time=0.001 s\).*--solver-option") as err:
         model.simulate(nfe=40, params={"mu_max": 0.05}, options={"max_wall_time": 0.001})
     assert err.value.termination_condition == "maxTimeLimit"
+
+
+def test_an_explicitly_time_dependent_rate_is_solved_exactly_and_refused_where_it_would_be_frozen():
+    """dX/dt = -k (1 + a t) X: the forward template compiles the equations at one time, so it freezes t.
+
+    The collocation solve uses the true equations (the analytic X0 exp(-k (t + a t^2/2)) to 1e-6); the
+    uses that would silently take the frozen form -- rates at a state, the twin's filter -- refuse by name
+    (they returned dX/dt at t = 1 h and predicted with t = t_end before), and the parmest Rooney-Biegler
+    response y = a (1 - exp(-k t)) is recognised as time-explicit too."""
+
+    model = biotwin.load_model(TEST_MODELS / "time_varying")
+    wide = model.simulate("default", nfe=40).wide
+    t, x = wide["time"].to_numpy(), wide["X"].to_numpy()
+    exact = 2.0 * np.exp(-0.5 * (t + 0.5 * t**2 / 2))
+    assert np.max(np.abs(x - exact) / exact) < 1e-6
+    with pytest.raises(ModelDefinitionError, match="decay depend.*on time explicitly.*d\\(tau\\)/dt = 1"):
+        model.rates({"X": 1.0})
+    with pytest.raises(ModelDefinitionError, match="the twin of model 'time_varying'"):
+        biotwin.Twin(model, "default", estimate=["k"])
+    from biotwin.engine.forward import ForwardIntegrator
+
+    m = biotwin.load_model(TEST_MODELS / "rooney_biegler").build({"t_end": 7.0})
+    assert ForwardIntegrator(m, m.t).time_explicit == ["response"]
+    m = biotwin.load_model(TEST_MODELS / "monod_switch").build({"t_end": 7.0})
+    assert ForwardIntegrator(m, m.t).time_explicit == []

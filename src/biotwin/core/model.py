@@ -420,13 +420,17 @@ class Model:
         dict[str, float]
             ``d<state>/dt`` for each state [state unit / time unit].
         """
-        from biotwin.engine.forward import ForwardIntegrator
+        from biotwin.engine.forward import ForwardIntegrator, UnsupportedStructure
 
         key = json.dumps(settings or {}, sort_keys=True, default=str)
         if getattr(self, "_rates_cache", (None,))[0] != key:
             m = self.build({"t_end": 1.0, **(settings or {})})
             self._rates_cache = (key, m, ForwardIntegrator(m, m.t))
         _, m, integrator = self._rates_cache
+        try:
+            integrator.require_autonomous(f"model '{self.name}': rates(states) (no time is given)")
+        except UnsupportedStructure as exc:
+            raise ModelDefinitionError(str(exc)) from None
         self.set_parameters(m, self.parameter_values(params))
         names = [s.local_name for s in integrator.states]
         missing = set(names) - set(states)

@@ -105,7 +105,19 @@ class ForwardIntegrator:
                     )
             return sexpr.xreplace(subs)
 
+        # the same symbols for the components at the first time: an equation that reads differently there
+        # depends on time explicitly (the rule used the time index as a number)
+        role0 = {}
+        for i, s in enumerate(self.states):
+            role0[id(s[t0])] = x[i]
+            role0[id(self.derivs[i][t0])] = dx[i]
+        for j, a in enumerate(self.algebraic):
+            role0[id(a[t0])] = z[j]
+        for k, v in enumerate(self.inputs):
+            role0[id(v[t0])] = u[k]
         differential, algebraic = [], []
+        #: names of the equations whose form changes with time (see :meth:`require_autonomous`)
+        self.time_explicit = []
         try:
             for con in model.component_objects(pyo.Constraint, active=True, descend_into=True):
                 if not _time_indexed(con, time_set):
@@ -115,6 +127,14 @@ class ForwardIntegrator:
                 c = con[tstar]
                 resid = convert(c.body - c.upper, role)
                 (differential if resid.free_symbols & set(dx) else algebraic).append(resid)
+                if t0 in con and con[t0].active and con[t0].equality:
+                    try:
+                        first = convert(con[t0].body - con[t0].upper, role0)
+                    except UnsupportedStructure:
+                        continue
+                    same_kind = bool(first.free_symbols & set(dx)) == bool(resid.free_symbols & set(dx))
+                    if same_kind and first != resid and sympy.simplify(first - resid) != 0:
+                        self.time_explicit.append(con.name)
         except UnsupportedStructure:
             raise
         except Exception as exc:  # sympy cannot represent some expression  # noqa: BLE001
@@ -169,6 +189,22 @@ class ForwardIntegrator:
             self._Jinit = sympy.lambdify(init_args, Iq.jacobian(unknown_syms), "numpy")
 
     # ------------------------------------------------------------------
+    def require_autonomous(self, what: str) -> None:
+        """Refuse, by name, a use that needs the right-hand side at any time when it depends on time.
+
+        The compiled equations are those at one time point; an equation whose rule uses the time index
+        as a number (``exp(-k t)``) is compiled with that time frozen. The collocation solve uses the
+        true equations (a forward start from the frozen ones is only a starting point), but ``what`` --
+        a rate at a state, a filter's prediction -- would silently use the wrong time.
+        """
+        if self.time_explicit:
+            raise UnsupportedStructure(
+                f"{what} needs the model's equations at any time, but {', '.join(self.time_explicit)} "
+                "depend(s) on time explicitly (the rule uses the time index as a number, or has another "
+                "form at the first time). Write the time dependence through a state, e.g. a clock "
+                "d(tau)/dt = 1 with tau(0) = 0 and exp(-k*tau[t]), or through an input program"
+            )
+
     def _param_values(self):
         return [float(pyo.value(v)) for v in self.params]
 
@@ -341,6 +377,7 @@ class ForwardIntegrator:
         numpy.ndarray
             States, shape ``(len(points) + 1, n_x)``: at each of ``points`` then at ``t1``.
         """
+        self.require_autonomous("propagating the states from any time (a state estimator's prediction)")
         x = np.asarray(x0, dtype=float).copy()
         p = [float(v) for v in p]
         wanted = sorted({float(t) for t in points if t0 < t <= t1} | {float(t1)})

@@ -457,7 +457,13 @@ def _forward_initialize(model, sim: Simulation, progress=None) -> str:
             stacklevel=3,
         )
         return "model initial values"
-    say("initializing by forward integration")
+    if d.integrator.time_explicit:  # a start only: the collocation solve uses the true equations
+        say(
+            f"initializing by forward integration (approximate: {', '.join(d.integrator.time_explicit)} "
+            "depend on time explicitly and are integrated at the last time's form)"
+        )
+    else:
+        say("initializing by forward integration")
     t0 = time.perf_counter()
     try:
         traj = d.integrator.integrate(sim.programs, list(d.m.t))

@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from biotwin.core.errors import BiotwinError, DataError
+from biotwin.core.errors import BiotwinError, DataError, ModelDefinitionError
 from biotwin.core.model import Model, load_model
 from biotwin.core.units import unit_string
+from biotwin.engine.forward import UnsupportedStructure
 from biotwin.engine.simulation import Simulation
 from biotwin.twin.alarms import AlarmRule
 
@@ -121,6 +122,10 @@ class Twin:
                 f"model '{self.model.name}': the twin needs the forward integrator, which this model's "
                 f"structure does not support ({self.sim.discretization.unsupported})"
             )
+        try:
+            integ.require_autonomous(f"the twin of model '{self.model.name}' (its filter predicts from any time)")
+        except UnsupportedStructure as exc:
+            raise ModelDefinitionError(str(exc)) from None
         self.integrator = integ
         self.t_end = float(self.sim.grid[-1])
         self.time_unit = self.model.time_unit
