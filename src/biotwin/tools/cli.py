@@ -521,7 +521,9 @@ def cmd_twin_replay(args) -> int:
     if not stream.is_file():
         raise BiotwinError(f"--stream {stream}: no such file")
     twin = _twin_from_args(args)
-    return _print_record(run_replay(twin, stream, args.out, **_record_options(args)))
+    summary = run_replay(twin, stream, args.out, **_record_options(args))
+    _record_twin_run(args, twin, summary, {"stream": str(stream.resolve()), "stream_sha256": _file_sha(stream)})
+    return _print_record(summary)
 
 
 def cmd_twin_serve(args) -> int:
@@ -533,7 +535,38 @@ def cmd_twin_serve(args) -> int:
     chunks = opcua_chunks(
         args.opcua, node_map, poll_s=args.poll_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
     )
-    return _print_record(record(twin, chunks, args.out, **_record_options(args)))
+    summary = record(twin, chunks, args.out, **_record_options(args))
+    _record_twin_run(args, twin, summary, {"opcua": args.opcua, "nodes_sha256": _file_sha(Path(args.nodes))})
+    return _print_record(summary)
+
+
+def _file_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record_twin_run(args, twin, summary: dict, source: dict) -> None:
+    """With --registry (or $BIOTWIN_REGISTRY): the run and every alarm it raised as a ``twin_run`` event."""
+    if not (args.registry or os.environ.get("BIOTWIN_REGISTRY")):
+        return
+    out = Path(args.out)
+    alarms = json.loads((out / "alarms.json").read_text()) if (out / "alarms.json").is_file() else []
+    payload = {
+        **source,
+        "recipe": args.recipe,
+        "estimate": list(twin.estimate),
+        "record": str(out.resolve()),
+        "record_sha256": {
+            name: _file_sha(out / name) for name in ("estimates.csv", "summary.json") if (out / name).is_file()
+        },
+        "n_updates": summary.get("n_updates"),
+        "first_alarm_time": summary.get("first_alarm_time"),
+        "parameters": summary.get("parameters", {}),
+        "alarms": alarms,
+    }
+    event = _registry(args).record("twin_run", twin.model, payload, args.user)
+    _stderr(f"[biotwin] recorded twin run with {len(alarms)} alarm(s) in the registry (record {event['seq']})")
 
 
 def _registry(args):
@@ -693,6 +726,12 @@ def _add_twin_options(q) -> None:
     q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
     q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
     q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
+    q.add_argument(
+        "--registry",
+        help="record the run and its alarms in this registry (SQLAlchemy URL, .sqlite file or folder; "
+        "default $BIOTWIN_REGISTRY, else not recorded)",
+    )
+    q.add_argument("--user", help="who runs the twin (default: the operating-system user)")
 
 
 def _record_options(args) -> dict:
