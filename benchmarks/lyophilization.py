@@ -64,9 +64,11 @@ def main(argv=None):
     print(f"  scipy rtol 1e-6         {scipy_loose:7.3f} s")
     print(f"  ratio warm / scipy(1e-10) {warm_s / scipy_tight:.2f}; cold / warm {cold / warm_s:.2f}")
 
-    opt_s, opt = timed(lambda: model.module.optimize(model, "optimize_case1"))
+    opt_s, opt = timed(lambda: model.module.optimize(model, "optimize_case1_lyopronto"))
     greedy_s, greedy = timed(lambda: ref.greedy_fastest_drying(p, 268.15, 0.15, (228.15, 393.15)))
-    print("cycle optimization (optimize_case1: T_bottom <= -5 degC, 398 vials, shelf -45..120 degC, 40 elements):")
+    print(
+        "cycle optimization (optimize_case1_lyopronto, LyoPRONTO's example: T_bottom <= -5 degC, 398 vials, shelf -45..120 degC, 40 elements):"
+    )
     print(
         f"  biotwin NLP solve + setup {opt.stats['optimization_wall_time_s']:7.3f} s   "
         f"({opt.stats['iterations']} Ipopt iterations; drying time {opt.drying_time_h:.5f} h)"

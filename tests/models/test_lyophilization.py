@@ -215,7 +215,11 @@ def test_secondary_drying_water_balance(model):
     assert desorbed == pytest.approx(drop, rel=1e-6)
 
 
-def test_optimized_cycle_from_the_cli_is_the_greedy_optimum(model, tmp_path):
+def test_optimized_cycle_from_the_cli_holds_a_real_dryers_limits(model, tmp_path):
+    """biotwin optimize on the default scenario (a dryer's shelf range -50..60 degC, ramps <= 1 degC/min from
+    -35 degC, product 2 degC below critical): every limit holds at every collocation point and in the
+    re-simulation on a 4x finer grid. (That the optimum equals the hand-written full-ramp recipe, and that
+    LyoPRONTO's example equals the scipy greedy policy, is asserted once, in notebooks/lyophilization/03.)"""
     out, summary = tmp_path / "opt.csv", tmp_path / "opt.json"
     done = subprocess.run(
         [
@@ -238,35 +242,26 @@ def test_optimized_cycle_from_the_cli_is_the_greedy_optimum(model, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     table, data = pd.read_csv(out), json.loads(summary.read_text())
-    # (that it beats the best constant shelf is asserted once, in notebooks/lyophilization/03)
     load = table["sublimation_kg_per_h"] / table["equipment_capacity_kg_per_h"]
+    slope = np.diff(table["T_shelf_C"]) / np.diff(table["time_h"]) / 60.0  # [degC/min]
     print(
         f"\noptimized {data['primary_drying_time_h']:.4f} h (re-simulated {data['verification']['primary_drying_time_h']:.4f} h, "
-        f"max T_bottom {data['verification']['max_T_bottom_C']:.3f} degC); max T_bottom {table['T_bottom_C'].max():.5f} "
-        f"degC, max load {load.max():.3f}; {data['stats']['iterations']} iterations, "
-        f"{data['stats']['optimization_wall_time_s']:.1f} s"
+        f"max T_bottom {data['verification']['max_T_bottom_C']:.3f} degC); shelf {table['T_shelf_C'].min():.2f} to "
+        f"{table['T_shelf_C'].max():.3f} degC, steepest ramp {slope.max():.4f} degC/min, max load {load.max():.3f}"
     )
-    assert (table["T_bottom_C"] <= -5.0 + 1e-5).all()  # every collocation point
+    assert data["T_bottom_max_C"] == -7.0 and (table["T_bottom_C"] <= -7.0 + 1e-5).all()
+    assert table["T_shelf_C"].iloc[0] == pytest.approx(-35.0, abs=1e-6)
+    assert (table["T_shelf_C"] <= 60.0 + 1e-4).all() and (table["T_shelf_C"] >= -50.0 - 1e-4).all()
+    assert (np.abs(slope) <= 1.0 + 1e-4).all()
     assert (load <= 1.0 + 1e-6).all()
     assert table["percent_dried"].iloc[-1] == pytest.approx(100.0, abs=1e-6)
-    # only the temperature limit is active here (load < 1): then the exact greedy policy (shelf as warm as
-    # the limit allows at every moment, computed with scipy) is the optimum, and the NLP must find it
-    greedy = model.submodule("scipy_reference").greedy_fastest_drying(
-        model.parameter_values(), 268.15, 0.15, (228.15, 393.15)
-    )
-    print(
-        f"greedy policy (scipy): {greedy['t_dry']:.5f} h; optimized / greedy - 1 = "
-        f"{data['primary_drying_time_h'] / greedy['t_dry'] - 1:.2e}"
-    )
-    assert data["primary_drying_time_h"] == pytest.approx(greedy["t_dry"], rel=1e-3)
-    # the optimized recipe run through the simulator on its own, 4x finer grid
     assert data["verification"]["primary_drying_time_h"] == pytest.approx(data["primary_drying_time_h"], rel=1e-3)
-    assert data["verification"]["max_T_bottom_C"] <= -5.0 + 0.05
+    assert data["verification"]["max_T_bottom_C"] <= -7.0 + 0.05
 
 
 def test_equipment_capability_limits_the_optimized_cycle(model):
     """With 1500 vials the dryer's sublimation capability, not the product temperature, limits drying."""
-    recipe = dict(model.load_scenario("optimize_case1").raw)
+    recipe = dict(model.load_scenario("optimize_case1_lyopronto").raw)
     recipe["optimize"] = {
         "shelf_temperature_C": {"min": -45, "max": 120, "ramp_C_per_min": 1.0},
         "constraints": {
@@ -311,8 +306,9 @@ def test_bad_optimize_blocks(model, change, message):
 
 
 def test_a_margin_keeps_the_optimum_below_the_critical_temperature(model):
-    """optimize.constraints.margin_C (issue #16): the optimum rode exactly on T_critical with no option."""
-    recipe = dict(model.load_scenario("optimize_case1").raw)
+    """optimize.constraints.margin_C (issue #16): the optimum rode exactly on T_critical with no option.
+    On LyoPRONTO's example bounds, where the product limit is what binds."""
+    recipe = dict(model.load_scenario("optimize_case1_lyopronto").raw)
     recipe["optimize"] = {**recipe["optimize"], "constraints": {**recipe["optimize"]["constraints"], "margin_C": 2.0}}
     opt = model.module.optimize(model, recipe, nfe=40)
     summary = opt.summary()
