@@ -1,7 +1,7 @@
 """Shared fixtures, the hypothesis profiles, and the test tiers (one marker per folder).
 
 Tiers, fastest first: ``unit`` (seconds, no Ipopt), ``engine``, ``calibration``, ``models``,
-``governance`` (validation protocols, the registry on SQLite and PostgreSQL), ``notebooks``, ``ui``
+``sweep`` (sweeps on Dask, probabilistic design spaces, Sobol indices), ``governance`` (validation protocols, the registry on SQLite and PostgreSQL), ``notebooks``, ``ui``
 (explorers, a JupyterLab in a headless browser). ``make test-fast`` runs
 ``-m unit``; ``make test`` runs all of them on both cores.
 """
@@ -14,7 +14,7 @@ from hypothesis import settings
 
 from support import SHARED_DATA, TEST_MODELS
 
-TIERS = ("unit", "engine", "calibration", "models", "governance", "notebooks", "ui")
+TIERS = ("unit", "engine", "calibration", "models", "sweep", "governance", "notebooks", "ui")
 
 # property tests draw fresh examples on a developer's machine; CI replays a fixed, derandomized set so
 # that a red build always reproduces (run `pytest --hypothesis-seed=N` to replay a local failure)

@@ -13,11 +13,12 @@ Architecture: seven layers; a module imports only from its own layer or the laye
     calibration/  multi-experiment estimation, covariance, identifiability, profiles
     optimize/     dynamic optimization of recipes (bolus feeding)                  (analysis)
     twin/         the live twin: filter on streaming data, forecasts with bands, alarms
+    sweep/        grids and parameter samples on Dask, probabilistic design spaces, Sobol
       |
     processes/    shared domain physics: cell-culture kinetics, balances, recipes
       |
     engine/       Simulation (discretize, initialize, solve, warm start), Ipopt/PyNumero,
-                  forward integration, compiled expressions, results
+                  forward integration, compiled expressions, results, recipe knobs
       |
     core/         the model-folder contract (Model, load_model), parameters, recipes and
                   input programs, experiment data, units, plausibility checks, errors

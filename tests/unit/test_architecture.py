@@ -19,6 +19,7 @@ LAYERS = {
     "calibration": 3,
     "optimize": 3,
     "twin": 3,
+    "sweep": 3,
     "ui": 4,
     "governance": 5,
     "tools": 6,

@@ -13,6 +13,7 @@
 ``biotwin status MODEL [--registry R]``               approved, or requalification required
 ``biotwin drift MODEL --record R.json --batch B.csv [--registry R]``   a new batch against the validation
 ``biotwin retire MODEL --reason TEXT [--registry R]``  withdraw a model from decision use
+``biotwin sweep [MODEL] --spec S.yaml --out DIR [--scheduler tcp://..] [--workers N] [--resume]``
 
 No command loses or damages a file: outputs are checked before the solve (not an input, not an
 existing file unless ``--overwrite``, in an existing writable folder) and written atomically.
@@ -652,6 +653,30 @@ def cmd_retire(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from biotwin.sweep import probability_map, read_sweep, run_sweep
+
+    spec = read_sweep(args.spec, args.model)
+    scheduler = "serial" if args.workers == 0 else args.scheduler
+    result = run_sweep(
+        spec,
+        args.out,
+        scheduler=scheduler,
+        workers=max(args.workers, 1),
+        resume=args.resume,
+        progress=lambda s: _stderr(f"[biotwin] {s}"),
+    )
+    stats = dict(result.stats)
+    if spec.limits and stats["complete"]:
+        cells = probability_map(result)
+        cells.to_csv(Path(args.out) / "probability.csv", index=False)
+        stats["probability_csv"] = str(Path(args.out) / "probability.csv")
+        stats["cells_meeting_limits_p>=0.9"] = int((cells["probability"] >= 0.9).sum())
+        stats["cells"] = len(cells)
+    print(json.dumps(stats, indent=2, default=str))
+    return 0 if stats["complete"] else 1
+
+
 def cmd_notebooks_run(args) -> int:
     from biotwin.tools.notebooks import run_notebook
 
@@ -893,6 +918,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, help="why it may no longer be used")
     add_registry(p)
     p.set_defaults(func=cmd_retire)
+
+    p = sub.add_parser(
+        "sweep", help="a grid over recipe knobs and samples of parameters, on Dask; results as Parquet chunks"
+    )
+    p.add_argument("model", nargs="?", help="shipped model name or folder (default: the spec's model)")
+    p.add_argument("--spec", required=True, help="sweep YAML (grid, samples, classes, outputs, limits)")
+    p.add_argument("--out", required=True, help="results folder (plan.json, points.parquet, chunks/)")
+    p.add_argument(
+        "--scheduler", help="address of a running Dask scheduler, tcp://host:port (default: a local cluster)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="local cluster worker processes (0: run in this process)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out, keeping its chunks")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("notebooks", help="notebook tasks")
     nsub = p.add_subparsers(dest="notebooks_command", required=True)

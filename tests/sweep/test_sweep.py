@@ -1,0 +1,178 @@
+"""Sweeps on Dask: the same points as a serial run, nothing lost or counted twice when a worker dies or a
+sweep is interrupted, failures recorded, bad specs refused by name; Sobol indices checked on Ishigami."""
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from biotwin.sweep import SweepError, load_sweep, probability_map, read_sweep, run_sweep
+from support import TEST_MODELS
+
+MONOD = TEST_MODELS / "monod_switch"
+OUTPUTS = ["X:final@all", "S:min@all"]
+
+
+def spec_dict(**changes):
+    spec = {
+        "recipe": "default",
+        "nfe": 30,
+        # 3.0 1/h is outside mu_max's bounds in parameters.yaml: that cell's points must fail, recorded
+        "grid": {"mu_max": [0.3, 0.5, 3.0]},
+        "samples": {
+            "n": 6,
+            "method": "lhs",
+            "seed": 7,
+            "parameters": {
+                "Ks": {"dist": "lognormal", "median": 0.2, "rsd": 0.3},
+                "Yxs": {"dist": "uniform", "low": 0.4, "high": 0.6},
+            },
+        },
+        "outputs": ["X:final", "S:min"],
+        "limits": [{"output": "X:final", "min": 10.0}],
+        "chunk": 4,
+    }
+    spec.update(changes)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "sweep"
+    return run_sweep(read_sweep(spec_dict(), MONOD), out, scheduler="serial")
+
+
+def _same(a, b):
+    fa, fb = a.frame, b.frame
+    assert fa["point"].tolist() == fb["point"].tolist() == list(range(18))
+    pd.testing.assert_series_equal(fa["error"], fb["error"])
+    np.testing.assert_allclose(fa[OUTPUTS].to_numpy(float), fb[OUTPUTS].to_numpy(float), rtol=1e-6, equal_nan=True)
+
+
+def test_a_serial_sweep_records_every_point_and_every_failure(serial):
+    frame = serial.frame
+    failed = frame[frame["error"].notna()]
+    print(f"\n{len(frame)} points, {len(failed)} failed: {failed['error'].iloc[0][:120]}")
+    assert serial.stats["complete"] and len(frame) == 18
+    assert (failed["mu_max"] == 3.0).all() and len(failed) == 6 and failed["error"].str.contains("mu_max").all()
+    assert frame.loc[frame["error"].isna(), OUTPUTS].notna().all().all()
+    cells = probability_map(serial)
+    # recomputed by hand from the frame: X at 20 h at least 10 g/L in every sample of a cell
+    by_hand = frame.assign(ok=frame["X:final@all"] >= 10.0).groupby("cell")["ok"].mean()
+    np.testing.assert_allclose(cells["probability"], by_hand.to_numpy())
+    assert cells.loc[cells["mu_max"] == 3.0, "n_failed"].item() == 6
+    assert cells.loc[cells["mu_max"] == 3.0, "probability"].item() == 0.0
+    p, n = cells["probability"], cells["n"]
+    np.testing.assert_allclose(cells["se"], np.sqrt(p * (1 - p) / n))
+
+
+def test_two_dask_workers_give_the_serial_points_even_when_one_is_killed(serial, tmp_path):
+    """A 2-worker LocalCluster equals the serial sweep point for point (to the solver's tolerance: each worker
+    starts warm from its own previous solution); a worker killed (SIGKILL) after the first chunk arrived has its
+    tasks re-run by Dask and every point is written exactly once."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def kill_once(text):
+            if text.startswith("chunk") and not killed:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        result = run_sweep(read_sweep(spec_dict(), MONOD), tmp_path / "dask", scheduler=client, progress=kill_once)
+    print(f"\nkilled worker {killed}; results from {result.stats['workers']}")
+    assert killed and result.stats["complete"]
+    _same(result, serial)
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_content(serial, tmp_path):
+    spec = read_sweep(spec_dict(), MONOD)
+    out = tmp_path / "resumed"
+    first = run_sweep(spec, out, scheduler="serial", stop_after_chunks=2)
+    assert not first.stats["complete"] and first.stats["n_done"] == 8
+    with pytest.raises(SweepError, match="holds a sweep already; --resume"):
+        run_sweep(spec, out, scheduler="serial")
+    with pytest.raises(SweepError, match="incomplete"):
+        probability_map(first)
+    resumed = run_sweep(spec, out, scheduler="serial", resume=True)
+    assert resumed.stats["complete"]
+    _same(resumed, serial)
+    other = read_sweep(spec_dict(nfe=31), MONOD)
+    with pytest.raises(SweepError, match="holds a different sweep"):
+        run_sweep(other, out, scheduler="serial", resume=True)
+    assert load_sweep(out).stats["n_done"] == 18  # nothing written twice
+
+
+def test_the_cli_runs_a_sweep_and_writes_the_probability_map(tmp_path, capsys):
+    from biotwin.tools.cli import main
+
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(grid={"mu_max": [0.3, 0.5]}, samples={"n": 0})))
+    assert main(["sweep", str(MONOD), "--spec", str(spec), "--out", str(tmp_path / "o"), "--workers", "0"]) == 0
+    cells = pd.read_csv(tmp_path / "o" / "probability.csv")
+    assert cells["n"].tolist() == [1, 1] and set(cells["probability"]) <= {0.0, 1.0}  # deterministic map
+    assert (cells["se"] == 0).all()
+    assert main(["sweep", str(MONOD), "--spec", str(spec), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"grid": {"shelf": [1, 2]}}, "grid 'shelf' is neither a recipe knob"),
+        ({"grid": {"mu_max": []}}, "non-empty list"),
+        ({"grid": {"mu_max": {"from": 0.1, "to": 0.5}}}, r"\{from, to, n\}"),
+        (
+            {"samples": {"n": 4, "parameters": {"Kz": {"dist": "normal", "mean": 1, "sd": 0.1}}}},
+            "unknown parameter 'Kz'",
+        ),
+        (
+            {"samples": {"n": 4, "parameters": {"Ks": {"dist": "normal", "mean": 1}}}},
+            r"normal distribution is \{dist, mean, sd",
+        ),
+        ({"samples": {"n": 4, "parameters": {"Ks": {"dist": "beta", "a": 1}}}}, "dist: one of"),
+        (
+            {"samples": {"n": 4, "parameters": {"Ks": {"dist": "normal", "mean": 1, "sd": 0.1, "unit": "K"}}}},
+            "cannot be expressed",
+        ),
+        ({"samples": {"n": 4, "method": "grid", "parameters": {}}}, "not in domain"),
+        ({"samples": {"n": 4}}, "no parameters"),
+        ({"limits": [{"output": "X:final", "below": 3}]}, r"\{output: ..., max: value\}"),
+        ({"classes": {"edge": {"scale": {"Kz": 1.3}}}}, "scales unknown parameter 'Kz'"),
+        ({"outputs": [], "limits": []}, "name the outputs"),
+        ({"model": "lyophilization"}, "is for model 'lyophilization'"),
+    ],
+)
+def test_bad_sweeps_are_refused_by_name(change, message):
+    with pytest.raises(SweepError, match=message):
+        read_sweep(spec_dict(**change), MONOD)
+
+
+def test_an_unknown_output_stops_the_sweep_before_any_task(tmp_path):
+    spec = read_sweep(spec_dict(outputs=["titer"], limits=[]), MONOD)
+    with pytest.raises(SweepError, match=r"output 'titer' is not .* <variable>:final"):
+        run_sweep(spec, tmp_path / "o", scheduler="serial")
+    assert not list((tmp_path / "o" / "chunks").glob("*.parquet"))
+
+
+@pytest.mark.unit
+def test_sobol_indices_of_the_ishigami_function_match_their_analytic_values():
+    """The sampling (Saltelli through biotwin's uniform -> distribution transform) and SALib's estimator on the
+    Ishigami function f = sin x1 + 7 sin^2 x2 + 0.1 x3^4 sin x1, x_i uniform on [-pi, pi], whose indices are
+    known: S1 = (0.3139, 0.4424, 0), ST = (0.5576, 0.4424, 0.2437) (Saltelli et al. 2008, Global Sensitivity
+    Analysis: The Primer, Wiley, section 4.7)."""
+    from biotwin.sweep.analysis import sobol_from_samples
+    from biotwin.sweep.spec import _uniforms, transform
+
+    x = transform(_uniforms("saltelli", 2048, 3, seed=3), [("uniform", -np.pi, np.pi)] * 3)
+    y = np.sin(x[:, 0]) + 7 * np.sin(x[:, 1]) ** 2 + 0.1 * x[:, 2] ** 4 * np.sin(x[:, 0])
+    s = sobol_from_samples(["x1", "x2", "x3"], y)
+    print("\n" + s.to_string())
+    np.testing.assert_allclose(s["S1"], [0.3139, 0.4424, 0.0], atol=0.03)
+    np.testing.assert_allclose(s["ST"], [0.5576, 0.4424, 0.2437], atol=0.03)
