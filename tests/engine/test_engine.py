@@ -260,3 +260,29 @@ def test_simulation_object_exposes_the_run(monod_folder):
     assert cached_discretizations(model)[-1] is sim.discretization
     assert again.run().final()["X"] == pytest.approx(result.final()["X"], rel=1e-8)
     assert model.simulate(scenario="default", nfe=20).final()["X"] == pytest.approx(result.final()["X"], rel=1e-8)
+
+
+def test_a_failed_re_solve_leaves_the_last_good_solution_in_the_model(model):
+    """A re-solve that fails (here: one Ipopt iteration allowed after a large parameter change) names the
+    failed iterate's residuals but leaves the model at the point it started from, so the next solve never
+    starts from a diverged iterate (a sweep found one failed warm start making every later solve of its
+    worker fail). The next re-solve then equals a fresh model's solution."""
+    import numpy as np
+    import pyomo.environ as pyo
+
+    from biotwin.core.errors import SolverError
+    from biotwin.engine.solver import PersistentNLP
+
+    model.simulate(nfe=20)
+    d = cached_discretizations(model)[-1]
+    nlp = PersistentNLP(d.m)
+    start = np.array([pyo.value(v) for v in nlp.variables])
+    d.m.mu_max.fix(1.5)
+    with pytest.raises(SolverError, match="did not converge|iteration"):
+        nlp.solve(options={"max_iter": 1})
+    after = np.array([pyo.value(v) for v in nlp.variables])
+    assert np.array_equal(after[~nlp.fixed_mask], start[~nlp.fixed_mask])
+    d.m.mu_max.fix(0.5)
+    warm = model.simulate(nfe=20, params={"mu_max": 0.45}).wide
+    fresh = biotwin.load_model(model.folder).simulate(nfe=20, params={"mu_max": 0.45}).wide
+    np.testing.assert_allclose(warm["X"], fresh["X"], rtol=1e-7)

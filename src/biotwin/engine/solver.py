@@ -418,16 +418,30 @@ class PersistentNLP:
             x, info = problem.solve(x0)
         except Exception as exc:
             raise _failed(self.nlp.pyomo_model(), what, exc, problem.iterations) from exc
-        for v, value, is_fixed in zip(variables, x.tolist(), mask.tolist()):
-            if not is_fixed:
-                v.set_value(value, skip_validation=True)
+
+        def load(values):
+            for v, value, is_fixed in zip(variables, values.tolist(), mask.tolist()):
+                if not is_fixed:
+                    v.set_value(value, skip_validation=True)
+
+        load(x)
         wall = time.perf_counter() - start
         status = int(info["status"])
         message = _decoded(info.get("status_msg"))
-        if status in _TIME_LIMIT_STATUSES:
-            raise _time_limit(self.nlp.pyomo_model(), what, opts, wall, problem.iterations)
-        if status not in (0, 1):  # Solve_Succeeded, Solved_To_Acceptable_Level
-            raise _not_converged(self.nlp.pyomo_model(), what, f"ipopt status {status}", problem.iterations, message)
+        if status not in (0, 1):  # not Solve_Succeeded or Solved_To_Acceptable_Level
+            # the error names the residuals of the failed iterate; the model then gets its starting point
+            # back (the last good solution of a re-solve), so that a retry never starts from a diverged
+            # iterate (found in a sweep: one failed warm start made every later solve of that worker fail)
+            try:
+                if status in _TIME_LIMIT_STATUSES:
+                    error = _time_limit(self.nlp.pyomo_model(), what, opts, wall, problem.iterations)
+                else:
+                    error = _not_converged(
+                        self.nlp.pyomo_model(), what, f"ipopt status {status}", problem.iterations, message
+                    )
+            finally:
+                load(x0)
+            raise error
         return SolveStats("optimal", problem.iterations, wall, float(info["obj_val"]), opts, message)
 
 
