@@ -110,6 +110,25 @@ def test_lyophilization_notebooks(tmp_path, shared_data, name):
         assert data["max_time_rel_diff"] < 0.01 and data["max_Tmax_diff_C"] < 0.3
 
 
+def test_lyophilization_probabilistic_design_space_notebook(tmp_path):
+    """Notebook 05 on a 2 x 2 corner of its grid with 6 samples per cell, on a 2-worker Dask cluster: every
+    point solves; three sampled edge-vial points equal the scipy second implementation (drying time 1e-3,
+    product temperature 0.05 K); and the probabilistic map is stricter than the deterministic one where the
+    nominal centre vial passes (the edge vials and the uncertain resistance fail some samples)."""
+    data = run_notebook(
+        ROOT / "notebooks" / "lyophilization" / "05_probabilistic_design_space.ipynb",
+        out_dir=tmp_path,
+        progress_bar=False,
+        parameters={"n_samples": 6, "grid": {"shelf_C": [-27.5, -25.0], "pressure_mTorr": [40.0, 70.0]}},
+    )
+    print(data)
+    assert data["n_points"] == 24 and data["n_failed_solves"] == 0
+    assert data["scipy_max_rel_diff_time"] < 1e-3 and data["scipy_max_diff_Tmax_K"] < 0.05
+    assert data["cells_deterministic_pass"] >= 1 and data["min_probability_where_deterministic_passes"] < 1.0
+    assert data["cells_p_ge_0.9"] <= data["cells_deterministic_pass"]
+    assert data["mean_edge_minus_centre_K"] > 0  # edge vials run warmer
+
+
 @pytest.mark.parametrize("name", ["01_simulate_explore", "02_calibrate", "03_optimize"])
 def test_hek293_vlp_notebooks(tmp_path, name):
     data = run_notebook(ROOT / "notebooks" / "hek293_vlp" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)

@@ -104,14 +104,18 @@ def explorer_spec(model, scenario=None, parameters=None, panels=None) -> Explore
 LENGTHEN_FACTOR, LENGTHEN_TIMES = 4.0, 2
 
 
-def evaluate(model, spec: ExplorerSpec, values: dict, base_raw: dict, params: dict | None = None):
+def evaluate(
+    model, spec: ExplorerSpec, values: dict, base_raw: dict, params: dict | None = None, lengthen_first: int = 0
+):
     """Simulate the recipe with knob ``values``; return (table, readouts, result).
 
     ``params`` are parameter overrides on top of the parameter knobs (e.g. a sampled parameter set).
 
     A recipe that ends before the process does (:class:`RecipeTooShortError`, e.g. a cold shelf still
     drying when the hold ends) is run again with the model's ``lengthen`` (its last hold 4x, then 16x):
-    every value a slider offers gives an answer.
+    every value a slider offers gives an answer. ``lengthen_first`` starts at that many lengthenings
+    (a sweep knows the previous sample of the same cell needed them); ``result.stats["lengthened"]``
+    says how many the answer used.
     """
     recipe = dict(base_raw)
     extra, params = dict(params or {}), {}
@@ -122,11 +126,15 @@ def evaluate(model, spec: ExplorerSpec, values: dict, base_raw: dict, params: di
         else:
             recipe = knob.apply(recipe, value)
     params.update(extra)
-    for attempt in range(LENGTHEN_TIMES + 1):
+    first = min(int(lengthen_first), LENGTHEN_TIMES) if spec.lengthen is not None else 0
+    for _ in range(first):
+        recipe = spec.lengthen(recipe, LENGTHEN_FACTOR)
+    for attempt in range(first, LENGTHEN_TIMES + 1):
         try:
             result = model.simulate(scenario=recipe, params=params, nfe=spec.nfe)
             table = spec.table(result) if spec.table else result.wide
             readouts = spec.readouts(result) if spec.readouts else {}
+            result.stats["lengthened"] = attempt
             return table, readouts, result
         except RecipeTooShortError:
             if spec.lengthen is None or attempt == LENGTHEN_TIMES:

@@ -12,13 +12,15 @@ Layout of ``OUT``::
 
     plan.json            the spec, the plan's hash (a resume must match it) and the point count
     points.parquet       the point table: point, cell, sample, grid knobs, sampled parameters
-    chunks/chunk-*.parquet   results: point, error, solve_s, worker, <output>@<class> for every class
+    chunks/chunk-*.parquet   results: point, error, solve_s, worker, worker_peak_rss_mb,
+                             <output>@<class> for every class
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,37 +54,46 @@ def evaluate_point(model, knobs, base_raw, nfe, classes, outputs, values: dict, 
     return out
 
 
-def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params) -> dict:
+def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params, levels=None) -> dict:
     from biotwin.engine.knobs import ExplorerSpec, evaluate
 
-    spec = ExplorerSpec(knobs=knobs.knobs, panels=[], lengthen=knobs.lengthen, nfe=nfe)
+    summary_hook = model.hook("summary")
+
+    def key_numbers(result):  # inside evaluate's lengthening: a recipe too short for them is lengthened
+        out = dict(summary_hook(result)) if summary_hook else {}
+        if knobs.readouts:
+            out.update({k: v for k, v in knobs.readouts(result).items() if k not in out})
+        return out
+
+    spec = ExplorerSpec(knobs=knobs.knobs, panels=[], lengthen=knobs.lengthen, nfe=nfe, readouts=key_numbers)
     p = dict(params)
     for q, factor in scale.items():
         p[q] = p.get(q, model.parameter_values()[q]) * factor
+    key = tuple(sorted(values.items()))
+    levels = {} if levels is None else levels
     # a sample outside a parameter's bounds or an implausible recipe is refused like any run: recorded as
     # the point's error (run the sweep inside biotwin.core.checks.allow_unusual() to lift the checks)
-    _, readouts, result = evaluate(model, spec, values, base_raw, params=p)
-    summary_hook = model.hook("summary")
-    summary = summary_hook(result) if summary_hook else {}
-    return {f"{o}@{name}": _output(model, o, summary, readouts, result) for o in outputs}
+    _, numbers, result = evaluate(model, spec, values, base_raw, params=p, lengthen_first=levels.get(key, 0))
+    # the next sample of this cell starts with the recipe length this one needed (a too-short recipe costs a
+    # wasted solve and a new NLP each time)
+    levels[key] = result.stats.get("lengthened", 0)
+    return {f"{o}@{name}": _output(model, o, numbers, result) for o in outputs}
 
 
 STATS = {"final": lambda v: v[-1], "max": np.max, "min": np.min, "initial": lambda v: v[0]}
 
 
-def _output(model, name, summary, readouts, result) -> float:
+def _output(model, name, numbers, result) -> float:
     """An output: a key of the model's summary or readouts, or ``<variable>:final|max|min|initial``."""
-    if name in summary:
-        return float(summary[name])
-    if name in readouts:
-        return float(readouts[name])
+    if name in numbers:
+        return float(numbers[name])
     var, _, stat = name.partition(":")
     wide = result.wide
     if stat in STATS and var in wide:
         return float(STATS[stat](wide[var].to_numpy(dtype=float)))
     raise SweepError(
-        f"output '{name}' is not a key of model {model.name}'s summary ({', '.join(summary) or 'none'}) or "
-        f"readouts ({', '.join(readouts) or 'none'}), nor <variable>:final|max|min|initial of its variables "
+        f"output '{name}' is not a key of model {model.name}'s summary or readouts ({', '.join(numbers) or 'none'}), "
+        "nor <variable>:final|max|min|initial of its variables "
         f"({', '.join(c for c in wide.columns if c != 'time')})"
     )
 
@@ -92,6 +103,7 @@ def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: lis
     model, knobs = _worker_model(folder)
     knob_names = {k.name for k in knobs.knobs if k.apply is not None}
     worker = f"{os.uname().nodename}:{os.getpid()}"
+    levels = {}
     entries = [{"point": int(row["point"]), "error": None, "worker": worker, "solve_s": 0.0} for row in rows]
     # class by class over the chunk: consecutive solves differ only by a sample (or a knob), so each starts
     # warm from a near solution (an edge vial's solution is a poor start for a centre vial's)
@@ -103,12 +115,15 @@ def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: lis
             params = {k: v for k, v in row.items() if k not in ("point", "cell", "sample") and k not in values}
             t0 = time.perf_counter()
             try:
-                entry.update(_evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params))
+                entry.update(_evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params, levels))
             except SweepError:
                 raise  # a spec that does not match the model: stop the sweep, not record it per point
             except Exception as exc:  # noqa: BLE001 - any failed solve is recorded with its message
                 entry["error"] = f"{name}: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
             entry["solve_s"] += time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # [MiB] (Linux reports KiB)
+    for entry in entries:
+        entry["worker_peak_rss_mb"] = peak
     return entries
 
 
@@ -319,5 +334,10 @@ def load_sweep(out, elapsed_s: float | None = None) -> SweepResult:
         "median_point_s": float(np.median(solve)) if solve.size else None,
         "elapsed_s": elapsed_s,
         "workers": sorted(results["worker"].unique().tolist()) if "worker" in results else [],
+        "worker_peak_rss_mb": (
+            results.groupby("worker")["worker_peak_rss_mb"].max().round(1).to_dict()
+            if "worker_peak_rss_mb" in results
+            else {}
+        ),
     }
     return SweepResult(out=out, points=points, results=results, stats=stats)
