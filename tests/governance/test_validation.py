@@ -22,21 +22,28 @@ def model():
     return biotwin.load_model(TEST_MODELS / "monod_switch")
 
 
+def _batch(model, folder, name, params, x0=0.15, s0=9.0, ts=7.0, f=0.025, seed=5, rng=None):
+    """A batch (CSV + recipe) of the Monod process, made with ``params``, measured with SIGMA noise."""
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    times = np.arange(1.0, 20.01, 1.0)
+    recipe = {"t_end": 20, "parameters": {"X0": x0, "S0": s0}, "inputs": {"F": [[0, 0], [ts, 0], [ts, f], [20, f]]}}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
+    truth = model.simulate(recipe, params=params, times=times, nfe=60).wide.set_index("time").loc[times]
+    frame = pd.DataFrame({"time": times})
+    for v, sd in SIGMA.items():
+        frame[v] = truth[v].to_numpy() + rng.normal(0, sd, times.size)
+        frame[f"{v}_sigma"] = sd
+    frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder / f"{name}.csv"
+
+
 @pytest.fixture(scope="module")
 def runs(model, tmp_path_factory):
     """Three synthetic runs (CSV + recipe) of the Monod model at the true parameters, noise of known sd."""
     folder = tmp_path_factory.mktemp("runs")
     rng = np.random.default_rng(11)
-    times = np.arange(1.0, 20.01, 1.0)
     for name, (x0, s0, ts, f) in RUNS.items():
-        recipe = {"t_end": 20, "parameters": {"X0": x0, "S0": s0}, "inputs": {"F": [[0, 0], [ts, 0], [ts, f], [20, f]]}}
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
-        truth = model.simulate(recipe, params=TRUE, times=times, nfe=60).wide.set_index("time").loc[times]
-        frame = pd.DataFrame({"time": times})
-        for v, sd in SIGMA.items():
-            frame[v] = truth[v].to_numpy() + rng.normal(0, sd, times.size)
-            frame[f"{v}_sigma"] = sd
-        frame.to_csv(folder / f"{name}.csv", index=False)
+        _batch(model, folder, name, TRUE, x0=x0, s0=s0, ts=ts, f=f, rng=rng)
     return folder
 
 
@@ -75,21 +82,6 @@ def validated(model, runs, tmp_path_factory):
     record = validate(model, protocol(runs), registry=registry, user="tester")
     written = write_report(record, folder / "report.html", folder / "record.json")
     return record, registry, folder, written
-
-
-def _batch(model, folder, name, params, x0=0.15, s0=9.0, ts=7.0, f=0.025, seed=5):
-    """A new batch (CSV + recipe) of the Monod process, made with ``params``, measured with SIGMA noise."""
-    rng = np.random.default_rng(seed)
-    times = np.arange(1.0, 20.01, 1.0)
-    recipe = {"t_end": 20, "parameters": {"X0": x0, "S0": s0}, "inputs": {"F": [[0, 0], [ts, 0], [ts, f], [20, f]]}}
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
-    truth = model.simulate(recipe, params=params, times=times, nfe=60).wide.set_index("time").loc[times]
-    frame = pd.DataFrame({"time": times})
-    for v, sd in SIGMA.items():
-        frame[v] = truth[v].to_numpy() + rng.normal(0, sd, times.size)
-        frame[f"{v}_sigma"] = sd
-    frame.to_csv(folder / f"{name}.csv", index=False)
-    return folder / f"{name}.csv"
 
 
 def test_a_valid_model_passes_and_the_report_holds_its_evidence(model, validated):

@@ -47,3 +47,8 @@ class SolverError(BiotwinError, RuntimeError):
         self.termination_condition = termination_condition
         self.iterations = iterations
         self.residuals = list(residuals)
+
+
+def config_error_text(exc: ValueError) -> str:
+    """The message of a ``pyomo.common.config`` validation error on one line (it spans several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())

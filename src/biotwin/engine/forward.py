@@ -75,14 +75,20 @@ class ForwardIntegrator:
         dx = sympy.symbols(f"dx0:{len(self.states)}")
         z = sympy.symbols(f"z0:{len(self.algebraic)}")
         u = sympy.symbols(f"u0:{len(self.inputs)}")
-        role = {}
-        for i, s in enumerate(self.states):
-            role[id(s[tstar])] = x[i]
-            role[id(self.derivs[i][tstar])] = dx[i]
-        for j, a in enumerate(self.algebraic):
-            role[id(a[tstar])] = z[j]
-        for k, v in enumerate(self.inputs):
-            role[id(v[tstar])] = u[k]
+
+        def roles_at(t):
+            """Each state, derivative, output and input at time ``t`` -> its symbol."""
+            role = {}
+            for i, s in enumerate(self.states):
+                role[id(s[t])] = x[i]
+                role[id(self.derivs[i][t])] = dx[i]
+            for j, a in enumerate(self.algebraic):
+                role[id(a[t])] = z[j]
+            for k, v in enumerate(self.inputs):
+                role[id(v[t])] = u[k]
+            return role
+
+        role = roles_at(tstar)
         self.params, param_symbols = [], {}
 
         def convert(expr, local_role):
@@ -107,14 +113,7 @@ class ForwardIntegrator:
 
         # the same symbols for the components at the first time: an equation that reads differently there
         # depends on time explicitly (the rule used the time index as a number)
-        role0 = {}
-        for i, s in enumerate(self.states):
-            role0[id(s[t0])] = x[i]
-            role0[id(self.derivs[i][t0])] = dx[i]
-        for j, a in enumerate(self.algebraic):
-            role0[id(a[t0])] = z[j]
-        for k, v in enumerate(self.inputs):
-            role0[id(v[t0])] = u[k]
+        role0 = roles_at(t0)
         differential, algebraic = [], []
         #: names of the equations whose form changes with time (see :meth:`require_autonomous`)
         self.time_explicit = []

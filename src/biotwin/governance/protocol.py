@@ -45,7 +45,7 @@ from pyomo.common.config import ConfigDict, ConfigList, ConfigValue, In, ListOf,
 from pyomo.core.base.units_container import UnitsError
 
 from biotwin.core import yaml_io
-from biotwin.core.errors import BiotwinError
+from biotwin.core.errors import BiotwinError, config_error_text
 
 #: metric -> (direction, needs a unit, what it measures)
 METRICS = {
@@ -172,10 +172,6 @@ def variable_unit(model, name: str) -> str:
     return unit_string(pyo.units.get_units(first))
 
 
-def _flatten(exc: ValueError) -> str:
-    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-
-
 def read_protocol(source, model) -> Protocol:
     """Read and check a protocol against the model (and its data files' columns).
 
@@ -207,7 +203,7 @@ def read_protocol(source, model) -> Protocol:
     try:
         cfg = protocol_config()(raw)
     except ValueError as exc:
-        raise ProtocolError(f"{where}: {_flatten(exc)}") from None
+        raise ProtocolError(f"{where}: {config_error_text(exc)}") from None
     for key in ("intended_use", "tier", "data_kind", "estimate", "calibration", "validation"):
         if cfg[key] in (None, [], ""):
             raise ProtocolError(f"{where}: '{key}' is required ({REQUIRED[key]})")

@@ -98,6 +98,27 @@ def _output(model, name, numbers, result) -> float:
     )
 
 
+def _nearest_neighbour_order(rows: list) -> list:
+    """A visiting order of the points: greedy nearest neighbour in the varied columns, each scaled by its sd."""
+    if len(rows) < 3:
+        return list(range(len(rows)))
+    names = [k for k in rows[0] if k not in ("point", "cell", "sample")]
+    x = np.array([[float(r[k]) for k in names] for r in rows]) if names else np.zeros((len(rows), 0))
+    sd = x.std(axis=0) if x.size else np.zeros(0)
+    x = x[:, sd > 0] / sd[sd > 0] if x.size else x
+    if x.shape[1] == 0:
+        return list(range(len(rows)))
+    order, left = [0], np.ones(len(rows), dtype=bool)
+    left[0] = False
+    for _ in range(len(rows) - 1):
+        d = np.sum((x - x[order[-1]]) ** 2, axis=1)
+        d[~left] = np.inf
+        nxt = int(np.argmin(d))
+        order.append(nxt)
+        left[nxt] = False
+    return order
+
+
 def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: list, grid_names: list, rows: list):
     """Evaluate a chunk of points in this process (a Dask task); one result row per point, failures kept."""
     model, knobs = _worker_model(folder)
@@ -105,10 +126,12 @@ def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: lis
     worker = f"{os.uname().nodename}:{os.getpid()}"
     levels = {}
     entries = [{"point": int(row["point"]), "error": None, "worker": worker, "solve_s": 0.0} for row in rows]
-    # class by class over the chunk: consecutive solves differ only by a sample (or a knob), so each starts
-    # warm from a near solution (an edge vial's solution is a poor start for a centre vial's)
+    # class by class over the chunk, and the chunk's points in nearest-neighbour order: consecutive solves
+    # differ by the smallest change of the sampled values, so each starts warm from a near solution (an edge
+    # vial's solution is a poor start for a centre vial's; a random neighbour doubles the Ipopt iterations)
+    order = _nearest_neighbour_order(rows)
     for name, scale in classes.items():
-        for row, entry in zip(rows, entries):
+        for row, entry in ((rows[i], entries[i]) for i in order):
             if entry["error"] is not None:
                 continue
             values = {k: row[k] for k in grid_names if k in knob_names}

@@ -46,7 +46,7 @@ import yaml
 from pyomo.common.config import ConfigDict, ConfigValue, In, ListOf, NonNegativeInt, PositiveInt
 
 from biotwin.core import yaml_io
-from biotwin.core.errors import BiotwinError
+from biotwin.core.errors import BiotwinError, config_error_text
 
 DISTRIBUTIONS = {
     "normal": ("mean", "sd"),
@@ -256,8 +256,7 @@ def read_sweep(source, model=None) -> SweepSpec:
     try:
         cfg = sweep_config()(raw)
     except ValueError as exc:
-        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise SweepError(f"{where}: {text}") from None
+        raise SweepError(f"{where}: {config_error_text(exc)}") from None
     if model is None:
         if not cfg.model:
             raise SweepError(f"{where}: name the model (model: ...) or pass one")
