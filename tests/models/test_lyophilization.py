@@ -477,3 +477,18 @@ def test_freezing_matches_lyopronto(model, shared_data):
 def test_freezing_refuses_bad_input(model, kwargs, message):
     with pytest.raises(ScenarioError, match=message):
         model.submodule("freezing").simulate_freezing(**kwargs)
+
+
+def test_the_product_isotherm_is_the_greedy_policy_without_a_shelf_bound(model):
+    """The flux-pressure design space's product isotherm (vial bottom held at -5 degC, computed by quadrature
+    over the cake length) is what the scipy greedy policy (shelf as warm as the limit allows, integrated in
+    time with root finding: another method) gives when the shelf is unbounded: 1.98394 h both, to 1e-8."""
+    fds = model.submodule("flux_design_space")
+    p = model.parameter_values(model.load_scenario("case1_standard").parameters)
+    iso = fds.product_isotherm(p, -5.0, 150.0)
+    greedy = model.submodule("scipy_reference").greedy_fastest_drying(p, 268.15, 0.15, (228.15, 5000.0))
+    print(f"\nproduct isotherm {iso['drying_time_h']:.8f} h, greedy policy {greedy['t_dry']:.8f} h")
+    assert iso["drying_time_h"] == pytest.approx(greedy["t_dry"], rel=1e-6)
+    assert iso["max_flux"] > iso["average_flux"] > iso["final_flux"] > 0
+    # a chamber above the ice's vapour pressure at that temperature: no sublimation, said as such
+    assert fds.product_isotherm(p, -40.0, 200.0)["drying_time_h"] == float("inf")

@@ -108,6 +108,12 @@ def test_lyophilization_notebooks(tmp_path, shared_data, name):
         assert data["lyopronto_optimized_h"] < data["best_constant_h"]
     if name == "04_design_space":  # issue #4: LyoPRONTO's case-6 grid within 1 % and 0.3 degC
         assert data["max_time_rel_diff"] < 0.01 and data["max_Tmax_diff_C"] < 0.3
+        # issue #19: the flux-pressure form against LyoPRONTO's design-space output (its times on a 0.01 h step)
+        assert abs(data["lyopronto_product_time_diff_h"]) <= 0.01
+        assert abs(data["lyopronto_product_final_flux_rel"]) < 1e-9
+        assert abs(data["lyopronto_product_average_flux_rel"]) < 5e-3
+        assert abs(data["lyopronto_equipment_flux_rel"]) < 1e-9 and abs(data["lyopronto_equipment_time_rel"]) < 1e-9
+        assert data["flux_curves"] == 3  # shelf isotherms, product isotherms, the equipment line
 
 
 def test_lyophilization_probabilistic_design_space_notebook(tmp_path):
