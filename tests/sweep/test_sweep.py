@@ -176,3 +176,37 @@ def test_sobol_indices_of_the_ishigami_function_match_their_analytic_values():
     print("\n" + s.to_string())
     np.testing.assert_allclose(s["S1"], [0.3139, 0.4424, 0.0], atol=0.03)
     np.testing.assert_allclose(s["ST"], [0.5576, 0.4424, 0.2437], atol=0.03)
+
+
+def test_samples_from_a_calibration_have_its_estimates_and_covariance(tmp_path):
+    """samples.calibration: the draws are normal with the saved estimates as mean and its covariance: over
+    4000 draws the mean is within 4 standard errors of the estimate and the sample covariance within 10 % of
+    the saved one (element by element, relative to the diagonal)."""
+    import biotwin
+
+    model = biotwin.load_model(MONOD)
+    times = np.arange(1.0, 20.01, 1.0)
+    truth = model.simulate("default", params={"mu_max": 0.45, "Ks": 0.3}, times=times, nfe=40).wide
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"time": times, "X": truth["X"].to_numpy() + rng.normal(0, 0.05, times.size)})
+    frame["X_sigma"] = 0.05
+    frame.to_csv(tmp_path / "run.csv", index=False)
+    (tmp_path / "run.yaml").write_text((MONOD / "scenarios" / "default.yaml").read_text())
+    fit = biotwin.calibrate(model, [str(tmp_path / "run.csv")], ["mu_max", "Ks"], nfe=40, bands=False)
+    fit.save(tmp_path / "fit.json")
+    # the calibration file's path is relative to the spec file
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            spec_dict(grid={}, samples={"n": 4000, "method": "random", "seed": 3, "calibration": "fit.json"}, limits=[])
+        )
+    )
+    spec = read_sweep(tmp_path / "sweep.yaml", MONOD)
+    x = spec.points[["mu_max", "Ks"]].to_numpy()
+    mean = np.array([fit.parameters[p]["value"] for p in ("mu_max", "Ks")])
+    cov = fit.covariance_frame().loc[["mu_max", "Ks"], ["mu_max", "Ks"]].to_numpy()
+    se = np.sqrt(np.diag(cov) / len(x))
+    print(f"\nmean {x.mean(axis=0)} vs {mean} (se {se}); cov {np.cov(x.T).ravel()} vs {cov.ravel()}")
+    assert spec.sampled == ["mu_max", "Ks"] and len(x) == 4000
+    assert np.all(np.abs(x.mean(axis=0) - mean) < 4 * se)
+    scale = np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    assert np.all(np.abs(np.cov(x.T) - cov) / scale < 0.1)
