@@ -210,3 +210,20 @@ def test_samples_from_a_calibration_have_its_estimates_and_covariance(tmp_path):
     assert np.all(np.abs(x.mean(axis=0) - mean) < 4 * se)
     scale = np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
     assert np.all(np.abs(np.cov(x.T) - cov) / scale < 0.1)
+
+
+def test_a_sweep_without_knobs_runs_the_base_recipe_as_written(tmp_path):
+    """A sweep over no recipe knob must run its base recipe with the recipe's own programs and parameters:
+    LyoPRONTO's case 2 (shelf -45 -> -25 degC, 70 mTorr, its own vial and product) gives the drying time of
+    a plain simulation, 45.649 h in LyoPRONTO (../shared/data/lyophilization). (The sweep once applied every
+    explorer knob and parameter slider at its default: case 1's resistance, a 20 degC shelf, 150 mTorr.)"""
+    import biotwin
+
+    model = biotwin.load_model("lyophilization")
+    spec = read_sweep({"recipe": "case2_10R_sucrose", "nfe": 60, "outputs": ["primary_drying_time_h"]}, model)
+    result = run_sweep(spec, tmp_path / "o", scheduler="serial")
+    swept = result.frame["primary_drying_time_h@all"].item()
+    plain = model.module.summary(model.simulate("case2_10R_sucrose", nfe=60))["primary_drying_time_h"]
+    print(f"\ncase 2: sweep {swept:.4f} h, plain simulation {plain:.4f} h, LyoPRONTO 45.649 h")
+    assert swept == pytest.approx(plain, rel=1e-6)
+    assert swept == pytest.approx(45.649, rel=5e-3)

@@ -65,7 +65,11 @@ def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, p
             out.update({k: v for k, v in knobs.readouts(result).items() if k not in out})
         return out
 
-    spec = ExplorerSpec(knobs=knobs.knobs, panels=[], lengthen=knobs.lengthen, nfe=nfe, readouts=key_numbers)
+    # only the recipe knobs the grid names edit the recipe: the others (and the explorer's parameter sliders,
+    # whose starting values are parameters.yaml's) would silently replace the base recipe's own programs and
+    # parameters with the explorer's defaults
+    used = [k for k in knobs.knobs if k.apply is not None and k.name in values]
+    spec = ExplorerSpec(knobs=used, panels=[], lengthen=knobs.lengthen, nfe=nfe, readouts=key_numbers)
     p = dict(params)
     for q, factor in scale.items():
         p[q] = p.get(q, model.parameter_values()[q]) * factor
