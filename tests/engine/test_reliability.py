@@ -290,3 +290,16 @@ def test_an_explicitly_time_dependent_rate_is_solved_exactly_and_refused_where_i
     assert ForwardIntegrator(m, m.t).time_explicit == ["response"]
     m = biotwin.load_model(TEST_MODELS / "monod_switch").build({"t_end": 7.0})
     assert ForwardIntegrator(m, m.t).time_explicit == []
+
+
+def test_parameter_sliders_start_at_the_recipes_values():
+    """An explorer on LyoPRONTO's case 2 starts its R0, A1 and KC sliders at case 2's values (0.8, 14,
+    3.58e-4), not at parameters.yaml's (case 1): the sliders' values are applied on every solve, so a slider
+    at the wrong start silently replaced the recipe's product and vial."""
+    from biotwin.engine.knobs import explorer_spec
+
+    model = biotwin.load_model("lyophilization")
+    knobs = {k.name: k.value for k in explorer_spec(model, "case2_10R_sucrose").knobs if k.apply is None}
+    assert knobs == pytest.approx({"R0": 0.8, "A1": 14.0, "KC": 3.58e-4})
+    default = {k.name: k.value for k in explorer_spec(model).knobs if k.apply is None}
+    assert default == pytest.approx({"R0": 1.4, "A1": 16.0, "KC": 2.75e-4})  # its explorer recipe: case 1

@@ -45,9 +45,10 @@ class ExplorerSpec:
     lengthen: object = None
 
 
-def _parameter_knob(model, name) -> Knob:
+def _parameter_knob(model, name, start=None) -> Knob:
+    """A slider over a parameter's bounds, starting at ``start`` (the recipe's value) or parameters.yaml's."""
     entry = model.parameter_set[name]
-    value = float(entry.value)
+    value = float(entry.value if start is None else start)
     lo = float(entry.lower) if entry.lower is not None else value * 0.5
     hi = float(entry.upper) if entry.upper is not None else value * 1.5
     if value > 0 and lo <= 0:
@@ -78,7 +79,11 @@ def explorer_spec(model, scenario=None, parameters=None, panels=None) -> Explore
     unknown = [n for n in names if n not in model.parameter_set]
     if unknown:
         raise BiotwinError(f"explore: unknown parameter(s) {unknown} of model '{model.name}'")
-    knobs += [_parameter_knob(model, n) for n in names]
+    # a parameter slider starts where the explorer's recipe sets it (LyoPRONTO's case 2 sets its own R0),
+    # not at parameters.yaml's value, which would silently replace the recipe's
+    start_scenario = scenario if scenario is not None else raw.get("scenario")
+    starts = model.parameter_values(model.load_scenario(start_scenario).parameters) if start_scenario else {}
+    knobs += [_parameter_knob(model, n, starts.get(n)) for n in names]
     spec_panels = panels or raw.get("panels")
     if spec_panels is None:
         build = model.build({"t_end": 1.0})
