@@ -10,6 +10,7 @@ from scipy import stats
 
 import biotwin
 from biotwin.governance import ProtocolError, Registry, read_protocol, validate, write_report
+from biotwin.governance.validation import report_html
 from support import TEST_MODELS
 
 TRUE = {"mu_max": 0.5, "Ks": 0.2, "Yxs": 0.5}
@@ -173,11 +174,19 @@ def test_a_failing_criterion_lowers_the_supported_tier(model, runs):
             "on": "validation",
             "tier": 3,
         },
+        {"metric": "stress_solved", "threshold": 1.0, "on": "stress", "tier": 3},
     ]
-    record = validate(model, protocol(runs, tier=3, criteria=criteria))
-    assert [c["passed"] for c in record.criteria] == [True, False]
+    # the stress range reaches an inoculum of 20 g/L, beyond X0's bounds in parameters.yaml: that point is
+    # refused, so the model is not shown to hold over the whole range
+    stress = {"grid": {"X0": [0.05, 20.0], "S0": [2.0, 40.0]}}
+    record = validate(model, protocol(runs, tier=3, criteria=criteria, stress=stress))
+    assert [c["passed"] for c in record.criteria] == [True, False, False]
     assert record.criteria[1]["threshold"] == pytest.approx(1e-3)  # mg/L in the variable's g/L
+    assert record.criteria[2]["value"] == pytest.approx(0.5)  # 2 of 4 stress points (X0 = 20 g/L) refused
+    failed = [r for r in record.stress if r["error"] is not None]
+    assert len(failed) == 2 and all(r["X0"] == 20.0 and "X0" in r["error"] for r in failed)
     assert not record.passed and record.supported_tier == 2
+    assert "<table id='stress'>" in report_html(record)
 
 
 @pytest.mark.parametrize(
@@ -204,6 +213,9 @@ def test_a_failing_criterion_lowers_the_supported_tier(model, runs):
         ({"criteria": [{"metric": "r2", "variable": "X", "threshold": 1}]}, "not in domain"),
         ({"criteria": [{"metric": "condition_number", "threshold": 1e4}]}, "write on: calibration"),
         ({"criteria": []}, "no acceptance criteria"),
+        ({"criteria": [{"metric": "stress_solved", "threshold": 1.0, "on": "stress"}]}, "no stress block"),
+        ({"criteria": [{"metric": "stress_solved", "threshold": 1.0}]}, "write on: stress"),
+        ({"stress": {"grid": {"shelf": [1, 2]}}}, "stress: grid 'shelf' is neither a recipe knob"),
     ],
 )
 def test_bad_protocols_are_refused_by_name(model, runs, change, message):

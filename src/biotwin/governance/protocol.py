@@ -16,6 +16,9 @@ A protocol is a YAML file (``validation.yaml`` next to the model, or any file)::
       - {metric: coverage95, variable: titer, threshold: 0.8, on: validation}
       - {metric: max_abs_error, variable: Glc, threshold: {value: 3.0, unit: mM}, on: validation}
       - {metric: condition_number, threshold: 1.0e+4, on: calibration, tier: 2}
+      - {metric: stress_solved, threshold: 1.0, on: stress}
+    stress:                           # optional: recipe ranges where the model must solve and stay physical
+      grid: {feed_factor: [0.05, 2.5], seeding: [0.1, 1.0]}   # explorer knobs, as in a sweep
     requalification:                  # when a new batch should trigger requalification (biotwin drift)
       max_rmse_sd: 3.0                # RMS of the batch's normalized residuals above this: drift
       false_alarm_rate: 0.01          # chi-square test of the same residuals at this false-alarm rate
@@ -56,8 +59,10 @@ METRICS = {
     "endpoint_rel_error": ("max", False, "|prediction - data| / |data| at the last measured time [-]"),
     "condition_number": ("max", False, "condition number of the scaled sensitivity matrix (calibration) [-]"),
     "max_abs_correlation": ("max", False, "largest |correlation| between two estimates (calibration) [-]"),
+    "stress_solved": ("min", False, "share of the stress points that solve and stay physical (stress) [-]"),
 }
 CALIBRATION_ONLY = {"condition_number", "max_abs_correlation"}
+STRESS_ONLY = {"stress_solved"}
 REQUIRED = {
     "intended_use": "the decision the model supports, in words",
     "tier": "the decision tier claimed, 1-6",
@@ -79,7 +84,7 @@ def _criterion_config() -> ConfigDict:
         "variable", ConfigValue(domain=str, default=None, description="measured variable (not for calibration metrics)")
     )
     c.declare("threshold", ConfigValue(default=None, description="number, or {value, unit} for metrics in a unit"))
-    c.declare("on", ConfigValue(domain=In(["validation", "calibration"]), default="validation"))
+    c.declare("on", ConfigValue(domain=In(["validation", "calibration", "stress"]), default="validation"))
     c.declare("tier", ConfigValue(domain=In([1, 2, 3, 4, 5, 6]), default=None, description="lowest tier needing it"))
     return c
 
@@ -99,6 +104,11 @@ def protocol_config() -> ConfigDict:
     c.declare("validation", ConfigValue(domain=ListOf(str), description="held-out data files"))
     c.declare("nfe", ConfigValue(domain=PositiveInt, default=40, description="collocation elements per experiment"))
     c.declare("criteria", ConfigList(domain=_criterion_config(), description="acceptance criteria"))
+    st = ConfigDict(description="recipe ranges over which the model must stay solvable and physical")
+    st.declare("recipe", ConfigValue(default=None, description="base recipe (default: the explorer's)"))
+    st.declare("grid", ConfigValue(domain=dict, default={}, description="knob -> values, as in a sweep"))
+    st.declare("output", ConfigValue(domain=str, default=None, description="what to record (default: X:final)"))
+    c.declare("stress", st)
     r = ConfigDict()
     r.declare(
         "max_rmse_sd",
@@ -156,6 +166,7 @@ class Protocol:
     criteria: list
     max_rmse_sd: float
     false_alarm_rate: float = 0.01
+    stress: dict | None = None  # {recipe, grid, output}
 
 
 def variable_unit(model, name: str) -> str:
@@ -237,12 +248,17 @@ def read_protocol(source, model) -> Protocol:
     criteria = []
     for i, c in enumerate(cfg.criteria, start=1):
         here = f"{where}: criterion {i} ({c.metric})"
-        if c.metric in CALIBRATION_ONLY:
-            if c.on != "calibration":
-                raise ProtocolError(f"{here}: {c.metric} describes the calibration; write on: calibration")
+        if c.metric in CALIBRATION_ONLY | STRESS_ONLY:
+            kind = "calibration" if c.metric in CALIBRATION_ONLY else "stress"
+            if c.on != kind:
+                raise ProtocolError(f"{here}: {c.metric} describes the {kind}; write on: {kind}")
             if c.variable:
                 raise ProtocolError(f"{here}: {c.metric} has no variable")
+            if kind == "stress" and not cfg.stress.grid:
+                raise ProtocolError(f"{here}: no stress block: give stress: {{grid: {{knob: [values]}}}}")
         else:
+            if c.on == "stress":
+                raise ProtocolError(f"{here}: only stress_solved is judged on the stress points")
             if not c.variable:
                 raise ProtocolError(f"{here}: name the measured variable it judges (variable: ...)")
             if c.variable not in measured[c.on]:
@@ -283,6 +299,13 @@ def read_protocol(source, model) -> Protocol:
         criteria.append(Criterion(c.metric, c.variable, threshold, c.on, tier, unit))
     if not criteria:
         raise ProtocolError(f"{where}: no acceptance criteria; a tier above 1 needs at least one")
+    if cfg.stress.grid:  # the stress grid must name the model's knobs (checked now, run by validate)
+        from biotwin.sweep import SweepError, read_sweep
+
+        try:
+            read_sweep({"recipe": cfg.stress.recipe, "grid": dict(cfg.stress.grid), "outputs": ["stress"]}, model)
+        except SweepError as exc:
+            raise ProtocolError(f"{where}: stress: {str(exc).split(': ', 1)[-1]}") from None
     return Protocol(
         path=path,
         sha256=sha,
@@ -297,4 +320,9 @@ def read_protocol(source, model) -> Protocol:
         criteria=criteria,
         max_rmse_sd=cfg.requalification.max_rmse_sd,
         false_alarm_rate=cfg.requalification.false_alarm_rate,
+        stress=(
+            {"recipe": cfg.stress.recipe, "grid": dict(cfg.stress.grid), "output": cfg.stress.output}
+            if cfg.stress.grid
+            else None
+        ),
     )

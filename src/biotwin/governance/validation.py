@@ -46,6 +46,7 @@ class ValidationRecord:
     time: str = ""
     data_kind: str = "real"
     tier_note: str = ""
+    stress: list = field(default_factory=list)  # one dict per stress point: knobs, output, error
 
     def to_dict(self) -> dict:
         return {
@@ -61,6 +62,7 @@ class ValidationRecord:
             "criteria": self.criteria,
             "estimates": self.estimates,
             "predictions": self.predictions.to_dict(orient="records"),
+            "stress": self.stress,
             "provenance": self.provenance,
         }
 
@@ -155,6 +157,31 @@ def _metric(criterion, preds: pd.DataFrame, fit) -> float:
     raise ValueError(criterion.metric)  # pragma: no cover - read_protocol admits only METRICS
 
 
+def _stress_points(model, proto: Protocol, estimates: dict, predictions: pd.DataFrame, say) -> list:
+    """The protocol's stress grid run at the estimates (a serial sweep): one row per recipe point."""
+    import tempfile
+
+    from biotwin.sweep import read_sweep, run_sweep
+
+    output = proto.stress["output"] or f"{predictions['variable'].iloc[0]}:final"
+    spec = read_sweep(
+        {
+            "recipe": proto.stress["recipe"],
+            "nfe": proto.nfe,
+            "grid": proto.stress["grid"],
+            "parameters": estimates,
+            "outputs": [output],
+        },
+        model,
+    )
+    say(f"stress: {len(spec.points)} recipe points over {', '.join(spec.grid)} at the estimates")
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = run_sweep(spec, Path(tmp) / "stress", scheduler="serial").frame
+    keep = [*spec.grid, f"{output}@all", "error"]
+    rows = frame[keep].to_dict(orient="records")
+    return [{k: (None if k == "error" and not isinstance(v, str) else v) for k, v in r.items()} for r in rows]
+
+
 def supported_tier(criteria: list, claimed: int, data_kind: str) -> tuple[int, str]:
     """The decision tier the evidence supports, and a note when it is lower than the criteria alone say.
 
@@ -233,10 +260,13 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
     trajectories = {frame["experiment"].iloc[0]: frame.attrs["trajectory"] for frame in held_out if not frame.empty}
     calibration_preds = _calibration_predictions(fit)
 
+    stress = _stress_points(model, proto, estimates, predictions, say) if proto.stress else []
     criteria = []
     for c in proto.criteria:
-        data = predictions if c.on == "validation" else calibration_preds
-        value = _metric(c, data, fit)
+        if c.on == "stress":
+            value = float(np.mean([row["error"] is None for row in stress])) if stress else float("nan")
+        else:
+            value = _metric(c, predictions if c.on == "validation" else calibration_preds, fit)
         criteria.append(
             {
                 "label": c.label,
@@ -290,6 +320,7 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
         time=datetime.now(UTC).isoformat(timespec="seconds"),
         data_kind=proto.data_kind,
         tier_note=tier_note,
+        stress=stress,
     )
     record.predictions.attrs["trajectories"] = trajectories
     if registry is not None:
@@ -405,6 +436,7 @@ code {{ font-size: 85%; }}
 <table id="criteria"><tr><th>criterion</th><th>needed for tier</th><th>figure</th><th>verdict</th></tr>{rows}</table>
 <h2>Calibrated parameters (95 % intervals)</h2>
 <table><tr><th>parameter</th><th>value</th><th>unit</th><th>95 % interval</th></tr>{est_rows}</table>
+{_stress_table(record)}
 <h2>Held-out runs: prediction with parameter and measurement uncertainty</h2>
 {"".join(figures)}
 <h2>Provenance</h2>
@@ -414,6 +446,21 @@ code {{ font-size: 85%; }}
 <p>Versions: {versions}. Uncertainty: {esc(record.provenance["uncertainty"])}.</p>
 </body></html>
 """
+
+
+def _stress_table(record: ValidationRecord) -> str:
+    if not record.stress:
+        return ""
+    esc = html.escape
+    cols = [k for k in record.stress[0] if k != "error"]
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols) + "<th>solved</th>"
+    body = "".join(
+        "<tr class='{}'>".format("pass" if r["error"] is None else "fail")
+        + "".join(f"<td>{_fmt(r[c]) if isinstance(r[c], float) else esc(str(r[c]))}</td>" for c in cols)
+        + f"<td>{'yes' if r['error'] is None else esc('no: ' + r['error'][:200])}</td></tr>"
+        for r in record.stress
+    )
+    return f"<h2>Stress: recipe ranges at the estimates</h2>\n<table id='stress'><tr>{head}</tr>{body}</table>"
 
 
 def _fmt(x) -> str:

@@ -25,6 +25,7 @@ A sweep is a YAML file (or a mapping)::
       - {output: max_T_bottom_C, max: -5.0}
       - {output: primary_drying_time_h, max: 12.0}
     chunk: 50                        # points per task (and per Parquet file)
+    parameters: {mu_max: 0.031}      # optional: fixed parameter values at every point (e.g. estimates)
 
 Options are validated by :mod:`pyomo.common.config`; a spec that does not match the model (an unknown
 knob, parameter or output, a distribution without its numbers, a unit of another dimension) is
@@ -78,6 +79,7 @@ def sweep_config() -> ConfigDict:
     c.declare("outputs", ConfigValue(domain=ListOf(str), default=[], description="summary keys to record"))
     c.declare("limits", ConfigValue(domain=list, default=[], description="[{output, max|min}]"))
     c.declare("chunk", ConfigValue(domain=PositiveInt, default=50, description="points per task and file"))
+    c.declare("parameters", ConfigValue(domain=dict, default={}, description="fixed parameter values for every point"))
     return c
 
 
@@ -291,6 +293,14 @@ def read_sweep(source, model=None) -> SweepSpec:
         raise SweepError(f"{where}: samples: n = {n_base} but no parameters (or calibration) to draw")
     if (s.parameters or s.calibration) and not n_base:
         raise SweepError(f"{where}: samples: give n, the number of draws")
+    fixed = {}
+    for name, value in dict(cfg.parameters).items():
+        if name not in model.parameter_units():
+            raise SweepError(f"{where}: parameters: unknown parameter '{name}' of model '{model.name}'")
+        try:
+            fixed[name] = float(value)
+        except (TypeError, ValueError):
+            raise SweepError(f"{where}: parameters: {name} = {value!r} is not a number") from None
     clash = set(grid) & set(s.parameters)
     if clash:
         raise SweepError(f"{where}: {sorted(clash)} both swept on the grid and sampled; choose one")
@@ -337,6 +347,7 @@ def read_sweep(source, model=None) -> SweepSpec:
     for c, cell in enumerate(cells):
         for k in range(n_samples):
             row = {"point": c * n_samples + k, "cell": c, "sample": k}
+            row.update({q: v for q, v in fixed.items() if q not in grid and q not in sampled})
             row.update(dict(zip(grid, cell)))
             if columns is not None:
                 row.update({p: float(columns[k, j]) for j, p in enumerate(sampled)})
