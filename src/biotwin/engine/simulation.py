@@ -48,6 +48,10 @@ CACHE_SIZE = 4
 #: converged in a minute will not (measured: the shipped recipes solve in 0.1-6 s; a growth rate 100x its
 #: default ran past ten minutes at the default max_iter of 3000).
 SIMULATION_OPTIONS = {"max_wall_time": 60.0}
+#: Ipopt iterations a warm start (a re-solve from the last solution) may take before the engine falls back to a
+#: fresh forward-integration start. Warm re-solves converge in a handful of iterations; one that has not in 100
+#: started far away (an explorer corner after the other corner took 60 s of warm iterations, then 16 s cold).
+WARM_START_MAX_ITER = 100
 #: Re-solve cached models through a kept :class:`~biotwin.engine.solver.PersistentNLP` (False: write the
 #: model for every solve, the path before it existed; ``benchmarks/widgets.py`` compares the two).
 REUSE_NLP = True
@@ -515,11 +519,14 @@ def _solve_prepared(model, sim: Simulation, options, tee, progress, what) -> dic
         init = _forward_initialize(model, sim, progress)
     say("solving with Ipopt")
     try:
+        warm_options = {**options, "max_iter": min(int(options.get("max_iter", 3000)), WARM_START_MAX_ITER)}
         if init == "warm start" and REUSE_NLP:
             # a re-solve of a cached model: its NLP is written once and kept (PersistentNLP)
             if d.nlp is None:
                 d.nlp = PersistentNLP(d.m)
-            stats = d.nlp.solve(options=options, tee=tee, what=what)
+            stats = d.nlp.solve(options=warm_options, tee=tee, what=what)
+        elif init == "warm start":
+            stats = solve(d.m, options=warm_options, tee=tee, what=what)
         else:
             stats = solve(d.m, options=options, tee=tee, what=what)
     except SolverError:

@@ -943,9 +943,18 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings on the command line as one readable line each, like the progress lines (no source line)."""
+    _stderr(f"[biotwin] warning: {' '.join(str(message).split())}")
+
+
 def main(argv=None) -> int:
+    import warnings
+
     parser = make_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except BiotwinError as exc:
@@ -955,6 +964,8 @@ def main(argv=None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         _stderr(f"error: {where}{_reason(exc)}")
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":
