@@ -220,10 +220,19 @@ def test_a_sweep_without_knobs_runs_the_base_recipe_as_written(tmp_path):
     import biotwin
 
     model = biotwin.load_model("lyophilization")
-    spec = read_sweep({"recipe": "case2_10R_sucrose", "nfe": 60, "outputs": ["primary_drying_time_h"]}, model)
+    classes = {"centre": {}, "edge": {"scale": {"KC": 1.3, "KP": 1.3}}}
+    spec = read_sweep(
+        {"recipe": "case2_10R_sucrose", "nfe": 60, "classes": classes, "outputs": ["primary_drying_time_h"]}, model
+    )
     result = run_sweep(spec, tmp_path / "o", scheduler="serial")
-    swept = result.frame["primary_drying_time_h@all"].item()
+    swept = result.frame["primary_drying_time_h@centre"].item()
     plain = model.module.summary(model.simulate("case2_10R_sucrose", nfe=60))["primary_drying_time_h"]
     print(f"\ncase 2: sweep {swept:.4f} h, plain simulation {plain:.4f} h, LyoPRONTO 45.649 h")
     assert swept == pytest.approx(plain, rel=1e-6)
     assert swept == pytest.approx(45.649, rel=5e-3)
+    # the edge class scales case 2's own KC (3.58e-4), not parameters.yaml's (case 1: 2.75e-4)
+    edge = {"KC": 3.58e-4 * 1.3, "KP": 8.93e-4 * 1.3}
+    plain_edge = model.module.summary(model.simulate("case2_10R_sucrose", params=edge, nfe=60))
+    assert result.frame["primary_drying_time_h@edge"].item() == pytest.approx(
+        plain_edge["primary_drying_time_h"], rel=1e-6
+    )

@@ -43,18 +43,8 @@ def _worker_model(folder: str):
     return _MODELS[folder]
 
 
-def evaluate_point(model, knobs, base_raw, nfe, classes, outputs, values: dict, params: dict) -> dict:
-    """One point: every class simulated, each output recorded as ``<output>@<class>``.
-
-    Raises whatever the solve raises (the caller records it).
-    """
-    out = {}
-    for name, scale in classes.items():
-        out.update(_evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params))
-    return out
-
-
-def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params, levels=None) -> dict:
+def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params, recipe_values, levels) -> dict:
+    """One point in one class (its parameter factors applied to the point's values, else to the recipe's)."""
     from biotwin.engine.knobs import ExplorerSpec, evaluate
 
     summary_hook = model.hook("summary")
@@ -72,9 +62,8 @@ def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, p
     spec = ExplorerSpec(knobs=used, panels=[], lengthen=knobs.lengthen, nfe=nfe, readouts=key_numbers)
     p = dict(params)
     for q, factor in scale.items():
-        p[q] = p.get(q, model.parameter_values()[q]) * factor
+        p[q] = p.get(q, recipe_values[q]) * factor
     key = tuple(sorted(values.items()))
-    levels = {} if levels is None else levels
     # a sample outside a parameter's bounds or an implausible recipe is refused like any run: recorded as
     # the point's error (run the sweep inside biotwin.core.checks.allow_unusual() to lift the checks)
     _, numbers, result = evaluate(model, spec, values, base_raw, params=p, lengthen_first=levels.get(key, 0))
@@ -129,6 +118,9 @@ def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: lis
     knob_names = {k.name for k in knobs.knobs if k.apply is not None}
     worker = f"{os.uname().nodename}:{os.getpid()}"
     levels = {}
+    # a class scales the recipe's own value of a parameter it does not sample (parameters.yaml's would be
+    # another product's: LyoPRONTO case 2 sets its own KC)
+    recipe_values = model.parameter_values(model.load_scenario(base_raw).parameters)
     entries = [{"point": int(row["point"]), "error": None, "worker": worker, "solve_s": 0.0} for row in rows]
     # class by class over the chunk, and the chunk's points in nearest-neighbour order: consecutive solves
     # differ by the smallest change of the sampled values, so each starts warm from a near solution (an edge
@@ -142,7 +134,11 @@ def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: lis
             params = {k: v for k, v in row.items() if k not in ("point", "cell", "sample") and k not in values}
             t0 = time.perf_counter()
             try:
-                entry.update(_evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params, levels))
+                entry.update(
+                    _evaluate_class(
+                        model, knobs, base_raw, nfe, name, scale, outputs, values, params, recipe_values, levels
+                    )
+                )
             except SweepError:
                 raise  # a spec that does not match the model: stop the sweep, not record it per point
             except Exception as exc:  # noqa: BLE001 - any failed solve is recorded with its message
@@ -275,6 +271,7 @@ def run_sweep(
         for k in todo
     ]
     done_points = len(points) - sum(len(a[-1]) for a in args)
+    done_before = done_points  # chunks a resume found on disk
     t_start = time.perf_counter()
     written = 0
     if todo:
@@ -289,7 +286,7 @@ def run_sweep(
         _write_parquet(frame, _chunk_path(out, k))
         written += 1
         done_points += len(rows)
-        rate = (done_points - (len(points) - sum(len(a[-1]) for a in args))) / max(time.perf_counter() - t_start, 1e-9)
+        rate = (done_points - done_before) / max(time.perf_counter() - t_start, 1e-9)
         failed = int(frame["error"].notna().sum())
         say(
             f"chunk {k + 1}/{n_chunks}: {done_points}/{len(points)} points, {rate:.1f} points/s"
