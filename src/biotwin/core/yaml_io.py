@@ -56,3 +56,22 @@ def load(text: str):
     """Parse YAML ``text`` like :func:`yaml.safe_load`, but a duplicate key is a :class:`yaml.YAMLError` and
     only ``true``/``false`` are booleans (``on``, ``yes``, ``no`` stay strings)."""
     return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+def load_mapping_file(path, what: str, error: type, keys: str):
+    """Read a YAML file that must hold a mapping; every failure is ``error`` naming ``what`` and the file.
+
+    ``keys`` is what the mapping holds, for the message (e.g. ``"model, recipe, grid, ..."``).
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path}: no such file")
+    try:
+        raw = load(path.read_text())
+    except yaml.YAMLError as exc:  # a syntax error or a duplicate key
+        raise error(f"{what} {path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: a {what} is a mapping of keys ({keys})")
+    return raw

@@ -43,7 +43,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pyomo.common.config import ConfigDict, ConfigList, ConfigValue, In, ListOf, NonNegativeFloat, PositiveInt
 from pyomo.core.base.units_container import UnitsError
 
@@ -200,17 +199,10 @@ def read_protocol(source, model) -> Protocol:
         sha = hashlib.sha256(repr(sorted(source.items())).encode()).hexdigest()
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ProtocolError(f"protocol {path}: no such file")
-        try:
-            raw = yaml_io.load(path.read_text())
-        except yaml.YAMLError as exc:  # a syntax error or a duplicate key
-            raise ProtocolError(f"protocol {path}: not valid YAML ({exc})") from None
+        raw = yaml_io.load_mapping_file(path, "protocol", ProtocolError, "intended_use, tier, ...")
         base = path.parent
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
     where = str(path) if path else "<protocol dict>"
-    if not isinstance(raw, dict):
-        raise ProtocolError(f"{where}: a protocol is a mapping of keys (intended_use, tier, ...)")
     try:
         cfg = protocol_config()(raw)
     except ValueError as exc:

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from pyomo.common.config import ConfigDict, ConfigValue, In, ListOf, NonNegativeInt, PositiveInt
 
 from biotwin.core import yaml_io
@@ -246,15 +245,8 @@ def read_sweep(source, model=None) -> SweepSpec:
         raw, base, where = dict(source), Path.cwd(), "<sweep dict>"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise SweepError(f"sweep {path}: no such file")
-        try:
-            raw = yaml_io.load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise SweepError(f"sweep {path}: not valid YAML ({exc})") from None
+        raw = yaml_io.load_mapping_file(path, "sweep", SweepError, "model, recipe, grid, ...")
         base, where = path.parent, str(path)
-    if not isinstance(raw, dict):
-        raise SweepError(f"{where}: a sweep is a mapping of keys (model, recipe, grid, ...)")
     try:
         cfg = sweep_config()(raw)
     except ValueError as exc:
