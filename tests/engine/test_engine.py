@@ -243,6 +243,8 @@ def test_program_limits_at_steps_and_ramps():
         np.testing.assert_allclose(got[away & (t > 8)], expected[away & (t > 8)], rtol=1e-14)
         assert (got[t < 8] == 0.0).all()
         assert got[t == 8.0][0] == (0.0 if side == "left" else 2.0)
+        # the scalar path the forward integration uses equals the array path everywhere, steps included
+        assert [prog.value_at(x, side) for x in t] == got.tolist()
     points = [0.0, 4.0, 8.0, 9.0, 20.0]
     assert prog.at_collocation_points(points, 0.0).tolist() == [prog.at_collocation_point(p, 0.0) for p in points]
 

@@ -12,9 +12,11 @@ is used (there is no left).
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -102,6 +104,22 @@ class Program:
         with np.errstate(divide="ignore", invalid="ignore"):
             interpolated = np.where(t1 == t0, v1, v0 + (v1 - v0) * (t - t0) / np.where(t1 == t0, 1.0, t1 - t0))
         return np.where(j == 0, values[0], np.where(j >= len(times), values[-1], interpolated)).astype(float)
+
+    @cached_property
+    def _points(self) -> tuple[list[float], list[float]]:
+        return self.times.tolist(), self.values.tolist()
+
+    def value_at(self, t: float, side: str = "left") -> float:
+        """Value at one time ``t`` (as ``self(t, side)[0]``, without numpy: the forward integration's
+        right-hand side calls this tens of thousands of times per run)."""
+        times, values = self._points
+        j = bisect.bisect_left(times, t) if side == "left" else bisect.bisect_right(times, t)
+        if j == 0:
+            return float(values[0])
+        if j >= len(times):
+            return float(values[-1])
+        t0, t1, v0, v1 = times[j - 1], times[j], values[j - 1], values[j]
+        return float(v1) if t1 == t0 else float(v0 + (v1 - v0) * (t - t0) / (t1 - t0))
 
     def at_collocation_points(self, points, t_start: float) -> np.ndarray:
         """:meth:`at_collocation_point` at many points at once."""

@@ -337,7 +337,7 @@ class ForwardIntegrator:
             u = const_u.copy()
             for k, name in enumerate(names):
                 if name in programs:
-                    u[k] = programs[name](t, side=side)[0]
+                    u[k] = programs[name].value_at(t, side)
             return u
 
         return inputs_at, sorted(corners)

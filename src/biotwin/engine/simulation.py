@@ -347,6 +347,7 @@ class Simulation:
     ):
         self.model = model
         self.progress = progress
+        self.initialized = None  # how initialize() started it, until the next solve
         sc = model.load_scenario(scenario)
         with checks.allow_unusual(sc.allow_unusual):
             _prepare(self, model, sc, params, t_end, nfe, ncp, times, use_cache, progress, extra_points)
@@ -363,8 +364,12 @@ class Simulation:
         return len(self.grid) - 1
 
     def initialize(self) -> str:
-        """Load a forward integration into the model's variables; returns how it started."""
-        return _forward_initialize(self.model, self, self.progress)
+        """Load a forward integration into the model's variables; returns how it started.
+
+        A following :meth:`solve` starts from it rather than integrating again.
+        """
+        self.initialized = _forward_initialize(self.model, self, self.progress)
+        return self.initialized
 
     def solve(self, options=None, tee=False) -> dict:
         """Initialize (forward integration, or a warm start of a re-used model) and solve with Ipopt.
@@ -515,6 +520,8 @@ def _solve_prepared(model, sim: Simulation, options, tee, progress, what) -> dic
     if sim.reused and d.solved:
         init = "warm start"
         sim.timings["initialize_s"] = 0.0
+    elif sim.initialized in ("forward integration", "model initial values"):
+        init = sim.initialized  # initialize() has just loaded this start: integrating again gives the same
     else:
         init = _forward_initialize(model, sim, progress)
     say("solving with Ipopt")
@@ -536,6 +543,7 @@ def _solve_prepared(model, sim: Simulation, options, tee, progress, what) -> dic
         init = _forward_initialize(model, sim, progress) + " (after warm start failed)"
         stats = solve(d.m, options=options, tee=tee, what=what)
     d.solved = True
+    sim.initialized = None
     sim.timings["solve_s"] = stats.wall_time_s
     return {"iterations": stats.iterations, "termination": stats.termination_condition, "initialization": init}
 

@@ -215,7 +215,7 @@ class Twin:
         for k, v in enumerate(self.integrator.inputs):
             prog = self.sim.programs.get(v.local_name)
             if prog is not None:
-                u[k] = prog(t, side="right")[0]
+                u[k] = prog.value_at(t, "right")
         return u
 
     def _flow(self, a, t0, t1, points=()):
