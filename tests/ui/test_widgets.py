@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import biotwin
-from biotwin.ui.widgets import CalibrationView, DesignSpaceView
+from biotwin.ui.widgets import CalibrationView, DesignSpaceView, Explorer
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,23 @@ def test_twin_view_draws_estimates_forecast_measurements_and_alarms():
     assert len(s_traces[6].x) == stream["S"].notna().sum()  # every measurement drawn
     assert 12.0 in view.alarm_times  # the upset is alarmed at its time ...
     assert 12.0 in list(s_traces[7].x)  # ... and marked on the plot
+
+
+def test_quick_slider_moves_solve_only_the_newest_values(lyo):
+    """Issue #19 item 5: in a kernel a slider move is solved in the background and the newest values win.
+    Five moves made at once cost at most two solves (one that may start before the last move, then the
+    newest value), exactly one result is drawn, and the figure and readout are those of a direct solve at
+    the last value."""
+    live = Explorer(lyo.model, live=True)
+    start_solves = live.solves
+    for shelf in (-5.0, 0.0, 5.0, 10.0, 15.0):
+        live.sliders["shelf_C"].value = shelf
+    assert live.wait(timeout=120)
+    solved = live.solves - start_solves
+    print(f"\nfive quick moves: {solved} solves, {live.stale} stale results not drawn")
+    assert live.error is None and 1 <= solved <= 2 and solved - live.stale == 1
+    assert live.values()["shelf_C"] == 15.0
+    lyo.set(shelf_C=15.0)  # the synchronous path, on another explorer of the same model
+    assert live.last_readouts == pytest.approx(lyo.last_readouts, rel=1e-9)
+    np.testing.assert_allclose(np.array(live.figure.data[0].y), np.array(lyo.figure.data[0].y), rtol=1e-9)
+    lyo.set(shelf_C=20.0)
