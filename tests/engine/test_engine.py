@@ -15,6 +15,7 @@ from scipy.integrate import solve_ivp
 
 import biotwin
 from biotwin.core.errors import ScenarioError
+from biotwin.core.units import convert_value
 from biotwin.engine.simulation import cached_discretizations
 
 P = {"mu_max": 0.5, "Ks": 0.2, "Yxs": 0.5, "Sf": 100.0, "X0": 0.1, "S0": 10.0, "V0": 1.0}
@@ -174,6 +175,21 @@ def test_persistent_nlp_refuses_a_changed_fixed_set(model):
     with pytest.raises(SolverError, match="fixed variables changed"):
         nlp.solve()
     d.m.F[T_END].fix()
+
+
+def test_variable_units_are_the_declared_units():
+    """Model.variable_units (issue #13: the model API for variable units; the protocol reader asked for a
+    whole build per criterion) against the declaration tables of model.py, written apart from Pyomo's units."""
+    from biotwin.core.units import parse_unit
+
+    mab = biotwin.load_model("mab_fedbatch")
+    units = mab.variable_units()
+    for name, unit in {**mab.module.STATES, **mab.module.INPUTS}.items():
+        assert parse_unit(units[name]) is not None
+        assert convert_value(1.0, parse_unit(units[name]), parse_unit(unit)) == pytest.approx(1.0), name
+    assert "viability" in units and "mu" in units and "F_ctrl" not in units  # outputs too; F_ctrl needs control
+    assert "F_ctrl" in mab.variable_units({"glucose_control": True})
+    assert mab.variable_units() == units  # built once per settings
 
 
 def test_parameter_units_are_converted(model):

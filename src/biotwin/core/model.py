@@ -355,6 +355,24 @@ class Model:
         """``{name: unit}`` of every parameter, as written in ``parameters.yaml``."""
         return {p.name: p.unit for p in self.parameter_set}
 
+    def variable_units(self, settings: dict | None = None) -> dict[str, str]:
+        """``{name: unit}`` of every time-dependent variable and output (states, inputs, algebraic
+        variables, Expressions over ``m.t``) of the model built with ``settings``.
+
+        The model is built once per ``settings`` and Model object (a protocol naming ten variables asked
+        for ten builds before).
+        """
+        key = json.dumps(settings or {}, sort_keys=True, default=str)
+        cache = self.__dict__.setdefault("_variable_units", {})
+        if key not in cache:
+            m = self.build(settings)
+            units = {}
+            for comp in m.component_objects((pyo.Var, pyo.Expression), descend_into=False):
+                if comp.is_indexed() and comp.index_set() is m.t and len(comp):
+                    units[comp.local_name] = unit_string(pyo.units.get_units(next(iter(comp.values()))))
+            cache[key] = units
+        return dict(cache[key])
+
     def set_parameters(self, m, values: dict[str, float]):
         """Fix the parameter Vars of ``m`` at ``values`` (each in its ``parameters.yaml`` unit)."""
         for name, value in values.items():

@@ -169,17 +169,11 @@ class Protocol:
 
 
 def variable_unit(model, name: str) -> str:
-    """The unit of a model's state, input or output ``name``, read from the built (not discretized) model."""
-    import pyomo.environ as pyo
-
-    from biotwin.core.units import unit_string
-
-    m = model.build()
-    comp = getattr(m, name, None)
-    if comp is None:
-        raise ProtocolError(f"model {model.name!r} has no variable {name!r}")
-    first = next(iter(comp.values())) if comp.is_indexed() else comp
-    return unit_string(pyo.units.get_units(first))
+    """The unit of a model's state, input or output ``name`` (:meth:`biotwin.Model.variable_units`)."""
+    units = model.variable_units()
+    if name not in units:
+        raise ProtocolError(f"model {model.name!r} has no time-dependent variable {name!r}")
+    return units[name]
 
 
 def read_protocol(source, model) -> Protocol:
