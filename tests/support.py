@@ -4,11 +4,25 @@
 """
 
 import itertools
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_MODELS = Path(__file__).resolve().parent / "toy_models"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_missing() -> list[str]:
+    """Why Playwright cannot drive Chromium here (empty when it can)."""
+    reasons = []
+    if CHROMIUM is None:
+        reasons.append("no chromium on PATH (Debian package 'chromium', installed by scripts/system-deps.sh as root)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        reasons.append("playwright not installed (pip install -e '.[browser]')")
+    return reasons
 
 
 def radau3_integral(result, values, until=None):

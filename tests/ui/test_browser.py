@@ -23,9 +23,8 @@ import urllib.request
 
 import pytest
 
-from support import ROOT
+from support import CHROMIUM, ROOT, browser_missing
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 JUPYTER = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or shutil.which("jupyter")
 NOTEBOOK = ROOT / "notebooks" / "explorers" / "lyophilization.ipynb"
 
@@ -46,13 +45,7 @@ def _free_port():
 
 
 def _requirements():
-    reasons = []
-    if CHROMIUM is None:
-        reasons.append("no chromium on PATH (Debian package 'chromium', installed by scripts/system-deps.sh as root)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reasons.append("playwright not installed (pip install -e '.[browser]')")
+    reasons = browser_missing()
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
