@@ -38,6 +38,18 @@ FIRST_LINE = """() => {
 }"""
 
 
+# Records every distinct drawing of the first panel's line (its SVG path) from now on.
+REDRAW_COUNTER = """() => {
+  window.__redraws = [];
+  const seen = () => {
+    const path = document.querySelector('.js-plotly-plot .scatterlayer .trace path.js-line');
+    const d = path && path.getAttribute('d');
+    if (d && window.__redraws[window.__redraws.length - 1] !== d) window.__redraws.push(d);
+  };
+  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,6 +168,11 @@ def test_moving_a_slider_redraws_the_plot_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
     url, root, api = lab
+    import biotwin
+
+    lyo = biotwin.load_model("lyophilization")  # the drying time the last quick entry (10 degC) must show
+    quick_recipe = lyo.module._explorer_shelf(lyo.load_scenario("case1_standard").raw, 10.0)
+    quick_expected = lyo.summary(lyo.simulate(scenario=quick_recipe, nfe=60))["primary_drying_time_h"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -188,6 +205,27 @@ def test_moving_a_slider_redraws_the_plot_in_jupyterlab(lab):
         )
         readout_after = " ".join(page.locator("table", has_text="primary drying time").inner_text().split())
         page.screenshot(path=str(root / "explorer.png"), full_page=True)
+
+        # issue #19 item 5: five set points typed in quick succession; the explorer solves the newest and does
+        # not draw the stale ones (before: every entry was solved and drawn in turn, the plot seconds behind)
+        page.evaluate(REDRAW_COUNTER)
+        last_before = page.evaluate(FIRST_LINE)["d"]
+        entries = [2, 4, 6, 8, 10]
+        typed = time.monotonic()
+        for value in entries:
+            slider.locator(".widget-readout").click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type(str(value))
+            page.keyboard.press("Enter")
+        typed = time.monotonic() - typed
+        page.wait_for_function(
+            "(want) => { const t = [...document.querySelectorAll('table')].find(x => x.innerText.includes('primary drying'));"
+            " return t && t.innerText.split(/\\s+/).join(' ').includes(want); }",
+            arg=f"{quick_expected:.4g}",
+            timeout=120_000,
+        )
+        page.wait_for_timeout(1500)  # a late stale draw would show up here
+        redraws = page.evaluate("(old) => new Set(window.__redraws.filter(d => d !== old)).size", last_before)
         browser.close()
     print(
         f"\nfirst line before: ends {before['x_end']:.3f} h, max {before['y_max']:.2f} degC, {before['n']} points"
@@ -202,6 +240,8 @@ def test_moving_a_slider_redraws_the_plot_in_jupyterlab(lab):
     assert drying[1] > drying[0]
     # the plotted curve and the readout agree: the line ends at the end of primary drying
     assert abs(after["x_end"] - drying[1]) < 0.01 and abs(before["x_end"] - drying[0]) < 0.01
+    print(f"five entries typed in {typed:.2f} s: {redraws} distinct redraws until the last value's readout")
+    assert 1 <= redraws <= 3, redraws  # the newest value drawn; not one redraw per entry
 
 
 def test_jupyterlab_has_the_widget_extensions():
