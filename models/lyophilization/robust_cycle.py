@@ -184,22 +184,22 @@ def robust_cycle(
         recipe["heat_transfer"] = copy.deepcopy(raw["heat_transfer"])  # the recipe runs every vial class
         return _held(recipe, result.drying_time_h), result.drying_time_h
 
-    def max_T(recipe, values):
+    def summary(recipe, values):  # the key numbers of one simulated vial
         return model.summary(model.simulate(scenario=recipe, params=values, nfe=sim_nfe))
 
     say("deterministic optimum: the nominal vial on the critical temperature")
     det_recipe, _ = optimized(0.0, 1.0)
-    det_time = max_T(det_recipe, nominal)["primary_drying_time_h"]
+    det_time = summary(det_recipe, nominal)["primary_drying_time_h"]
     edge = _scaled(nominal, ("KC", "KP"), edge_factor)
     back_off, history = 0.0, []
     for k in range(max_iterations):
         say(f"optimizing the edge vial {back_off:.2f} K below {t_crit:g} degC (run {k + 1})")
         recipe, edge_time = optimized(back_off, edge_factor)
-        base = max_T(recipe, edge)["max_T_bottom_C"]
+        base = summary(recipe, edge)["max_T_bottom_C"]
         sens = {}
         for name, spec in uncertainty.items():
             moved = dict(edge, **{name: _z_value(edge[name], spec, STEP_Z)})
-            sens[name] = (max_T(recipe, moved)["max_T_bottom_C"] - base) / STEP_Z
+            sens[name] = (summary(recipe, moved)["max_T_bottom_C"] - base) / STEP_Z
         sigma = math.sqrt(sum(v * v for v in sens.values()))
         new = z * sigma
         history.append(
@@ -213,7 +213,7 @@ def robust_cycle(
         raise ScenarioError(
             f"the back-off did not settle in {max_iterations} runs ({[round(h['back_off_K'], 3) for h in history]} K)"
         )
-    centre = max_T(recipe, nominal)
+    centre = summary(recipe, nominal)
     return RobustCycleResult(
         recipe=recipe,
         back_off_K=back_off,

@@ -82,17 +82,18 @@ def profile_parameter(
     # Measured (mAb notebook 02, 4 runs x 60 elements, profile of beta_P): writing the NLP for each of 16
     # points was 2/3 of the profile's time under cProfile; written once (and Brent's method in place of 6
     # bisections: 14 solves), calibrate + profile took 44.5 s instead of 79.2 s, interval ends within 3e-7.
-    kept = []
+    nlp = None
     exact = {**(options or {}), "hessian_approximation": "exact"}
 
     def objective_at(value):
+        nonlocal nlp
         for at, obj in points:  # brentq evaluates the bracket's ends again
             if at == p.scale * value:
                 return obj
         m.phi[k].fix(value)
-        if not kept:
-            kept.append(PersistentNLP(m))
-        kept[0].solve(options=exact, what=f"profile of {p.label}")
+        if nlp is None:
+            nlp = PersistentNLP(m)
+        nlp.solve(options=exact, what=f"profile of {p.label}")
         obj = problem.objective()
         points.append((p.scale * value, obj))
         return obj

@@ -214,6 +214,7 @@ class Model:
         self.module = module
         self.time_unit = time_unit
         self.parameter_set = ParameterSet.from_yaml(self.folder / "parameters.yaml")
+        self._variable_units = {}  # variable_units() per settings
 
     def submodule(self, name: str):
         """Import ``<folder>/<name>.py``, a helper module shipped with the model (imported once)."""
@@ -363,7 +364,7 @@ class Model:
         for ten builds before).
         """
         key = json.dumps(settings or {}, sort_keys=True, default=str)
-        cache = self.__dict__.setdefault("_variable_units", {})
+        cache = self._variable_units
         if key not in cache:
             m = self.build(settings)
             units = {}
