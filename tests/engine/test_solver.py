@@ -16,6 +16,7 @@ def test_tiny_nlp():
     stats = solver.tiny_nlp_check()
     assert stats.termination_condition == "optimal"
     assert stats.iterations > 0
+    assert stats.options["max_wall_time"] == 600.0  # every solve has a time limit, optimizations included
 
 
 def test_default_options_recorded_and_overridable():

@@ -30,6 +30,10 @@ DEFAULT_IPOPT_OPTIONS: dict[str, object] = {
     # Collocation systems from a forward-simulation start converge in tens of
     # iterations; 3000 leaves room for estimation problems from poor starts.
     "max_iter": 3000,
+    # every solve ends: an iteration cap alone is no time limit (a growth rate 100x its default ran past ten
+    # minutes within 3000 iterations). The longest solves here take tens of seconds (feed optimization
+    # 21.5 s, HEK293 calibration 34 s); simulations use a 60 s limit (engine.simulation.SIMULATION_OPTIONS).
+    "max_wall_time": 600.0,
     "tol": 1e-8,
     "print_level": 0,
     "sb": "yes",  # no Ipopt banner
@@ -164,11 +168,12 @@ def _time_limit(model, what: str, opts: dict, wall: float, iterations: int) -> S
     limits = {k: opts[k] for k in ("max_wall_time", "max_cpu_time") if k in opts}
     named = ", ".join(f"{k}={v} s" for k, v in limits.items()) or "its time limit"
     key = next(iter(limits), "max_wall_time")
+    more = f"{max(600.0, 4 * float(limits.get(key, 150.0))):g}"  # more than the limit that was hit
     residuals = largest_residuals(model)
     return SolverError(
         f"Ipopt stopped on {what}: time limit reached ({named}) after {iterations} iterations and "
-        f"{wall:.1f} s. Give it more time (Python: options={{'{key}': 600.0}}; command line: "
-        f"--solver-option {key}=600) or start closer to the solution (fewer elements, better start values). "
+        f"{wall:.1f} s. Give it more time (Python: options={{'{key}': {more}}}; command line: "
+        f"--solver-option {key}={more}) or start closer to the solution (fewer elements, better start values). "
         + _format_residuals(residuals),
         "maxTimeLimit",
         iterations,
