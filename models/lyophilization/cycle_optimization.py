@@ -292,7 +292,8 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
         },
         source=sc.source,
     )
-    m = Simulation(model, generic, nfe=nfe, ncp=ncp, use_cache=False, progress=progress).pyomo_model
+    # the grid as given: the optimizer moves the shelf and pressure, which a grid refined for the start would not fit
+    m = Simulation(model, generic, nfe=nfe, ncp=ncp, use_cache=False, progress=progress, mesh_tol=None).pyomo_model
     u = pyo.units
     taus = list(m.t)
     for tau in taus:

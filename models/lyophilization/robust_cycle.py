@@ -242,6 +242,7 @@ def check_by_sampling(
     workers=2,
     nfe=60,
     progress=None,
+    mesh_tol=None,
 ) -> dict:
     """Share of sampled parameter sets in which any vial class exceeds the critical temperature.
 
@@ -253,6 +254,13 @@ def check_by_sampling(
         Latin-hypercube samples; every class is simulated for each.
     out : path, optional
         Folder for the sweep's Parquet chunks (default: a temporary folder, removed afterwards).
+    mesh_tol : float or None
+        The engine's grid refinement per sample (:mod:`biotwin.engine.mesh`). None (default): every sample on
+        the recipe's own grid, re-solved warm. Measured on the robust case-1 cycle (8 samples of this
+        uncertainty): the 60-element grid is off by at most 0.0063 K in the maximum product temperature and
+        4.4e-6 h in the drying time against 240 elements refined to 1e-5 (refined to 1e-4: 0.0003 K), against
+        a back-off of 5.7 K; refining per sample builds a model per sample (the 100-sample check of
+        tests/sweep took 377 s instead of about 60 s).
 
     Returns
     -------
@@ -280,6 +288,7 @@ def check_by_sampling(
         "model": "lyophilization",
         "recipe": recipe,
         "nfe": nfe,
+        "mesh_tol": mesh_tol,
         "samples": {"n": int(n), "method": "lhs", "seed": int(seed), "parameters": parameters},
         "classes": classes,
         "outputs": ["primary_drying_time_h", "max_T_bottom_C"],

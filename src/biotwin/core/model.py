@@ -486,6 +486,7 @@ class Model:
         options: dict | None = None,
         tee: bool = False,
         progress=None,
+        mesh_tol: float | None = 1e-4,
     ):
         """Simulate a scenario by collocation.
 
@@ -510,6 +511,10 @@ class Model:
             Show Ipopt's log.
         progress : callable, optional
             Called with a short text at each stage (build, initialize, solve).
+        mesh_tol : float or None
+            Before the solve, elements are halved where the collocation polynomial through the forward
+            integration misses it by more than this share of a state's range [dimensionless]; None keeps
+            the grid (:mod:`biotwin.engine.mesh`). ``result.stats["mesh"]`` reports what was done.
 
         Returns
         -------
@@ -528,4 +533,5 @@ class Model:
             options=options,
             tee=tee,
             progress=progress,
+            mesh_tol=mesh_tol,
         )

@@ -37,6 +37,52 @@ class UnsupportedStructure(Exception):
     """The model's structure is outside what :class:`ForwardIntegrator` handles."""
 
 
+def _lookup(ts, ys):
+    """The states at the integrator's output times ``ts`` (exactly those), as an interpolant would give them."""
+
+    def at(times):
+        k = np.clip(np.searchsorted(ts, times), 0, max(len(ts) - 1, 0))
+        return ys[:, k]
+
+    return at
+
+
+class DenseTrajectory:
+    """A forward integration as a function of time: the states at any time in its span, from the
+    integrator's interpolant on each segment between the programs' corners (states are continuous there).
+
+    Parameters
+    ----------
+    x0 : numpy.ndarray
+        States at the first time [state units].
+    segments : list of (float, float, callable)
+        ``(start, end, interpolant)`` per segment, in time order; ``interpolant(t)`` gives ``(n_x, len(t))``.
+    """
+
+    def __init__(self, x0, segments):
+        self.x0 = np.asarray(x0, dtype=float)
+        self.segments = segments
+        self.ends = np.array([b for _, b, _ in segments])
+
+    def __call__(self, times) -> np.ndarray:
+        """States at ``times`` [model time unit], shape ``(len(times), n_x)``."""
+        times = np.asarray(times, dtype=float)
+        out = np.empty((times.size, self.x0.size))
+        if not self.segments:
+            out[:] = self.x0
+            return out
+        k = np.minimum(np.searchsorted(self.ends, times, side="left"), len(self.segments) - 1)
+        for j in np.unique(k):
+            sel = k == j
+            out[sel] = np.asarray(self.segments[j][2](times[sel])).T
+        out[times <= self.segments[0][0]] = self.x0  # the first time: the initial state itself
+        return out
+
+    def at(self, t: float) -> np.ndarray:
+        """States at one time."""
+        return self(np.array([t]))[0]
+
+
 class ForwardIntegrator:
     """Compiled right-hand side of a DAE model, built before discretization.
 
@@ -254,7 +300,7 @@ class ForwardIntegrator:
         b = np.asarray(self._b(*a), dtype=float).ravel()
         return np.linalg.solve(A, -b)
 
-    def integrate(self, programs: dict, points, rtol: float = 1e-8) -> dict:
+    def integrate(self, programs: dict, points, rtol: float = 1e-8, dense: bool = False) -> dict:
         """Integrate from the first time through ``points`` and return the trajectory.
 
         Parameters
@@ -266,11 +312,15 @@ class ForwardIntegrator:
             All time points of the discretized set [model time unit].
         rtol : float
             Relative tolerance of ``solve_ivp``.
+        dense : bool
+            Also return the states as a function of time (``"dense"``, a :class:`DenseTrajectory`), from
+            the integrator's own interpolant: what the mesh refinement reads between the points. (Without it
+            the states are those at ``points``, as ``solve_ivp``'s ``t_eval`` gives them.)
 
         Returns
         -------
         dict
-            ``{"t": times, "x": states (n_t, n_x), "dx": derivatives, "z": outputs}``.
+            ``{"t": times, "x": states (n_t, n_x), "dx": derivatives, "z": outputs}`` (and ``"dense"``).
         """
         points = np.asarray(sorted(points), dtype=float)
         t0, t_end = points[0], points[-1]
@@ -279,17 +329,9 @@ class ForwardIntegrator:
         x = self.initial_state(inputs_at(t0, "right"))
         z_guess = np.array([float(a[t0].value) if a[t0].value is not None else 1.0 for a in self.algebraic])
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z_guess)
-        out_t, out_x, out_dx, out_z = [t0], [x], [self.rates(x, z, inputs_at(t0, "right"), p)], [z]
-        scale = np.maximum(np.abs(x), 1e-6)
         if not self.n_x:  # purely algebraic model: solve the outputs point by point
-            for tk in points[1:]:
-                uk = inputs_at(tk, "left")
-                z = self._solve_algebraic(x, uk, p, z)
-                out_t.append(tk)
-                out_x.append(x)
-                out_z.append(z)
-                out_dx.append(np.zeros(0))
-            corners = []
+            return self._trajectory(points, lambda t: x, inputs_at, set(points[1:].tolist()), p, z)
+        x0, scale, segments = x, np.maximum(np.abs(x), 1e-6), []
         for a, b in itertools.pairwise(corners):
             zc = [z]
 
@@ -300,24 +342,51 @@ class ForwardIntegrator:
 
             inside = points[(points > a) & (points <= b)]
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # reported below, not printed
-                sol = solve_ivp(rhs, (a, b), x, method="LSODA", t_eval=inside, rtol=rtol, atol=rtol * 1e-2 * scale)
+                sol = solve_ivp(
+                    rhs,
+                    (a, b),
+                    x,
+                    method="LSODA",
+                    t_eval=None if dense else inside,
+                    dense_output=dense,
+                    rtol=rtol,
+                    atol=rtol * 1e-2 * scale,
+                )
             if sol.success and not np.all(np.isfinite(sol.y)):
                 raise FloatingPointError(f"forward integration reached non-finite states between t={a} and t={b}")
             if not sol.success:
                 raise FloatingPointError(f"forward integration failed between t={a} and t={b}: {sol.message}")
-            for k, tk in enumerate(sol.t):
-                xk = sol.y[:, k]
-                uk = inputs_at(tk, "right" if tk < b else "left")
-                zk = self._solve_algebraic(xk, uk, p, zc[0])
-                out_t.append(tk)
-                out_x.append(xk)
-                out_z.append(zk)
-                out_dx.append(self.rates(xk, zk, uk, p))
-            x = sol.y[:, -1] if sol.y.shape[1] else x
+            segments.append((a, b, sol.sol if dense else _lookup(sol.t, sol.y)))
+            x, z = sol.y[:, -1], zc[0]
             scale = np.maximum(scale, np.abs(x))
-        n = len(out_t)
+        trajectory = DenseTrajectory(x0, segments)
+        out = self._trajectory(points, trajectory.at, inputs_at, set(corners[1:]), p, z_guess)
+        if dense:
+            out["dense"] = trajectory
+        return out
+
+    def trajectory_at(self, dense: DenseTrajectory, programs: dict, points) -> dict:
+        """The trajectory of an earlier :meth:`integrate` (``dense=True``) at other ``points``, with its
+        outputs and derivatives there, without integrating again (a refined grid's start)."""
+        points = np.asarray(sorted(points), dtype=float)
+        inputs_at, corners = self._inputs_and_corners(programs, points[0], points[-1])
+        z_guess = np.array([float(a[points[0]].value or 1.0) for a in self.algebraic])
+        return self._trajectory(points, dense.at, inputs_at, set(corners[1:]), self._param_values(), z_guess)
+
+    def _trajectory(self, points, state_at, inputs_at, ends, p, z) -> dict:
+        """States (from ``state_at``), outputs and derivatives at ``points``; a point in ``ends`` (a corner
+        of the programs) takes the inputs just before it, as the element that ends there does."""
+        out_x, out_dx, out_z = [], [], []
+        for k, tk in enumerate(points):
+            xk = np.asarray(state_at(tk), dtype=float)
+            uk = inputs_at(tk, "left" if (k and tk in ends) else "right")
+            z = self._solve_algebraic(xk, uk, p, z)
+            out_x.append(xk)
+            out_z.append(z)
+            out_dx.append(self.rates(xk, z, uk, p))
+        n = len(points)
         return {
-            "t": np.array(out_t),
+            "t": np.asarray(points, dtype=float),
             "x": np.array(out_x).reshape(n, self.n_x),
             "dx": np.array(out_dx).reshape(n, self.n_x),
             "z": np.array(out_z).reshape(n, self.n_z),

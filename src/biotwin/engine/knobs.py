@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from biotwin.core.errors import BiotwinError, RecipeTooShortError
+from biotwin.engine.mesh import MESH_TOL
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ExplorerSpec:
     nfe: int = 60
     extra: dict = field(default_factory=dict)
     lengthen: object = None
+    mesh_tol: object = MESH_TOL  # the engine's grid refinement (None: the grid as given)
 
 
 def _parameter_knob(model, name, start=None) -> Knob:
@@ -136,7 +138,7 @@ def evaluate(
         recipe = spec.lengthen(recipe, LENGTHEN_FACTOR)
     for attempt in range(first, LENGTHEN_TIMES + 1):
         try:
-            result = model.simulate(scenario=recipe, params=params, nfe=spec.nfe)
+            result = model.simulate(scenario=recipe, params=params, nfe=spec.nfe, mesh_tol=spec.mesh_tol)
             table = spec.table(result) if spec.table else result.wide
             readouts = spec.readouts(result) if spec.readouts else {}
             result.stats["lengthened"] = attempt

@@ -4,11 +4,13 @@
 
 1. reads the scenario, checks parameter overrides and input programs;
 2. builds the time grid: recipe corners and requested output times are element
-   boundaries, the rest of about ``nfe`` elements are spread by length;
+   boundaries, the rest of about ``nfe`` elements are spread by length; then integrates the run
+   forward (:mod:`biotwin.engine.forward`) and halves the elements its trajectory turns too sharply
+   for (:mod:`biotwin.engine.mesh`, ``mesh_tol``): the grid is a function of the run alone;
 3. builds the model and applies Radau collocation (``pyomo.dae``), or reuses a
    :class:`Discretization` built before for the same grid and settings (the engine's cache
    per model, :func:`cached_discretizations`, :func:`clear_cache`);
-4. ``initialize()`` loads a forward integration (:mod:`biotwin.engine.forward`); ``solve()``
+4. ``initialize()`` loads the forward integration; ``solve()``
    warm-starts a re-used model that solved before and solves the square system with Ipopt
    (:mod:`biotwin.engine.solver`), through a kept NLP on re-solves;
 5. ``result()`` collects the :class:`~biotwin.engine.results.SimulationResult` and checks its physics.
@@ -40,6 +42,7 @@ from biotwin.core.programs import Program
 from biotwin.core.units import convert_value, parse_unit, unit_string
 from biotwin.engine.expressions import CompiledExpressions
 from biotwin.engine.forward import ForwardIntegrator, UnsupportedStructure
+from biotwin.engine.mesh import MESH_TOL, refine_grid
 from biotwin.engine.results import SimulationResult
 from biotwin.engine.solver import PersistentNLP, degrees_of_freedom, solve
 
@@ -103,16 +106,17 @@ class Discretization:
     """A built, discretized model kept for reuse: the Pyomo model ``m``, its states, inputs (with their
     declared defaults), time-indexed variables and expressions, the forward integrator and the kept NLP."""
 
-    def __init__(self, model, settings, grid, ncp, progress):
+    def __init__(self, model, settings, ncp, progress):
         t0 = time.perf_counter()
         self.m = model.build(settings)
         self.build_s = time.perf_counter() - t0
+        self.ncp = ncp
         m = self.m
         lo, hi = m.t.first(), m.t.last()
-        if lo != 0 or not math.isclose(hi, grid[-1]):
+        if lo != 0 or not math.isclose(hi, settings["t_end"]):
             raise ScenarioError(
                 f"model '{model.name}': build(settings) made m.t span [{lo}, {hi}] "
-                f"but the simulation asks for [0, {grid[-1]}]; build must use settings['t_end']"
+                f"but the simulation asks for [0, {settings['t_end']}]; build must use settings['t_end']"
             )
         t0 = time.perf_counter()
         try:
@@ -124,11 +128,21 @@ class Discretization:
         tstar = m.t.last()
         derivs, self.time_vars, self.time_exprs = time_components(m)
         self.state_names = {dv.get_state_var().local_name for dv in derivs}
-        input_vars = [v for v in self.time_vars if v[tstar].fixed]
-        self.inputs = {v.local_name for v in input_vars}
+        self.input_vars = [v for v in self.time_vars if v[tstar].fixed]
+        self.inputs = {v.local_name for v in self.input_vars}
         # the declared default of each input (its value as build fixed it): every solve starts from these,
         # so an input that a recipe does not set never keeps the value an earlier recipe gave it
-        self.input_defaults = {v.local_name: v[tstar].value for v in input_vars}
+        self.input_defaults = {v.local_name: v[tstar].value for v in self.input_vars}
+        self.grid, self.refined = None, False  # set by discretize (refined: a grid refined for one run)
+        self.solved = False
+        self.nlp = None  # PersistentNLP, written on the first warm re-solve
+        self._expressions = None
+        self._units_and_kinds = None
+
+    def discretize(self, grid, model) -> None:
+        """Make ``grid`` the element boundaries and apply Radau collocation (once per Discretization)."""
+        m, tstar = self.m, self.m.t.last()
+        input_vars = self.input_vars
         t0 = time.perf_counter()
         for point in grid:
             m.t.add(point)
@@ -139,8 +153,9 @@ class Discretization:
         m.t._fe = sorted(m.t)
         m.t.set_changed(True)
         pyo.TransformationFactory("dae.collocation").apply_to(
-            m, wrt=m.t, nfe=len(grid) - 1, ncp=ncp, scheme="LAGRANGE-RADAU"
+            m, wrt=m.t, nfe=len(grid) - 1, ncp=self.ncp, scheme="LAGRANGE-RADAU"
         )
+        self.grid = list(grid)
         for v in input_vars:  # points added by the discretization are inputs too
             default = v[tstar].value
             for t in m.t:
@@ -162,10 +177,6 @@ class Discretization:
                 f"{n_eq} equations); every state needs an initial condition and every output an equation at "
                 "every time, and inputs must be fixed in build"
             )
-        self.solved = False
-        self.nlp = None  # PersistentNLP, written on the first warm re-solve
-        self._expressions = None
-        self._units_and_kinds = None
 
     def expressions(self) -> CompiledExpressions:
         """The time-indexed expressions, compiled for evaluation on the whole grid (on first use)."""
@@ -313,6 +324,12 @@ class Simulation:
         Called with a line of text at each stage.
     extra_points : iterable of float
         Times that must be element boundaries without being output times (measurement times).
+    mesh_tol : float or None
+        Refine the grid before solving until, on every element, the collocation polynomial through the
+        forward integration is within ``mesh_tol`` of it between the collocation points, as a share of each
+        state's range (:mod:`biotwin.engine.mesh`; default 1e-4). The grid depends on this run only: a
+        forward integration of every run decides it (and starts a cold solve). None keeps the grid as given
+        (optimizers, whose controls change the trajectory a grid would be refined for).
 
     Attributes
     ----------
@@ -344,13 +361,14 @@ class Simulation:
         use_cache=True,
         progress=None,
         extra_points=(),
+        mesh_tol=MESH_TOL,
     ):
         self.model = model
         self.progress = progress
         self.initialized = None  # how initialize() started it, until the next solve
         sc = model.load_scenario(scenario)
         with checks.allow_unusual(sc.allow_unusual):
-            _prepare(self, model, sc, params, t_end, nfe, ncp, times, use_cache, progress, extra_points)
+            _prepare(self, model, sc, params, t_end, nfe, ncp, times, use_cache, progress, extra_points, mesh_tol)
         self.ncp = ncp
 
     @property
@@ -395,11 +413,18 @@ class Simulation:
         info = self.solve(options, tee)
         self.timings["total_s"] = time.perf_counter() - wall0
         result = self.result()
-        result.stats = {**self.timings, **info, "reused_model": self.reused, "n_elements": self.nfe, "ncp": self.ncp}
+        result.stats = {
+            **self.timings,
+            **info,
+            "reused_model": self.reused,
+            "n_elements": self.nfe,
+            "ncp": self.ncp,
+            "mesh": dict(self.mesh),
+        }
         return result
 
 
-def _prepare(sim, model, sc, params, t_end, nfe, ncp, times, use_cache, progress, extra_points) -> None:
+def _prepare(sim, model, sc, params, t_end, nfe, ncp, times, use_cache, progress, extra_points, mesh_tol) -> None:
     say = progress or (lambda text: None)
     if t_end is None:
         t_end = sc.t_end
@@ -431,20 +456,37 @@ def _prepare(sim, model, sc, params, t_end, nfe, ncp, times, use_cache, progress
     if out_times is not None:
         fixed |= set(out_times.tolist())
     grid = time_grid(t_end, nfe, fixed)
-    key = (key_settings, tuple(grid), ncp)
     cache = _cache(model)
+    family = [v for k, v in cache.items() if k[0] == key_settings and k[2] == ncp]  # same settings: same equations
+    fresh = None
+    if family:  # any discretization of these settings integrates this run (its integrator is grid-free)
+        integ_d = family[-1]
+    else:
+        say(f"building {model.name}")
+        integ_d = fresh = Discretization(model, settings, ncp, say)
+    programs = _programs(model, sc, integ_d, t_end)
+    model.set_parameters(integ_d.m, values)
+    _apply_inputs(integ_d, programs)  # inputs without a program at their defaults, not an earlier recipe's
+    sim.start, sim.mesh = None, {"checked": False, "note": "grid as given (mesh_tol None)"}
+    if mesh_tol is not None:
+        grid, sim.mesh, sim.start = _refine(model, integ_d, programs, grid, mesh_tol, say)
+    key = (key_settings, tuple(grid), ncp)
     reused = use_cache and key in cache
     if reused:
         d = cache.pop(key)
         cache[key] = d  # most recently used last
     else:
-        say(f"building and discretizing {model.name} ({len(grid) - 1} elements x {ncp} points)")
-        d = Discretization(model, settings, grid, ncp, say)
+        if fresh is None:
+            say(f"building {model.name}")
+            fresh = Discretization(model, settings, ncp, say)
+        d = fresh
+        say(f"discretizing {model.name} ({len(grid) - 1} elements x {ncp} points)")
+        d.discretize(grid, model)
+        d.refined = bool(sim.mesh.get("elements_after", 0) > sim.mesh.get("elements_before", 0))
         if use_cache:
-            cache[key] = d
-            while len(cache) > CACHE_SIZE:
-                cache.pop(next(iter(cache)))
-    programs = _programs(model, sc, d, t_end)
+            _store(cache, key, d)
+    if d is not integ_d:
+        programs = _programs(model, sc, d, t_end)
     model.set_parameters(d.m, values)
     _apply_inputs(d, programs)
     timings = (
@@ -452,8 +494,58 @@ def _prepare(sim, model, sc, params, t_end, nfe, ncp, times, use_cache, progress
         if reused
         else {"build_s": d.build_s, "template_s": d.template_s, "discretize_s": d.discretize_s}
     )
+    if sim.start is not None:
+        timings["integrate_s"] = sim.start[1]
     sim.discretization, sim.scenario, sim.parameters, sim.programs = d, sc, values, programs
     sim.grid, sim.reused, sim.out_times, sim.timings = grid, reused, out_times, timings
+
+
+def _refine(model, d: Discretization, programs, grid, tol, say) -> tuple[list, dict, tuple | None]:
+    """This run's grid: ``grid`` when, on every element, the collocation polynomial through a forward
+    integration of this run is within ``tol`` of it, else ``grid`` refined until it is
+    (:mod:`biotwin.engine.mesh`). The grid is a function of the run alone (the recipe, the parameters), never of
+    what was solved before. Returns the grid, the report and ``(trajectory, seconds)`` for the solve's start;
+    a model the integrator cannot run exactly (time-explicit equations) or an integration that fails keeps
+    ``grid``, and the report says why."""
+    integ = d.integrator
+    if integ is None or integ.time_explicit or not integ.n_x:
+        why = d.unsupported or (
+            "equations depend on time explicitly" if integ is not None and integ.time_explicit else "no states"
+        )
+        return grid, {"tolerance": tol, "checked": False, "note": f"grid not checked: {why}"}, None
+    say("forward integration (start and mesh check)")
+    t0 = time.perf_counter()
+    try:
+        traj = integ.integrate(programs, grid, dense=True)
+    except (FloatingPointError, np.linalg.LinAlgError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        note = f"grid not checked: forward integration failed ({exc})"
+        return grid, {"tolerance": tol, "checked": False, "note": note}, None
+    names = [s.local_name for s in integ.states]
+    signed = set(model.hook("SIGNED_STATES") or ())
+    x = traj["x"]
+    below = [n for i, n in enumerate(names) if n not in signed and x[:, i].min() < -physical_tolerance(x[:, i])]
+    if below:  # the run leaves the physical range: the solve's physics check names it; nothing to resolve
+        note = f"grid not checked: the forward integration takes {', '.join(below)} below zero"
+        return grid, {"tolerance": tol, "checked": False, "note": note}, (traj["dense"], time.perf_counter() - t0)
+    refined, report = refine_grid(traj["dense"], grid, d.ncp, tol, names)
+    if not report.met:
+        warnings.warn(
+            f"model '{model.name}': the time grid does not meet the mesh tolerance {tol:g} near "
+            f"{report.worst_state} at {report.worst_time:g} {model.time_unit} (interpolation error "
+            f"{report.max_error:.2g} of its range after growing to {report.elements_after} elements): raise nfe",
+            stacklevel=4,
+        )
+    return refined, {**report.as_dict(), "checked": True}, (traj["dense"], time.perf_counter() - t0)
+
+
+def _store(cache: OrderedDict, key, d: Discretization) -> None:
+    """Keep ``d`` (most recent last) and drop the oldest beyond ``CACHE_SIZE``; a refined grid belongs to one
+    run's trajectory, so the oldest refined one goes first when more than one is kept: the grids every
+    smooth run of a recipe shares stay."""
+    cache[key] = d
+    while len(cache) > CACHE_SIZE:
+        refined = [k for k, v in cache.items() if v.refined]
+        cache.pop(refined[0] if len(refined) > 1 else next(iter(cache)))
 
 
 def _forward_initialize(model, sim: Simulation, progress=None) -> str:
@@ -475,7 +567,11 @@ def _forward_initialize(model, sim: Simulation, progress=None) -> str:
         say("initializing by forward integration")
     t0 = time.perf_counter()
     try:
-        traj = d.integrator.integrate(sim.programs, list(d.m.t))
+        if sim.start is not None:  # integrated already to refine the grid: read it at the refined grid's points
+            traj = d.integrator.trajectory_at(sim.start[0], sim.programs, list(d.m.t))
+            sim.start = None
+        else:
+            traj = d.integrator.integrate(sim.programs, list(d.m.t))
     except (FloatingPointError, np.linalg.LinAlgError, ValueError, ZeroDivisionError, OverflowError) as exc:
         warnings.warn(
             f"model '{model.name}': forward integration failed ({exc}); Ipopt starts from the current values",
@@ -549,11 +645,21 @@ def _solve_prepared(model, sim: Simulation, options, tee, progress, what) -> dic
 
 
 def simulate(
-    model, scenario=None, params=None, t_end=None, nfe=50, ncp=3, times=None, options=None, tee=False, progress=None
+    model,
+    scenario=None,
+    params=None,
+    t_end=None,
+    nfe=50,
+    ncp=3,
+    times=None,
+    options=None,
+    tee=False,
+    progress=None,
+    mesh_tol=MESH_TOL,
 ) -> SimulationResult:
     """See :meth:`biotwin.core.model.Model.simulate`."""
     wall0 = time.perf_counter()
-    sim = Simulation(model, scenario, params, t_end, nfe, ncp, times, progress=progress)
+    sim = Simulation(model, scenario, params, t_end, nfe, ncp, times, progress=progress, mesh_tol=mesh_tol)
     result = sim.run(options, tee)
     result.stats["total_s"] = time.perf_counter() - wall0  # including building and discretizing
     return result
@@ -562,6 +668,11 @@ def simulate(
 #: A state may dip below zero by this share of its largest magnitude over the run (collocation undershoot
 #: at an exhaustion: measured -0.026 mM glucose at 60 elements against 40 mM), plus an absolute 1e-6.
 NEGATIVE_TOLERANCE = 1e-2
+
+
+def physical_tolerance(values) -> float:
+    """How far below zero a state may dip: ``NEGATIVE_TOLERANCE`` of its largest magnitude, plus 1e-6."""
+    return NEGATIVE_TOLERANCE * float(np.nanmax(np.abs(values))) + 1e-6
 
 
 def check_physical(model, result, sc, nfe=None) -> None:
@@ -579,7 +690,7 @@ def check_physical(model, result, sc, nfe=None) -> None:
         values = wide[name].to_numpy(dtype=float)
         if values.size == 0:
             continue
-        tol = NEGATIVE_TOLERANCE * float(np.nanmax(np.abs(values))) + 1e-6
+        tol = physical_tolerance(values)
         k = int(np.nanargmin(values))
         if not np.isfinite(values).all() or values[k] < -tol:
             where = (

@@ -167,7 +167,8 @@ def optimize_feed(
     wall0 = time.perf_counter()
     limits = {k: (v if isinstance(v, (tuple, list)) else (None, v)) for k, v in (limits or {}).items()}
     say("simulating the nominal recipe")
-    sim = Simulation(model, scenario, params, nfe=nfe, ncp=ncp, use_cache=False, progress=progress)
+    # the grid as given: the optimizer moves the feeds, so a grid refined for the starting recipe would not fit
+    sim = Simulation(model, scenario, params, nfe=nfe, ncp=ncp, use_cache=False, progress=progress, mesh_tol=None)
     sim.solve(options)
     nominal = sim.result()
     m = sim.pyomo_model

@@ -43,7 +43,9 @@ def _worker_model(folder: str):
     return _MODELS[folder]
 
 
-def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, params, recipe_values, levels) -> dict:
+def _evaluate_class(
+    model, knobs, base_raw, nfe, mesh_tol, name, scale, outputs, values, params, recipe_values, levels
+) -> dict:
     """One point in one class (its parameter factors applied to the point's values, else to the recipe's)."""
     from biotwin.engine.knobs import ExplorerSpec, evaluate
 
@@ -59,7 +61,9 @@ def _evaluate_class(model, knobs, base_raw, nfe, name, scale, outputs, values, p
     # whose starting values are parameters.yaml's) would silently replace the base recipe's own programs and
     # parameters with the explorer's defaults
     used = [k for k in knobs.knobs if k.apply is not None and k.name in values]
-    spec = ExplorerSpec(knobs=used, panels=[], lengthen=knobs.lengthen, nfe=nfe, readouts=key_numbers)
+    spec = ExplorerSpec(
+        knobs=used, panels=[], lengthen=knobs.lengthen, nfe=nfe, readouts=key_numbers, mesh_tol=mesh_tol
+    )
     p = dict(params)
     for q, factor in scale.items():
         p[q] = p.get(q, recipe_values[q]) * factor
@@ -112,7 +116,9 @@ def _nearest_neighbour_order(rows: list) -> list:
     return order
 
 
-def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: list, grid_names: list, rows: list):
+def run_chunk(
+    folder: str, base_raw: dict, nfe: int, mesh_tol, classes: dict, outputs: list, grid_names: list, rows: list
+):
     """Evaluate a chunk of points in this process (a Dask task); one result row per point, failures kept."""
     model, knobs = _worker_model(folder)
     knob_names = {k.name for k in knobs.knobs if k.apply is not None}
@@ -136,7 +142,18 @@ def run_chunk(folder: str, base_raw: dict, nfe: int, classes: dict, outputs: lis
             try:
                 entry.update(
                     _evaluate_class(
-                        model, knobs, base_raw, nfe, name, scale, outputs, values, params, recipe_values, levels
+                        model,
+                        knobs,
+                        base_raw,
+                        nfe,
+                        mesh_tol,
+                        name,
+                        scale,
+                        outputs,
+                        values,
+                        params,
+                        recipe_values,
+                        levels,
                     )
                 )
             except SweepError:
@@ -194,6 +211,7 @@ def _prepare_out(spec: SweepSpec, out: Path, resume: bool) -> None:
         "method": spec.method,
         "n_base": spec.n_base,
         "nfe": spec.nfe,
+        "mesh_tol": spec.mesh_tol,
         "spec": spec.source.get("raw"),
     }
     plan_file = out / "plan.json"
@@ -263,6 +281,7 @@ def run_sweep(
             folder,
             spec.base_raw,
             spec.nfe,
+            spec.mesh_tol,
             spec.classes,
             spec.outputs,
             spec.knob_names,

@@ -5,6 +5,7 @@ A sweep is a YAML file (or a mapping)::
     model: lyophilization            # optional: refused if it names another model
     recipe: case1_standard           # the base recipe (scenario name, or a path relative to the file)
     nfe: 60                          # collocation elements per simulation
+    mesh_tol: 1.0e-4                 # grid refinement per point (biotwin.engine.mesh); null: the grid as given
     grid:                            # recipe knobs (the model's EXPLORER knobs) or parameters
       shelf_C: [-20, -10, 0, 10]     #   a list of values in the knob's unit,
       pressure_mTorr: {from: 60, to: 300, n: 5}   # or evenly spaced values
@@ -47,6 +48,7 @@ from pyomo.common.config import ConfigDict, ConfigValue, In, ListOf, NonNegative
 
 from biotwin.core import yaml_io
 from biotwin.core.errors import BiotwinError, config_error_text
+from biotwin.engine.mesh import MESH_TOL
 
 DISTRIBUTIONS = {
     "normal": ("mean", "sd"),
@@ -60,12 +62,30 @@ class SweepError(BiotwinError):
     """A sweep that cannot run as written."""
 
 
+def _mesh_tol(value):
+    """A positive tolerance, or None (null in YAML): the grid as given."""
+    if value is None:
+        return None
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"mesh_tol must be a positive number or null, got {value!r}")
+    return value
+
+
 def sweep_config() -> ConfigDict:
     """The sweep schema: every key, its domain and its default."""
     c = ConfigDict()
     c.declare("model", ConfigValue(domain=str, default=None, description="the model the sweep is for"))
     c.declare("recipe", ConfigValue(default=None, description="base recipe: scenario name or YAML path"))
     c.declare("nfe", ConfigValue(domain=PositiveInt, default=60, description="collocation elements"))
+    c.declare(
+        "mesh_tol",
+        ConfigValue(
+            domain=_mesh_tol,
+            default=MESH_TOL,
+            description="grid refinement per point [share of a state's range]; null keeps the grid as given",
+        ),
+    )
     c.declare("grid", ConfigValue(domain=dict, default={}, description="knob -> values or {from, to, n}"))
     s = ConfigDict(description="uncertain parameters")
     s.declare("n", ConfigValue(domain=NonNegativeInt, default=0, description="samples per grid cell"))
@@ -89,6 +109,7 @@ class SweepSpec:
     model: object
     base_raw: dict
     nfe: int
+    mesh_tol: float | None
     grid: dict  # knob -> list of values
     classes: dict  # class -> {param: factor}
     outputs: list
@@ -108,6 +129,7 @@ class SweepSpec:
             "model": self.model.name,
             "recipe": self.base_raw,
             "nfe": self.nfe,
+            "mesh_tol": self.mesh_tol,
             "classes": self.classes,
             "outputs": self.outputs,
             "chunk": self.chunk,
@@ -349,6 +371,7 @@ def read_sweep(source, model=None) -> SweepSpec:
         model=model,
         base_raw=base_raw,
         nfe=int(cfg.nfe),
+        mesh_tol=cfg.mesh_tol,
         grid=grid,
         classes=classes,
         outputs=outputs,
