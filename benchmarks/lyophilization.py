@@ -1,7 +1,7 @@
 """Lyophilization benchmark: simulation of case 1 (cold, warm) and cycle optimization.
 
 Next to an independent scipy implementation of the same equations in the same run
-(``models/lyophilization/scipy_reference.py``: root finding for the sublimation-front temperature
+(``tests/references/lyophilization_scipy.py``: root finding for the sublimation-front temperature
 at each step, LSODA/Radau at rtol 1e-10 -- tighter than needed, so its time is an upper bound of
 what scipy needs; a second run at rtol 1e-6 is printed too). The scipy counterpart of the
 optimization is the exact greedy policy (shelf as warm as the product limit allows at every moment),
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import biotwin
 from biotwin.core.programs import Program
+from biotwin.tools.notebooks import repository_reference
 
 
 def timed(fn):
@@ -36,7 +37,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     model = biotwin.load_model("lyophilization")
-    ref = model.submodule("scipy_reference")
+    ref = repository_reference("lyophilization_scipy")
     sc = model.load_scenario("case1_standard")
     shelf = Program.from_points("T_shelf", sc.inputs["T_shelf"]["points"])
     pressure = Program.from_points("P_chamber", sc.inputs["P_chamber"]["points"], scale=1e-3)

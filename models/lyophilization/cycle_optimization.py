@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
+
+from biotwin.processes.freeze_drying import vapour_pressure_ice
 
 ZERO_CELSIUS = 273.15
 OPTIMIZE_KEYS = {"shelf_temperature_C", "chamber_pressure_mTorr", "constraints"}
@@ -185,7 +186,7 @@ def _check_sublimation_possible(raw, controls, t_max_C, where):
     from biotwin.core.parameters import default_values
 
     ice = default_values(Path(__file__).with_name("parameters.yaml"))
-    psub_mtorr = ice["psub_A"] * math.exp(-ice["psub_B"] / (t_max_C + ZERO_CELSIUS)) * 1e3
+    psub_mtorr = vapour_pressure_ice(t_max_C + ZERO_CELSIUS, ice["psub_A"], ice["psub_B"]) * 1e3
     if "P_chamber" in controls:
         p_min = controls["P_chamber"]["bounds"][0] * 1e3
         what = "the lowest allowed chamber pressure (optimize.chamber_pressure_mTorr.min)"

@@ -17,7 +17,8 @@ The Pikal/LyoPRONTO form (Pikal 1985, J Parenter Sci Technol 39:115; Chang & Fis
 Operating points between the product isotherm of the critical temperature (above it the product
 collapses) and the equipment line (above it the dryer chokes) are the design space. Every flux is in
 kg/h/m2 of product area, pressure in mTorr, time in h, temperature in degC. The physical relations
-(vapour pressure of ice, cake resistance, fill height) are those of ``scipy_reference.py``.
+(vapour pressure of ice, cake resistance, fill height) are :mod:`biotwin.processes.freeze_drying`'s, as in
+``model.py``.
 """
 
 from __future__ import annotations
@@ -29,26 +30,24 @@ import pandas as pd
 from scipy.integrate import quad
 from scipy.optimize import brentq
 
-from biotwin.core.model import helper_module
+from biotwin.processes import freeze_drying as rel
 
 ZERO_CELSIUS = 273.15
 
 
-def _relations():
-    return helper_module(__file__, "scipy_reference")
+def fill_height(p) -> float:
+    """Initial frozen-layer height [cm] of the parameter set ``p``."""
+    return rel.fill_height(*rel.parameters_of(p, "Vfill Ap c_solid rho_solution rho_ice rho_solute"))
 
 
 def ice_factor(p) -> float:
     """Volume of frozen layer per volume of ice removed [-] (the solids' share of the frozen layer)."""
-    x = p["c_solid"] / p["rho_solution"]
-    return (1 - x * (p["rho_solution"] - p["rho_ice"]) / p["rho_solute"]) / (
-        1 - x * p["rho_solution"] / p["rho_solute"]
-    )
+    return rel.ice_factor(*rel.parameters_of(p, "c_solid rho_solution rho_ice rho_solute"))
 
 
 def ice_mass_g(p) -> float:
     """Ice sublimed from one vial in primary drying [g]."""
-    return p["Ap"] * p["rho_ice"] * _relations().fill_height(p) / ice_factor(p)
+    return p["Ap"] * p["rho_ice"] * fill_height(p) / ice_factor(p)
 
 
 def _flux(g_per_h_per_vial, p) -> float:
@@ -61,11 +60,11 @@ def bottom_limited_rate(p, cake_cm: float, T_bottom_K: float, P_torr: float) -> 
 
     Solves the frozen layer's conduction for the sublimation-front temperature (bracketed root).
     """
-    lpr0 = _relations().fill_height(p)
-    rp = p["R0"] + p["A1"] * cake_cm / (1 + p["A2"] * cake_cm)  # [cm2 h Torr/g]
+    lpr0 = fill_height(p)
+    rp = rel.cake_resistance(cake_cm, p["R0"], p["A1"], p["A2"])  # [cm2 h Torr/g]
 
     def rate(T_sub):
-        return p["Ap"] * max(p["psub_A"] * math.exp(-p["psub_B"] / T_sub) - P_torr, 0.0) / rp
+        return p["Ap"] * max(rel.vapour_pressure_ice(T_sub, p["psub_A"], p["psub_B"]) - P_torr, 0.0) / rp
 
     def balance(T_sub):
         q = p["dHs"] * rate(T_sub) / 3600.0  # [cal/s]
@@ -86,8 +85,7 @@ def product_isotherm(p, T_bottom_C: float, pressure_mTorr: float) -> dict:
         length, the minimum) [kg/h/m2]; ``inf`` and zero fluxes when the chamber is above the ice's vapour
         pressure at that temperature.
     """
-    rel = _relations()
-    lpr0 = rel.fill_height(p)
+    lpr0 = fill_height(p)
     T, P = T_bottom_C + ZERO_CELSIUS, pressure_mTorr / 1000.0
     first, last = bottom_limited_rate(p, 0.0, T, P), bottom_limited_rate(p, lpr0, T, P)
     if last <= 0.0:

@@ -29,6 +29,7 @@ from scipy.integrate import solve_ivp
 
 from biotwin.core.errors import ScenarioError
 from biotwin.core.parameters import default_values
+from biotwin.processes.freeze_drying import fill_height
 
 CAL = 4.184  # [J/cal]
 CP_SOLUTION = 4.0  # [J/g/K] (LyoPRONTO's 4000 J/kg/K)
@@ -49,8 +50,7 @@ def frozen_mass(fill_mL, Ap_cm2, c_solid_g_per_mL):
         Solids concentration [g/mL].
     """
     rho_sol, rho_ice, rho_solute = _densities()
-    x = c_solid_g_per_mL / rho_sol
-    lpr0 = fill_mL / (Ap_cm2 * rho_ice) * rho_sol * (1 - x * (rho_sol - rho_ice) / rho_solute)  # [cm]
+    lpr0 = fill_height(fill_mL, Ap_cm2, c_solid_g_per_mL, rho_sol, rho_ice, rho_solute)  # [cm]
     return rho_ice * lpr0 * Ap_cm2
 
 

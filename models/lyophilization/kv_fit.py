@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from biotwin.core.errors import ScenarioError
+from biotwin.processes.freeze_drying import vial_heat_transfer
 
 
 @dataclass
@@ -100,7 +101,7 @@ def fit_kv_from_drying_time(model, scenario, t_dry_h, kv_range=(1e-4, 2e-3), nfe
     # simulation then starts near the previous one (the range's ends are slow to solve from far away)
     p = model.parameter_values(model.load_scenario(raw).parameters)
     pressure = raw["chamber_pressure_mTorr"][0][1] * 1e-3  # [torr]
-    k = min(max(p["KC"] + p["KP"] * pressure / (1 + p["KD"] * pressure), lo), hi)
+    k = min(max(vial_heat_transfer(pressure, p["KC"], p["KP"], p["KD"]), lo), hi)
     a, t_a = k, drying_time(k)
     factor = 1.5 if t_a > t_dry_h else 1 / 1.5
     while True:

@@ -34,6 +34,7 @@ import pyomo.environ as pyo
 from biotwin.core.dae import derivative, time_set
 from biotwin.core.model import helper_module
 from biotwin.core.units import parse_unit
+from biotwin.processes import freeze_drying as rel
 from biotwin.processes.kinetics import positive_part, smooth_switch
 
 TIME_UNIT = "h"
@@ -66,14 +67,11 @@ def build(settings=None):
     m.P_chamber.fix()
     m.dLck = derivative(m.Lck, m.t, TIME_UNIT)
 
-    x = m.c_solid / m.rho_solution
-    m.Lpr0 = pyo.Expression(
-        expr=m.Vfill / (m.Ap * m.rho_ice) * m.rho_solution * (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute),
-        doc="initial fill height [cm]",
-    )
-    m.P_sub = pyo.Expression(m.t, rule=lambda m, t: m.psub_A * pyo.exp(-m.psub_B / m.T_sub[t]))
-    m.Rp = pyo.Expression(m.t, rule=lambda m, t: m.R0 + m.A1 * m.Lck[t] / (1 + m.A2 * m.Lck[t]))
-    m.Kv = pyo.Expression(m.t, rule=lambda m, t: m.KC + m.KP * m.P_chamber[t] / (1 + m.KD * m.P_chamber[t]))
+    densities = (m.rho_solution, m.rho_ice, m.rho_solute)
+    m.Lpr0 = pyo.Expression(expr=rel.fill_height(m.Vfill, m.Ap, m.c_solid, *densities), doc="initial fill height [cm]")
+    m.P_sub = pyo.Expression(m.t, rule=lambda m, t: rel.vapour_pressure_ice(m.T_sub[t], m.psub_A, m.psub_B))
+    m.Rp = pyo.Expression(m.t, rule=lambda m, t: rel.cake_resistance(m.Lck[t], m.R0, m.A1, m.A2))
+    m.Kv = pyo.Expression(m.t, rule=lambda m, t: rel.vial_heat_transfer(m.P_chamber[t], m.KC, m.KP, m.KD))
     # No sublimation while the ice vapour pressure is below the chamber pressure (LyoPRONTO clips
     # the rate to 0 there): a smooth positive part, off by eps^2/(4 dP) = 2.5e-10 torr at dP = 0.1 torr.
     eps = 1e-5 * u.torr
@@ -89,12 +87,15 @@ def build(settings=None):
     # the ice is gone, when the simulation runs on to the end of the recipe (results stop at the end)
     m.frozen_thickness = pyo.Expression(m.t, rule=lambda m, t: positive_part(m.Lpr0 - m.Lck[t], 1e-5 * u.cm))
     m.T_bottom = pyo.Expression(
-        m.t, rule=lambda m, t: m.T_sub[t] + m.heat_sublimation[t] / (m.Ap * m.k_ice) * m.frozen_thickness[t]
+        m.t,
+        rule=lambda m, t: rel.bottom_temperature(
+            m.T_sub[t], m.heat_sublimation[t], m.frozen_thickness[t], m.Ap, m.k_ice
+        ),
     )
     m.energy_balance = pyo.Constraint(
         m.t, rule=lambda m, t: m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_bottom[t]) == m.heat_sublimation[t]
     )
-    ice_factor = (1 - x * (m.rho_solution - m.rho_ice) / m.rho_solute) / (1 - x * m.rho_solution / m.rho_solute)
+    ice_factor = rel.ice_factor(m.c_solid, *densities)
     m.cake_growth_rate = pyo.Expression(
         m.t,
         rule=lambda m, t: m.sublimation_rate[t] / (m.Ap * m.rho_ice) * ice_factor,
@@ -243,7 +244,7 @@ def read_scenario(raw, where):
     from biotwin.core.parameters import default_values
 
     ice = default_values(Path(__file__).with_name("parameters.yaml"))  # psub_A [torr], psub_B [K]
-    psub_mtorr = ice["psub_A"] * np.exp(-ice["psub_B"] / (shelf(grid) + ZERO_CELSIUS)) * 1000.0
+    psub_mtorr = rel.vapour_pressure_ice(shelf(grid) + ZERO_CELSIUS, ice["psub_A"], ice["psub_B"]) * 1000.0
     if np.all(pressure(grid) >= psub_mtorr):
         warmest = float(np.max(shelf(grid)))
         raise ScenarioError(

@@ -16,6 +16,7 @@ import pytest
 
 import biotwin
 from biotwin.core.errors import ScenarioError
+from references import lyophilization_scipy
 from support import radau3_integral
 
 CASES = [  # reference file, scenario, nfe, end of the shelf ramp [h], drying time, max Tbot
@@ -183,7 +184,7 @@ def test_secondary_drying_matches_independent_scipy_integration(model):
     recipe["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [7.5, 20], [7.9, 40], [16, 40]]
     recipe["chamber_pressure_mTorr"] = [[0, 150], [16, 150]]
     shelf, pressure, t_end = _scipy_programs(model, recipe)
-    ref = model.submodule("scipy_reference").simulate(model.parameter_values(), shelf, pressure, t_end)
+    ref = lyophilization_scipy.simulate(model.parameter_values(), shelf, pressure, t_end)
     result = model.simulate(scenario=recipe, nfe=160)
     table = model.output_table(result)
     summary = model.summary(result)
@@ -361,7 +362,7 @@ def test_kv_from_a_measured_drying_time(model, shared_data):
     """LyoPRONTO's "unknown Kv" case (lyopronto_more/example_unknownkv.yaml: case-1 recipe at 150 mTorr,
     primary drying measured to end at 12.62 h, Kv searched in 1e-4 - 2e-3 cal/s/K/cm2, KP = KD = 0).
     LyoPRONTO ships no answer, so the fitted Kv is checked against a second implementation: the scipy
-    integration of the model's equations (scipy_reference.py) with its own root search, and re-simulated."""
+    integration of the model's equations (tests/references/lyophilization_scipy.py) with its own root search, and re-simulated."""
     import yaml
     from scipy.optimize import brentq
 
@@ -373,7 +374,7 @@ def test_kv_from_a_measured_drying_time(model, shared_data):
     recipe["shelf_temperature_C"] = [*recipe["shelf_temperature_C"], [20.0, 20.0]]
     recipe["chamber_pressure_mTorr"] = [*recipe["chamber_pressure_mTorr"], [20.0, 150.0]]
     shelf, pressure, t_end = _scipy_programs(model, recipe)
-    reference = model.submodule("scipy_reference")
+    reference = lyophilization_scipy
 
     def t_dry(kv):
         p = {**model.parameter_values(model.load_scenario(recipe).parameters), "KC": kv, "KP": 0.0, "KD": 0.0}
@@ -486,7 +487,7 @@ def test_the_product_isotherm_is_the_greedy_policy_without_a_shelf_bound(model):
     fds = model.submodule("flux_design_space")
     p = model.parameter_values(model.load_scenario("case1_standard").parameters)
     iso = fds.product_isotherm(p, -5.0, 150.0)
-    greedy = model.submodule("scipy_reference").greedy_fastest_drying(p, 268.15, 0.15, (228.15, 5000.0))
+    greedy = lyophilization_scipy.greedy_fastest_drying(p, 268.15, 0.15, (228.15, 5000.0))
     print(f"\nproduct isotherm {iso['drying_time_h']:.8f} h, greedy policy {greedy['t_dry']:.8f} h")
     assert iso["drying_time_h"] == pytest.approx(greedy["t_dry"], rel=1e-6)
     assert iso["max_flux"] > iso["average_flux"] > iso["final_flux"] > 0

@@ -8,9 +8,36 @@ numbers land next to the executed copy under ``out/``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
+
+#: The source repository this module sits in (``src/biotwin/tools`` -> the checkout), when installed editable.
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+
+def repository_reference(name: str):
+    """An independent reference implementation from the repository's ``tests/references/<name>.py``.
+
+    The notebooks compare biotwin with second implementations written from the model cards (the scipy
+    lyophilization code); those are test references and are not shipped with the package, so they load
+    from a source checkout only.
+    """
+    path = REPOSITORY / "tests" / "references" / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no reference implementation {name!r} at {path}: the independent references live in the source "
+            "repository's tests/references (a checkout installed with make setup), not in the installed package"
+        )
+    module_name = f"biotwin_reference_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return sys.modules[module_name]
 
 
 def find_notebooks(folder: str | Path = "notebooks") -> list[Path]:

@@ -4,7 +4,11 @@ Same equations as ``model.py`` but a different method: the sublimation-front tem
 by bracketing root finding at each right-hand-side evaluation (as LyoPRONTO does with fsolve), the
 end of primary drying is an exact integration event, and secondary drying then starts with a sharp
 switch (``model.py`` switches smoothly and lets the product temperature follow the vial bottom
-during primary drying). Used by the tests and by ``benchmarks/lyophilization.py``.
+during primary drying). The relations (vapour pressure of ice, cake resistance, vial heat transfer, fill
+height) are written out here again from the model card (``models/lyophilization/README.md``) on purpose:
+this module imports nothing of biotwin. It is a test reference, not shipped with the package: the tests,
+``benchmarks/lyophilization.py`` and the lyophilization notebooks load it from the repository
+(:func:`biotwin.tools.notebooks.repository_reference`).
 
 Units as in ``parameters.yaml``: cm, g, h, cal, K, torr.
 """
