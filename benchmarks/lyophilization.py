@@ -45,22 +45,30 @@ def main(argv=None):
 
     cold, result = timed(lambda: model.simulate(scenario="case1_standard", nfe=args.nfe))
     t_dry = model.summary(result)["primary_drying_time_h"]
-    warm = []
+    # warm re-solves with a changed parameter. On the fixed grid (mesh_tol=None) the kept NLP is
+    # re-solved; with mesh refinement (the default) each parameter value is integrated first and may
+    # get a grid of its own, which is a new discretization (a cold build).
+    fixed, refined = [], []
     for k in range(args.repeats):
+        params = {"R0": 1.4 * (1 + 0.01 * (k + 1))}
         dt, _ = timed(
-            lambda k=k: model.simulate(
-                scenario="case1_standard", nfe=args.nfe, params={"R0": 1.4 * (1 + 0.01 * (k + 1))}
-            )
+            lambda params=params: model.simulate(scenario="case1_standard", nfe=args.nfe, params=params, mesh_tol=None)
         )
-        warm.append(dt)
-    warm_s = statistics.median(warm)
+        fixed.append(dt)
+        dt, _ = timed(lambda params=params: model.simulate(scenario="case1_standard", nfe=args.nfe, params=params))
+        refined.append(dt)
+    warm_s, warm = statistics.median(fixed), fixed
     scipy_tight, out = timed(lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end))
     scipy_loose, _ = timed(
         lambda: ref.simulate(p, lambda t: shelf(t)[0], lambda t: pressure(t)[0], sc.t_end, rtol=1e-6)
     )
     print(f"case 1 simulation, primary + secondary drying to {sc.t_end} h ({args.nfe} elements x 3 Radau points):")
     print(f"  biotwin cold            {cold:7.3f} s   (drying time {t_dry:.5f} h)")
-    print(f"  biotwin warm (median {args.repeats}) {warm_s:7.3f} s   min {min(warm):.3f} s; target < 1 s")
+    print(f"  biotwin warm (median {args.repeats}) {warm_s:7.3f} s   min {min(warm):.3f} s; target < 1 s (fixed grid)")
+    print(
+        f"  biotwin new R0, refined grid (median {args.repeats}) {statistics.median(refined):7.3f} s"
+        f"   (ratio to fixed-grid warm {statistics.median(refined) / warm_s:.1f})"
+    )
     print(f"  scipy rtol 1e-10        {scipy_tight:7.3f} s   (drying time {out['t_dry']:.5f} h)")
     print(f"  scipy rtol 1e-6         {scipy_loose:7.3f} s")
     print(f"  ratio warm / scipy(1e-10) {warm_s / scipy_tight:.2f}; cold / warm {cold / warm_s:.2f}")
