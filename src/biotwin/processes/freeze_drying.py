@@ -85,6 +85,34 @@ def vial_heat_transfer(P_torr, KC, KP, KD):
     return KC + KP * P_torr / (1 + KD * P_torr)
 
 
+def kv_from_sublimation(mass_loss_g, duration_h, T_shelf_K, T_bottom_K, Av, dHs):
+    """Vial heat-transfer coefficient from a gravimetric sublimation test [cal / s / K / cm2].
+
+    ``Kv = dHs (dm / dt) / (Av (T_shelf - T_bottom))``: the heat that sublimed the ice lost over the
+    test, divided by the vial's outer area and the mean shelf-to-vial-bottom temperature difference.
+
+    Parameters
+    ----------
+    mass_loss_g : float or array
+        Ice sublimed during the test (vial weighed before and after) [g].
+    duration_h : float or array
+        Length of the steady part of the test [h].
+    T_shelf_K, T_bottom_K : float or array
+        Mean shelf-surface and vial-bottom (product thermocouple) temperatures over the test [K]
+        (their difference may be given in degC as well).
+    Av : float
+        Outer cross-sectional area of the vial [cm2].
+    dHs : float
+        Heat of sublimation of ice [cal/g].
+
+    References
+    ----------
+    Pikal, M. J., Roy, M. L., Shah, S. (1984), J Pharm Sci 73:1224 (the gravimetric method);
+    Tang, X., Pikal, M. J. (2004), Pharm Res 21:191 (practice).
+    """
+    return dHs * mass_loss_g / (3600.0 * duration_h) / (Av * (T_shelf_K - T_bottom_K))
+
+
 def solid_fraction(c_solid, rho_solution):
     """Mass fraction of solids in the solution ``x = c_solid / rho_solution`` [-]."""
     return c_solid / rho_solution
@@ -149,6 +177,7 @@ __all__ = [
     "cake_resistance",
     "fill_height",
     "ice_factor",
+    "kv_from_sublimation",
     "parameters_of",
     "solid_fraction",
     "vapour_pressure_ice",
