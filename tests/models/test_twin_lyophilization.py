@@ -1,0 +1,83 @@
+"""The live twin on real freeze-drying data: LyoPRONTO's measured product-temperature record.
+
+``../shared/data/lyophilization/measured_product_temperature.txt`` (a vial-bottom thermocouple, every
+0.01 h for 4.5 h; the recipe as LyoPRONTO's docs give it: 150 mTorr, shelf -35 -> 20 degC at
+1 degC/min) is replayed row by row into the twin, which estimates the dried-layer resistance ``R0`` and
+``A1`` (``A2 = 0``, where the offline fit puts it) from parameters.yaml with its default 30 % prior
+spread and process noise. The thermocouple is read as the model's lumped product temperature
+``T_product``, which follows the vial bottom with a 0.01 h lag during primary drying (the twin measures
+states). The record ends before drying does, so the end of primary drying is a forecast.
+
+Checked against the offline calibration of the same record (``biotwin.calibrate`` on the vial-bottom
+temperature, R0 and A1): the forecast end of drying at half the record within 10 % of the whole
+record's, and A1 inside the calibration's 95 % interval. R0 is printed with the calibration's
+interval, not asserted: with the default settings it ends at 0.194 +- 0.008 against the calibration's
+0.247 [0.232, 0.263] (the filter lets process noise absorb part of the misfit at the ramp end that the
+calibration puts into R0; with process noise 1e-6 it ends at 0.224).
+"""
+
+import numpy as np
+import pandas as pd
+
+import biotwin
+from biotwin.core.data import Experiment
+from biotwin.processes.freeze_drying import fill_height, parameters_of
+
+RECIPE = {"t_end_h": 9.0, "shelf_temperature_C": [[0, -35], [55 / 60, 20], [9, 20]]}
+
+
+def test_the_twin_on_the_measured_record_forecasts_the_end_of_drying(shared_data):
+    model = biotwin.load_model("lyophilization")
+    raw = np.loadtxt(shared_data / "lyophilization" / "measured_product_temperature.txt")
+    record = pd.DataFrame({"time": raw[:, 0], "T_product": raw[:, 1] + 273.15, "T_product_sigma": 0.3})
+    record = record[record["time"] > 0]  # t = 0 is the initial condition
+    recipe = {
+        **model.load_scenario("case1_standard").raw,
+        **RECIPE,
+        "chamber_pressure_mTorr": [[0, 150], [9, 150]],
+    }
+    p = model.parameter_values()
+    L0 = fill_height(*parameters_of(p, "Vfill Ap c_solid rho_solution rho_ice rho_solute"))  # [cm]
+
+    def end_of_drying(update):
+        forecast = update.forecast(points=800)
+        cake = forecast[forecast["variable"] == "Lck"]
+        done = cake[cake["value"] >= L0 * (1 - 1e-6)]
+        assert len(done), "the forecast does not reach the end of primary drying"
+        return float(done["time"].iloc[0])
+
+    twin = biotwin.Twin(model, recipe, estimate=["R0", "A1"])
+    half_time, at_half, alarm_times, update = record["time"].iloc[-1] / 2, None, [], None
+    for _, row in record.iterrows():
+        update = twin.update(row.to_frame().T)
+        alarm_times += [a["update_time"] for a in update.alarms]
+        if at_half is None and update.time >= half_time:
+            at_half = (update.time, end_of_drying(update), dict(update.parameters))
+    final = end_of_drying(update)
+    seconds = [u.update_s for u in twin.history]
+
+    offline = biotwin.calibrate(
+        model,
+        Experiment.from_frame(
+            record.rename(columns={"T_product": "T_bottom"}).drop(columns="T_product_sigma"),
+            "thermocouple",
+            scenario={**recipe, "t_end_h": float(record["time"].iloc[-1])},
+        ),
+        ["R0", "A1"],
+        nfe=100,
+        start={"R0": 1.0, "A1": 10.0},
+    ).table()
+    print(
+        f"\n{len(record)} rows, update median {np.median(seconds) * 1e3:.1f} ms, max {max(seconds) * 1e3:.0f} ms; "
+        f"end of primary drying forecast at {at_half[0]:.2f} h: {at_half[1]:.4f} h, at {update.time:.2f} h: {final:.4f} h; "
+        f"alarms at {len(alarm_times)} updates ({min(alarm_times, default=np.nan):.2f}-{max(alarm_times, default=np.nan):.2f} h)"
+    )
+    for name in ("R0", "A1"):
+        value, sd = update.parameters[name]
+        row = offline.loc[name]
+        print(
+            f"{name}: twin {value:.4g} +- {sd:.2g} (at half the record {at_half[2][name][0]:.4g}); offline "
+            f"calibration {row['value']:.4g} [{row['ci95_low']:.4g}, {row['ci95_high']:.4g}]"
+        )
+    assert abs(at_half[1] / final - 1) < 0.10
+    assert offline.loc["A1", "ci95_low"] <= update.parameters["A1"][0] <= offline.loc["A1", "ci95_high"]
