@@ -25,16 +25,11 @@ if os.environ.get("CI"):
 
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).resolve().parent
-    tier_of = {}
     for item in items:
         tier = Path(item.fspath).resolve().relative_to(here).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test file must sit in one of the tier folders {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
-        tier_of[item.nodeid] = TIERS.index(tier)
-    # slowest tiers first: with two workers (pytest-xdist worksteal) the run then ends on short tests that
-    # either worker can take, instead of one worker finishing a minute-long notebook while the other idles
-    items.sort(key=lambda item: -tier_of[item.nodeid])
 
 
 @pytest.fixture(scope="session")
