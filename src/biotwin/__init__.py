@@ -15,9 +15,10 @@ Architecture: seven layers; a module imports only from its own layer or the laye
     twin/         the live twin: filter on streaming data, forecasts with bands, alarms
     sweep/        grids and parameter samples on Dask, probabilistic design spaces, Sobol
       |
-    processes/    shared domain physics: cell-culture kinetics, balances, recipes
+    processes/    shared domain physics: cell-culture kinetics, balances, recipes;
+                  freeze-drying relations (vapour pressure, resistance, Kv, fill height)
       |
-    engine/       Simulation (discretize, initialize, solve, warm start), Ipopt/PyNumero,
+    engine/       Simulation (discretize, refine the grid, initialize, solve, warm start), Ipopt/PyNumero,
                   forward integration, compiled expressions, results, recipe knobs
       |
     core/         the model-folder contract (Model, load_model), parameters, recipes and
