@@ -154,6 +154,11 @@ GRAVIMETRIC_OPTIONAL = {"vial": "label", "position": "vial class", "Av_cm2": "ou
 KV_UNITS = {"KC": "cal/s/K/cm^2", "KP": "cal/s/K/cm^2/torr", "KD": "1/torr"}
 
 
+def _where(source) -> str:
+    """How errors name the tests: the file, or "gravimetric tests" for a table."""
+    return "gravimetric tests" if isinstance(source, pd.DataFrame) else str(source)
+
+
 def read_gravimetric_tests(source, Av_cm2=None, dHs=678.0) -> pd.DataFrame:
     """Read gravimetric sublimation tests (CSV path or DataFrame; one row per vial) and each vial's Kv.
 
@@ -179,7 +184,7 @@ def read_gravimetric_tests(source, Av_cm2=None, dHs=678.0) -> pd.DataFrame:
         that is not a finite number, a pressure, mass loss or duration that is not positive, a vial
         whose bottom was not colder than the shelf (no heat flowed into it: the test cannot give Kv).
     """
-    where = str(source) if not isinstance(source, pd.DataFrame) else "gravimetric tests"
+    where = _where(source)
     if isinstance(source, pd.DataFrame):
         raw = source.copy()
     else:
@@ -197,16 +202,16 @@ def read_gravimetric_tests(source, Av_cm2=None, dHs=678.0) -> pd.DataFrame:
         raise DataError(f"{where}: {' and '.join(problems)}; a gravimetric-test file has {spec}; optionally {optional}")
     if len(raw) == 0:
         raise DataError(f"{where}: no rows")
-    numeric = [*GRAVIMETRIC_COLUMNS, *(["Av_cm2"] if "Av_cm2" in raw.columns else [])]
+    area = ["Av_cm2"] if "Av_cm2" in raw.columns else []
     out = raw.copy()
-    for col in numeric:
+    for col in [*GRAVIMETRIC_COLUMNS, *area]:
         values = pd.to_numeric(raw[col], errors="coerce")
         bad = ~np.isfinite(values.to_numpy(dtype=float))
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             raise DataError(f"{where}: row {k + 2}, column {col}: {raw[col].iloc[k]!r} is not a finite number")
         out[col] = values.astype(float)
-    for col in ("P_chamber_mTorr", "mass_loss_g", "duration_h", *(["Av_cm2"] if "Av_cm2" in raw.columns else [])):
+    for col in ("P_chamber_mTorr", "mass_loss_g", "duration_h", *area):
         bad = out[col].to_numpy() <= 0
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
@@ -352,7 +357,7 @@ def fit_kv_gravimetric(tests, Av_cm2=None, dHs=678.0) -> dict[str, GravimetricKv
     from scipy.optimize import least_squares
 
     table = read_gravimetric_tests(tests, Av_cm2=Av_cm2, dHs=dHs)
-    where = str(tests) if not isinstance(tests, pd.DataFrame) else "gravimetric tests"
+    where = _where(tests)
     names = list(KV_UNITS)
     fits = {}
     for position, group in table.groupby("position", sort=True):

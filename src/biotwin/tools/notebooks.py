@@ -8,11 +8,11 @@ numbers land next to the executed copy under ``out/``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
+
+from biotwin.core.model import helper_module
 
 #: The source repository this module sits in (``src/biotwin/tools`` -> the checkout), when installed editable.
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -31,13 +31,7 @@ def repository_reference(name: str):
             f"no reference implementation {name!r} at {path}: the independent references live in the source "
             "repository's tests/references (a checkout installed with make setup), not in the installed package"
         )
-    module_name = f"biotwin_reference_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[module_name] = module
-    return sys.modules[module_name]
+    return helper_module(path, name)  # the one loader of a Python file beside another, imported once
 
 
 def find_notebooks(folder: str | Path = "notebooks") -> list[Path]:
