@@ -470,10 +470,13 @@ def design_space_figure(grid, T_critical_C, equipment=None, value="primary_dryin
 
 # -- interactive explorer (biotwin.explore) -------------------------------------------------------
 def _explorer_shelf(raw, value):
-    ramp_h = abs(value + 35.0) / 60.0  # from -35 degC at 1 degC/min
+    """The recipe with its shelf ramped at 1 degC/min from the recipe's own loading temperature to ``value``
+    [degC] and held (a shelf isotherm), at the recipe's first chamber pressure."""
+    start = float(raw["shelf_temperature_C"][0][1])
+    ramp_h = abs(value - start) / 60.0  # 1 degC/min
     return {
         **raw,
-        "shelf_temperature_C": [[0.0, -35.0], [ramp_h, value], [40.0, value]],
+        "shelf_temperature_C": [[0.0, start], [ramp_h, value], [40.0, value]],
         "chamber_pressure_mTorr": [
             [0.0, raw["chamber_pressure_mTorr"][0][1]],
             [40.0, raw["chamber_pressure_mTorr"][0][1]],

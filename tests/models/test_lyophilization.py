@@ -58,6 +58,16 @@ def test_units_consistent(model):
     assert_units_consistent(model.build({"t_end": 10.0}))
 
 
+def test_the_shelf_knob_ramps_from_the_recipes_loading_temperature(model):
+    # the explorer's and the sweeps' shelf knob: a shelf isotherm reached at 1 degC/min from the recipe's own
+    # loading temperature (case 2 loads at -45 degC; the knob used to start every recipe at -35 degC)
+    raw = model.load_scenario("case2_10R_sucrose").raw
+    shelf = model.module._explorer_shelf(raw, -25.0)["shelf_temperature_C"]
+    assert shelf[0] == [0.0, -45.0]
+    assert shelf[1] == pytest.approx([20.0 / 60.0, -25.0])  # 20 K at 1 K/min
+    assert shelf[-1][1] == -25.0
+
+
 def test_recipe_shorter_than_drying_is_an_error(model):
     recipe = dict(model.load_scenario("case1_standard").raw)
     recipe["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [5, 20]]
