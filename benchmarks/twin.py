@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE = {"Glc": (1, 0.7, 0), "Lac": (1, 0.7, 0), "Xv": (24, 0, 0.05), "titer": (24, 0.005, 0.05)}
 
 
-def run(model, recipe, stream, until=None):
-    twin = biotwin.Twin(model, "nominal_14d", estimate=["mu_max", "beta_P"])
+def run(model, recipe, stream, until=None, **options):
+    twin = biotwin.Twin(model, "nominal_14d", estimate=["mu_max", "beta_P"], **options)
     alarms, at_day7 = [], None
     for rows in replay(stream if until is None else stream[stream["time"] <= until]):
         update = twin.update(rows)
@@ -41,11 +41,13 @@ def run(model, recipe, stream, until=None):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--replicates", type=int, default=20)
+    parser.add_argument("--mhe-replicates", type=int, default=3, help="replicates also run with the moving horizon")
+    parser.add_argument("--window", type=int, default=8, help="rows in the moving horizon")
     args = parser.parse_args()
     model = biotwin.load_model("mab_fedbatch")
     p = model.parameter_set
     truth_p = {"mu_max": 1.15 * p["mu_max"].value, "beta_P": 0.85 * p["beta_P"].value}
-    covered, errors, false_alarms, walls, forecast_s = 0, [], 0, [], []
+    covered, errors, false_alarms, walls, forecast_s, mhe_rows = 0, [], 0, [], [], []
     for seed in range(args.replicates):
         stream, truth_run = synthetic_stream(model, "nominal_14d", truth_p, SCHEDULE, seed=100 + seed)
         final = truth_run["titer"].iloc[-1]
@@ -58,6 +60,19 @@ def main():
         errors.append(end.value / final - 1)
         false_alarms += len(alarms)
         walls += [h.update_s for h in twin.history]
+        if seed < args.mhe_replicates:  # the same stream through the moving horizon, to day 7
+            mhe, _, mhe7 = run(model, "nominal_14d", stream, until=168.0, method="mhe", window=args.window)
+            mhe_end = mhe7.forecast().query("variable == 'titer'").iloc[-1]
+            mhe_rows.append(
+                {
+                    "forecast_diff": mhe_end.value / end.value - 1,
+                    "band_ratio": (mhe_end.hi95 - mhe_end.lo95) / (end.hi95 - end.lo95),
+                    "covered": mhe_end.lo95 <= final <= mhe_end.hi95,
+                    "mu_max": (day7.parameters["mu_max"][0], mhe7.parameters["mu_max"][0]),
+                    "walls": [h.update_s for h in mhe.history],
+                    "ekf_walls": [h.update_s for h in twin.history if h.time <= 168.0],
+                }
+            )
         print(
             f"replicate {seed:2d}: day-7 forecast {end.value:.4f} [{end.lo95:.4f}, {end.hi95:.4f}] g/L, truth "
             f"{final:.4f} ({100 * errors[-1]:+.1f} %); alarms {len(alarms)}"
@@ -71,6 +86,20 @@ def main():
         f"update time: median {1e3 * np.median(walls):.0f} ms, max {1e3 * np.max(walls):.0f} ms; "
         f"forecast to day 14 {np.median(forecast_s):.2f} s (median)"
     )
+
+    if mhe_rows:
+        mhe_walls = np.concatenate([r["walls"] for r in mhe_rows])
+        ekf_walls = np.concatenate([r["ekf_walls"] for r in mhe_rows])
+        print(
+            f"moving horizon ({args.window} rows, 1 Gauss-Newton iteration per update) against the EKF, "
+            f"{len(mhe_rows)} replicates to day 7: day-7 forecast of the final titer differs by at most "
+            f"{100 * max(abs(r['forecast_diff']) for r in mhe_rows):.3f} %, band width ratio "
+            f"{min(r['band_ratio'] for r in mhe_rows):.3f}-{max(r['band_ratio'] for r in mhe_rows):.3f}, covers the "
+            f"truth in {sum(r['covered'] for r in mhe_rows)}/{len(mhe_rows)}; mu_max at day 7 (EKF, MHE) "
+            f"{[tuple(round(v, 5) for v in r['mu_max']) for r in mhe_rows]}; update median "
+            f"{1e3 * np.median(mhe_walls):.0f} ms (max {1e3 * np.max(mhe_walls):.0f} ms) against the EKF's "
+            f"{1e3 * np.median(ekf_walls):.0f} ms in the same run (ratio {np.median(mhe_walls) / np.median(ekf_walls):.1f})"
+        )
 
     recipe = yaml.safe_load((ROOT / "models" / "mab_fedbatch" / "scenarios" / "nominal_14d.yaml").read_text())
     recipe["boluses"] = [b for b in recipe["boluses"] if b["time"] != 8.5]

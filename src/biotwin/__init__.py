@@ -12,7 +12,7 @@ Architecture: seven layers; a module imports only from its own layer or the laye
       |
     calibration/  multi-experiment estimation, covariance, identifiability, profiles
     optimize/     dynamic optimization of recipes (bolus feeding)                  (analysis)
-    twin/         the live twin: filter on streaming data, forecasts with bands, alarms
+    twin/         the live twin: EKF or moving horizon on streaming data, forecasts, alarms
     sweep/        grids and parameter samples on Dask, probabilistic design spaces, Sobol
       |
     processes/    shared domain physics: cell-culture kinetics, balances, recipes;

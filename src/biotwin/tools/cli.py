@@ -748,6 +748,13 @@ def _add_twin_options(q) -> None:
     q.add_argument("--estimate", default="", help="comma-separated parameters estimated online")
     q.add_argument("--prior", help="a calibration result (JSON) as the parameters' prior")
     q.add_argument("--prior-rsd", type=float, default=0.3, help="relative sd of parameters without a prior")
+    q.add_argument(
+        "--method",
+        choices=["ekf", "mhe"],
+        default="ekf",
+        help="estimator: extended Kalman filter (default) or moving-horizon estimation",
+    )
+    q.add_argument("--window", type=int, default=8, help="rows in the moving horizon (--method mhe)")
     q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
     q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
     q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
@@ -774,7 +781,15 @@ def _print_record(summary: dict) -> int:
 
 def _twin_from_args(args):
     model = biotwin.load_model(args.model)
-    return biotwin.Twin(model, args.recipe, estimate=_names(args.estimate), prior=args.prior, prior_rsd=args.prior_rsd)
+    return biotwin.Twin(
+        model,
+        args.recipe,
+        estimate=_names(args.estimate),
+        prior=args.prior,
+        prior_rsd=args.prior_rsd,
+        method=args.method,
+        window=args.window,
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:

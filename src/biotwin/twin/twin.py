@@ -100,6 +100,14 @@ class Twin:
     alarm_rule : AlarmRule, optional
     nfe : int
         Finite elements of the nominal run that sets the integrator up.
+    method : {"ekf", "mhe"}
+        ``"ekf"``: the extended Kalman filter (cheap: one linearization per row). ``"mhe"``: moving-horizon
+        estimation over the last ``window`` rows, re-solved at every update with an EKF arrival cost
+        (:mod:`biotwin.twin.mhe`); the innovations and alarms are the same test on its prediction.
+    window : int
+        Rows in the moving horizon (``method="mhe"``) [-] (default 8).
+    iterations : int
+        Largest number of least-squares iterations per update of the moving horizon [-] (default 3).
     """
 
     def __init__(
@@ -113,7 +121,16 @@ class Twin:
         process_noise=0.002,
         alarm_rule=None,
         nfe=40,
+        method="ekf",
+        window=8,
+        iterations=3,
     ):
+        if method not in ("ekf", "mhe"):
+            raise BiotwinError(f"method {method!r}: use 'ekf' (extended Kalman filter) or 'mhe' (moving horizon)")
+        for value, what in ((window, "window"), (iterations, "iterations")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BiotwinError(f"{what} must be a whole number of at least 1, got {value!r}")
+        self.method = method
         self.model = model if isinstance(model, Model) else load_model(model)
         self.sim = Simulation(self.model, recipe, nfe=nfe)
         integ = self.sim.discretization.integrator
@@ -179,6 +196,11 @@ class Twin:
         self.alarm_rule = alarm_rule or AlarmRule()
         self.history: list[TwinUpdate] = []
         self.refused: list[dict] = []
+        self.horizon = None
+        if method == "mhe":
+            from biotwin.twin.mhe import MovingHorizon
+
+            self.horizon = MovingHorizon(self, window, iterations)
 
     # -- set-up helpers ----------------------------------------------------------------------------
     def _prior(self, prior, prior_rsd):
@@ -269,11 +291,15 @@ class Twin:
                 self._predict(t_k)
             nis, m, contrib = self._correct(measured)
             self._corrected_at = t_k
+            if self.horizon is not None:
+                self.horizon.add(t_k, measured)
             nis_total += nis
             m_total += m
             for k, v in contrib.items():
                 contributions[k] = contributions.get(k, 0.0) + v
         self.refused.extend(refused)
+        if self.horizon is not None and m_total:
+            self.a, self.P = self.horizon.solve()
         alarms = self.alarm_rule.check(self.t, nis_total, m_total, contributions) if m_total else []
         update = TwinUpdate(
             time=self.t,
@@ -317,35 +343,44 @@ class Twin:
         return None, measured
 
     def _predict(self, t_k):
-        n = len(self.state_names)
-        base, J = self._jacobian(self.a, self.t, t_k)
-        F = np.eye(len(self.a))
-        F[:n, :] = J[-1]
-        self.a[:n] = base[-1]
-        self.P = F @ self.P @ F.T
-        self.P[:n, :n] += self.Q * (t_k - self.t)
-        self.P = 0.5 * (self.P + self.P.T)
+        self.a, self.P = self._predicted(self.a, self.P, self.t, t_k)
         self.t = t_k
 
+    def _predicted(self, a, P, t0, t1):
+        """Mean and covariance of ``a`` carried from ``t0`` to ``t1`` (the EKF's time update)."""
+        n = len(self.state_names)
+        base, J = self._jacobian(a, t0, t1)
+        F = np.eye(len(a))
+        F[:n, :] = J[-1]
+        a = a.copy()
+        a[:n] = base[-1]
+        P = F @ P @ F.T
+        P[:n, :n] += self.Q * (t1 - t0)
+        return a, 0.5 * (P + P.T)
+
     def _correct(self, measured):
+        self.a, self.P, nis, m, contrib = self._corrected(self.a, self.P, measured)
+        return nis, m, contrib
+
+    def _corrected(self, a, P, measured):
+        """The EKF's measurement update of ``(a, P)`` with ``measured`` ``{state: (value, sd)}``."""
         idx = [self.state_names.index(k) for k in measured]
         y = np.array([v for v, _ in measured.values()])
         R = np.diag([s**2 for _, s in measured.values()])
-        H = np.zeros((len(idx), len(self.a)))
+        H = np.zeros((len(idx), len(a)))
         H[np.arange(len(idx)), idx] = 1.0
-        nu = y - H @ self.a
-        S = H @ self.P @ H.T + R
+        nu = y - H @ a
+        S = H @ P @ H.T + R
         S_inv = np.linalg.inv(S)
-        K = self.P @ H.T @ S_inv
-        self.a = self.a + K @ nu
-        IKH = np.eye(len(self.a)) - K @ H
-        self.P = IKH @ self.P @ IKH.T + K @ R @ K.T
-        n = len(self.state_names)
-        for i, name in enumerate(self.state_names[:n]):
-            if name not in self.signed and self.a[i] < 0:
-                self.a[i] = 0.0
+        K = P @ H.T @ S_inv
+        a = a + K @ nu
+        IKH = np.eye(len(a)) - K @ H
+        P = IKH @ P @ IKH.T + K @ R @ K.T
+        for i, name in enumerate(self.state_names):
+            if name not in self.signed and a[i] < 0:
+                a[i] = 0.0
         contrib = {name: float(nu[k] ** 2 / S[k, k]) for k, name in enumerate(measured)}
-        return float(nu @ S_inv @ nu), len(idx), contrib
+        return a, P, float(nu @ S_inv @ nu), len(idx), contrib
 
     # -- outputs -----------------------------------------------------------------------------------
     def _state_estimates(self):
