@@ -98,6 +98,7 @@ class ForwardIntegrator:
         from pyomo.core.expr.sympy_tools import sympyify_expression
 
         self.time_set = time_set
+        self.pyomo_model = model
         t0, tstar = min(time_set), max(time_set)
         self.states, self.derivs = [], []
         for dv in model.component_objects(dae.DerivativeVar, descend_into=True):
@@ -216,6 +217,7 @@ class ForwardIntegrator:
 
         p = sympy.symbols(f"p0:{len(self.params)}") if self.params else ()
         args = list(x) + list(z) + list(u) + list(p)
+        self._output_source = (convert, role, args, z, param_symbols)
         self.n_x, self.n_z = len(x), len(z)
         if x:
             D = sympy.Matrix(differential)
@@ -410,6 +412,74 @@ class ForwardIntegrator:
             return u
 
         return inputs_at, sorted(corners)
+
+    def output_components(self) -> dict:
+        """The time-indexed outputs :meth:`output` can evaluate, by name: the algebraic variables and the
+        time-indexed ``Expression`` components of the model."""
+        names = {a.local_name: a for a in self.algebraic}
+        for expr in self.pyomo_model.component_objects(pyo.Expression, descend_into=True):
+            if _time_indexed(expr, self.time_set):
+                names[expr.local_name] = expr
+        return names
+
+    def output(self, component):
+        """An output as a function of the states: ``h(x, u, p) -> value`` [the output's unit].
+
+        Parameters
+        ----------
+        component : pyomo Var or Expression indexed by time
+            An algebraic variable (solved from the algebraic equations at ``x``) or a time-indexed
+            ``Expression`` of states, outputs, inputs and the parameters the equations read.
+
+        Returns
+        -------
+        callable
+            ``h(x, u, p)`` with ``x`` the states, ``u`` the inputs at the same time and ``p`` the
+            parameters in :meth:`parameter_names` order; what a state estimator measures when the sensor
+            reads an output (a thermocouple at the vial bottom) rather than a state.
+        """
+        import sympy
+
+        tstar = max(self.time_set)
+        for j, a in enumerate(self.algebraic):
+            if a is component:
+
+                def algebraic(x, u, p, j=j):
+                    guess = np.array(
+                        [float(v[tstar].value) if v[tstar].value is not None else 1.0 for v in self.algebraic]
+                    )
+                    return float(self._solve_algebraic(np.asarray(x, float), u, list(p), guess)[j])
+
+                return algebraic
+        convert, role, args, z_symbols, param_symbols = self._output_source
+        n_params = len(self.params)
+        try:
+            sexpr = convert(component[tstar].expr, role)
+        except UnsupportedStructure:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise UnsupportedStructure(f"output {component.name} is not convertible to sympy: {exc}") from None
+        if len(self.params) != n_params:
+            added = [v.name for v in self.params[n_params:]]
+            for v in self.params[n_params:]:
+                param_symbols.pop(id(v), None)
+            del self.params[n_params:]
+            raise UnsupportedStructure(
+                f"output {component.name} reads {', '.join(added)}, which no equation reads: a state estimator "
+                "cannot vary it; write the output from the states, outputs, inputs and the equations' parameters"
+            )
+        f = sympy.lambdify(args, sexpr, "numpy")
+        needs_z = bool(self.n_z) and bool(sexpr.free_symbols & set(z_symbols))
+
+        def expression(x, u, p):
+            x = np.asarray(x, dtype=float)
+            z = np.zeros(self.n_z)
+            if needs_z:
+                guess = np.array([float(v[tstar].value) if v[tstar].value is not None else 1.0 for v in self.algebraic])
+                z = self._solve_algebraic(x, u, list(p), guess)
+            return float(f(*x, *z, *u, *p))
+
+        return expression
 
     def parameter_names(self) -> list[str]:
         """Names of the scalar parameters, in the order of the ``p`` vectors of :meth:`propagate`."""

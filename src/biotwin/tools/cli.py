@@ -869,7 +869,7 @@ def make_parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="twin_command", required=True)
     q = tsub.add_parser("replay", help="replay a CSV of process data through the twin, recording every update")
     _add_twin_options(q)
-    q.add_argument("--stream", required=True, help="CSV: time, measured states, <name>_sigma")
+    q.add_argument("--stream", required=True, help="CSV: time, measured states or outputs, <name>_sigma")
     q.set_defaults(func=cmd_twin_replay)
 
     q = tsub.add_parser("serve", help="follow a live batch over OPC UA, recording every update")

@@ -55,7 +55,7 @@ class MovingHorizon:
             tw = self.twin
             if t_o > self.t_bar:
                 self.a_bar, self.P_bar = tw._predicted(self.a_bar, self.P_bar, self.t_bar, t_o)
-            self.a_bar, self.P_bar, *_ = tw._corrected(self.a_bar, self.P_bar, m_o)
+            self.a_bar, self.P_bar, *_ = tw._corrected(self.a_bar, self.P_bar, m_o, t_o)
             self.t_bar = t_o
 
     # -- the least-squares problem -----------------------------------------------------------------
@@ -113,10 +113,11 @@ class MovingHorizon:
             block = np.zeros((len(noisy), size))
             block[:, slots[k] : slots[k] + len(noisy)] = np.diag(1.0 / np.sqrt(q_diag * (t1 - t0)))
             J.append(block)
-        for (_, measured), D in zip(self.rows, sens, strict=True):
-            idx = [tw.state_names.index(name) for name in measured]
+        theta_log = z[n : n + q]
+        for (t, measured), x, D in zip(self.rows, states, sens, strict=True):
+            _, H = tw._measure(np.concatenate([x, theta_log]), list(measured), t)
             sd = np.array([s for _, s in measured.values()])
-            J.append(-D[idx] / sd[:, None])
+            J.append(-(H[:, :n] @ D + H[:, n:] @ dtheta) / sd[:, None])
         return r, np.vstack(J), states, sens, dtheta
 
     def _stack(self, z, layout, chol, states):
@@ -126,11 +127,11 @@ class MovingHorizon:
         q_diag = np.diag(tw.Q)[noisy]
         for k, t0, t1 in intervals:
             r.append(z[slots[k] : slots[k] + len(noisy)] / np.sqrt(q_diag * (t1 - t0)))
-        for (_, measured), x in zip(self.rows, states, strict=True):
-            idx = [tw.state_names.index(name) for name in measured]
+        for (t, measured), x in zip(self.rows, states, strict=True):
+            y_hat, _ = tw._measure(np.concatenate([x, z[n : n + q]]), list(measured), t, jacobian=False)
             y = np.array([v for v, _ in measured.values()])
             sd = np.array([s for _, s in measured.values()])
-            r.append((y - x[idx]) / sd)
+            r.append((y - y_hat) / sd)
         return np.concatenate(r)
 
     def _start(self, layout):

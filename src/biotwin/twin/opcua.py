@@ -57,15 +57,16 @@ def read_node_map(path_or_dict, twin) -> dict:
         raise DataError(f"{where}: time: expected {{node: ..., unit: ...}}")
     out = {"time": (str(t["node"]), factor(t["unit"], twin.time_unit, "time")), "variables": {}}
     for name, spec in (raw["variables"] or {}).items():
-        if name not in twin.state_names:
+        if name not in twin.measurable:
             raise DataError(
-                f"{where}: variables: {name!r} is not a state of '{twin.model.name}' ({', '.join(twin.state_names)})"
+                f"{where}: variables: {name!r} is not a state or output of '{twin.model.name}' "
+                f"({', '.join(twin.measurable)})"
             )
         if not isinstance(spec, dict) or "node" not in spec or "unit" not in spec:
             raise DataError(f"{where}: variables: {name}: expected {{node: ..., unit: ..., sigma: ...}}")
         if ("sigma" in spec) == ("sigma_node" in spec):
             raise DataError(f"{where}: variables: {name}: give exactly one of sigma (a number) or sigma_node")
-        f = factor(spec["unit"], twin.units[name], f"variables: {name}")
+        f = factor(spec["unit"], twin.unit_of(name), f"variables: {name}")
         sigma = spec.get("sigma")
         if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0):
             raise DataError(f"{where}: variables: {name}: sigma must be a positive number, got {sigma!r}")

@@ -6,7 +6,9 @@ and a relative uncertainty is a constant in log space). Between measurement time
 the model's right-hand side (:meth:`biotwin.engine.forward.ForwardIntegrator.propagate`, LSODA) under
 the recipe's input programs; its covariance by ``P <- F P F' + Q dt``, with ``F = da(t_k)/da(t_{k-1})``
 from forward differences of that integration and ``Q`` the process noise on the states (parameters
-are constant). Each row's measured states correct ``a`` with the Kalman gain (Joseph form), states
+are constant). Each row's measured states and outputs (a time-indexed Expression or algebraic variable,
+``h(x, u, p)`` compiled by :meth:`biotwin.engine.forward.ForwardIntegrator.output` and differentiated by
+forward differences) correct ``a`` with the Kalman gain (Joseph form), states
 kept non-negative. Simon, *Optimal State Estimation*, 2006, ch. 13 (the continuous-discrete EKF).
 
 The forecast of every state to the end of the recipe carries the current mean through the model and
@@ -149,6 +151,9 @@ class Twin:
         self.state_names = [s.local_name for s in integ.states]
         self.units = {s.local_name: unit_string(pyo.units.get_units(s)) for s in integ.states}
         self.signed = set(self.model.hook("SIGNED_STATES") or ())
+        # outputs a sensor may read instead of a state (a thermocouple at the vial bottom): compiled on first use
+        self._outputs = {k: v for k, v in integ.output_components().items() if k not in self.state_names}
+        self._h: dict = {}
         names = integ.parameter_names()
         self.p_model = integ.parameter_vector()
         self.estimate = list(estimate)
@@ -261,7 +266,8 @@ class Twin:
         """Use the rows that arrived; return the estimate at the latest time.
 
         ``rows``: a DataFrame (or a mapping of columns) in the calibration data format: ``time`` [model
-        time unit], one column per measured state, ``<name>_sigma`` its standard deviation (required),
+        time unit], one column per measured state or output (:attr:`measurable`), ``<name>_sigma`` its
+        standard deviation (required),
         empty = not measured. A row that cannot be used -- time not after the last update, no time, a
         negative or non-finite value, a value without its sigma, an unknown column -- is refused with
         its reason (in ``update.refused`` and ``twin.refused``) and the twin goes on.
@@ -269,13 +275,14 @@ class Twin:
         wall0 = _time.perf_counter()
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
         refused, nis_total, m_total, contributions = [], 0.0, 0, {}
-        unknown = [c for c in frame.columns if c != "time" and c.removesuffix("_sigma") not in self.state_names]
+        unknown = [c for c in frame.columns if c != "time" and c.removesuffix("_sigma") not in self.measurable]
         if unknown:
             refused.append(
                 {
                     "time": None,
-                    "reason": f"unknown column(s) {unknown}: not states of "
-                    f"'{self.model.name}' ({', '.join(self.state_names)})",
+                    "reason": f"unknown column(s) {unknown}: not states or outputs of "
+                    f"'{self.model.name}' (states: {', '.join(self.state_names)}; outputs: "
+                    f"{', '.join(self._outputs) or 'none'})",
                 }
             )
             frame = frame.drop(columns=unknown)
@@ -289,7 +296,7 @@ class Twin:
             t_k = float(row["time"])
             if t_k > self.t:
                 self._predict(t_k)
-            nis, m, contrib = self._correct(measured)
+            nis, m, contrib = self._correct(measured, t_k)
             self._corrected_at = t_k
             if self.horizon is not None:
                 self.horizon.add(t_k, measured)
@@ -327,14 +334,19 @@ class Twin:
         if t == self._corrected_at:
             return f"time {t:g} {self.time_unit} was already used: a duplicate row", None
         measured = {}
-        for name in self.state_names:
+        for name in self.measurable:
             if name not in row.index or pd.isna(row[name]):
                 continue
             value, sigma = row[name], row.get(f"{name}_sigma")
             if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
                 return f"{name} = {value!r} is not a finite number", None
-            if value < 0 and name not in self.signed:
+            if value < 0 and name in self.state_names and name not in self.signed:
                 return f"{name} = {value:g} is negative", None
+            if name in self._outputs:
+                try:
+                    self._output_function(name)
+                except BiotwinError as exc:
+                    return str(exc), None
             if sigma is None or pd.isna(sigma) or not sigma > 0:
                 return f"{name} has no positive {name}_sigma (its standard deviation, same unit)", None
             measured[name] = (float(value), float(sigma))
@@ -358,18 +370,67 @@ class Twin:
         P[:n, :n] += self.Q * (t1 - t0)
         return a, 0.5 * (P + P.T)
 
-    def _correct(self, measured):
-        self.a, self.P, nis, m, contrib = self._corrected(self.a, self.P, measured)
+    def _correct(self, measured, t):
+        self.a, self.P, nis, m, contrib = self._corrected(self.a, self.P, measured, t)
         return nis, m, contrib
 
-    def _corrected(self, a, P, measured):
-        """The EKF's measurement update of ``(a, P)`` with ``measured`` ``{state: (value, sd)}``."""
-        idx = [self.state_names.index(k) for k in measured]
+    @property
+    def measurable(self) -> list[str]:
+        """What a row may measure: every state, and the model's time-indexed outputs (algebraic variables
+        and ``Expression`` components), each in the model's unit."""
+        return self.state_names + list(self._outputs)
+
+    def unit_of(self, name) -> str:
+        """The unit of a state or output, as the model declares it."""
+        if name in self.units:
+            return self.units[name]
+        component = self._outputs[name]
+        return unit_string(pyo.units.get_units(component[self.t_end]))
+
+    def _output_function(self, name):
+        if name not in self._h:
+            try:
+                self._h[name] = self.integrator.output(self._outputs[name])
+            except UnsupportedStructure as exc:
+                raise BiotwinError(f"{name} cannot be measured by the twin: {exc}") from None
+        return self._h[name]
+
+    def _measure(self, a, names, t, jacobian=True):
+        """Predicted values of the measured ``names`` at ``a`` (time ``t``) and their derivatives to ``a``.
+
+        A state is read directly; an output through its compiled function of the states, the inputs at
+        ``t`` and the parameters, differentiated by forward differences (the steps of :meth:`_jacobian`).
+        """
+        n = len(self.state_names)
+        y, H = np.zeros(len(names)), np.zeros((len(names), len(a)))
+        u = None
+        for k, name in enumerate(names):
+            if name in self.state_names:
+                i = self.state_names.index(name)
+                y[k], H[k, i] = a[i], 1.0
+                continue
+            h = self._output_function(name)
+            if u is None:
+                u = self._inputs_at(t)
+
+            def value(b, h=h, u=u):
+                return h(b[:n], u, self._p(np.exp(b[n:])))
+
+            y[k] = value(a)
+            if jacobian:
+                for j in range(len(a)):
+                    step = 1e-6 * (max(abs(a[j]), 1e-3 * self.scale[j]) if j < n else 1.0)
+                    b = a.copy()
+                    b[j] += step
+                    H[k, j] = (value(b) - y[k]) / step
+        return y, H
+
+    def _corrected(self, a, P, measured, t):
+        """The EKF's measurement update of ``(a, P)`` with ``measured`` ``{name: (value, sd)}`` at time ``t``."""
         y = np.array([v for v, _ in measured.values()])
         R = np.diag([s**2 for _, s in measured.values()])
-        H = np.zeros((len(idx), len(a)))
-        H[np.arange(len(idx)), idx] = 1.0
-        nu = y - H @ a
+        y_hat, H = self._measure(a, list(measured), t)
+        nu = y - y_hat
         S = H @ P @ H.T + R
         S_inv = np.linalg.inv(S)
         K = P @ H.T @ S_inv
@@ -380,7 +441,7 @@ class Twin:
             if name not in self.signed and a[i] < 0:
                 a[i] = 0.0
         contrib = {name: float(nu[k] ** 2 / S[k, k]) for k, name in enumerate(measured)}
-        return a, P, float(nu @ S_inv @ nu), len(idx), contrib
+        return a, P, float(nu @ S_inv @ nu), len(measured), contrib
 
     # -- outputs -----------------------------------------------------------------------------------
     def _state_estimates(self):
