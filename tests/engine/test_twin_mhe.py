@@ -74,6 +74,9 @@ def test_full_window_equals_the_full_information_estimate(model):
         f"(truth 0.6); cost {twin.horizon.last['cost']:.6f} vs {2 * ref.cost:.6f}; end states "
         f"{[round(update.states[s][0], 6) for s in names]} vs {np.round(ref_end, 6).tolist()}"
     )
+    # its uncertainty: the Gauss-Newton covariance (J'J)^-1 of the independent solution, log mu_max entry
+    sd_log = float(np.sqrt(np.linalg.inv(ref.jac.T @ ref.jac)[n, n]))
+    assert mu_sd == pytest.approx(ref_mu * np.sqrt(np.expm1(sd_log**2)), rel=0.02)
     assert mu == pytest.approx(ref_mu, rel=1e-4)
     assert twin.horizon.last["cost"] == pytest.approx(2 * ref.cost, rel=1e-4)
     for i, name in enumerate(names):

@@ -21,6 +21,7 @@ integration, as the EKF), warm started from the previous window's solution. The 
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import qr, solve_triangular
 from scipy.optimize import lsq_linear
 
 
@@ -184,10 +185,13 @@ class MovingHorizon:
                 break
             z, r, states, cost = z_try, r_try, states_try, float(r_try @ r_try)
             steps += 1
-        # the covariance from the last linearization (J'J, the Gauss-Newton Hessian / 2)
-        cov_z = np.linalg.pinv(J.T @ J)
+        # the covariance from the last linearization, (J'J)^-1 = R^-1 R^-T from J = QR (J has full column
+        # rank: the arrival and disturbance blocks are), without forming J'J: with small process noise the
+        # disturbance columns weigh 1e6 times the parameters' and J'J would lose the parameters' digits
+        R = qr(J, mode="economic")[1]
         T = np.vstack([sens[-1], dtheta])
-        P = T @ cov_z @ T.T
+        TR = solve_triangular(R, T.T, trans="T").T  # T R^-1
+        P = TR @ TR.T
         a = np.concatenate([states[-1], z[n : n + q]])
         for i, name in enumerate(tw.state_names):
             if name not in tw.signed and a[i] < 0:
