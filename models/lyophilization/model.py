@@ -178,6 +178,8 @@ PRODUCT_KEYS = {
     "A2_per_cm": "A2",
 }
 HEAT_KEYS = {"KC_cal_per_s_K_cm2": "KC", "KP_cal_per_s_K_cm2_Torr": "KP", "KD_per_Torr": "KD"}
+# the dryer's capability line a + b P [kg/h, P in Torr] and the vials loaded (LyoPRONTO's spelling)
+EQUIPMENT_KEYS = {"a_kg_per_h": "equipment_a", "b_kg_per_h_per_Torr": "equipment_b", "n_vials": "n_vials"}
 POSITIVE = {"Av", "Ap", "Vfill", "R0"}
 SCENARIO_KEYS = {
     "description",
@@ -188,6 +190,7 @@ SCENARIO_KEYS = {
     "chamber_pressure_mTorr",
     "optimize",
     "t_end_h",
+    "equipment",
 }
 
 
@@ -218,6 +221,15 @@ def read_scenario(raw, where):
                 params[name] = checks.number(
                     given[key], f"{where}: {block}.{key}", positive=name in POSITIVE, non_negative=True
                 )
+    equipment = raw.get("equipment") or {}
+    if not isinstance(equipment, dict) or set(equipment) - set(EQUIPMENT_KEYS):
+        raise ScenarioError(
+            f"{where}: equipment: expected a mapping with any of {sorted(EQUIPMENT_KEYS)} (the capability line "
+            f"a + b P [kg/h, P in Torr] and the vials loaded), got {equipment!r}"
+        )
+    for key, name in EQUIPMENT_KEYS.items():
+        if key in equipment:  # a is negative for most dryers (no flow below a few mTorr)
+            params[name] = checks.number(equipment[key], f"{where}: equipment.{key}", positive=name == "n_vials")
     for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
         if key not in raw:
             raise ScenarioError(f"{where}: '{key}' is required ([[time_h, value], ...])")
@@ -351,6 +363,7 @@ def summary(result):
         "primary_drying_time_h": float(t_dry),
         "max_T_bottom_C": float(primary["T_bottom_C"].max()),
         "final_flux_kg_per_h_m2": float(primary["flux_kg_per_h_m2"].iloc[-1]),
+        "max_equipment_load": max_equipment_load(primary, result.parameters),
     }
     secondary = table[table["time_h"] > t_dry]
     if not secondary.empty:
@@ -362,6 +375,31 @@ def summary(result):
             }
         )
     return out
+
+
+def max_equipment_load(primary, parameters) -> float:
+    """The largest share of the dryer's capability the batch sublimes during primary drying [-].
+
+    ``n_vials * flux * Ap / (a + b P_chamber)`` over the rows of ``primary`` (an :func:`output_table`
+    up to the end of primary drying), with the equipment capability line ``a + b P`` [kg/h, P in Torr]
+    of LyoPRONTO (Patel, Chaudhuri & Pikal 2010, Chem Eng Sci 65:5716). Above 1 the flow chokes: the
+    dryer cannot run the recipe with that many vials. A pressure at which the line is at or below zero
+    carries nothing: the load is infinite there.
+
+    Parameters
+    ----------
+    primary : pandas.DataFrame
+        ``flux_kg_per_h_m2`` [kg/h/m^2] and ``P_chamber_mTorr`` [mTorr] per row.
+    parameters : dict
+        ``Ap`` [cm^2], ``n_vials`` [-], ``equipment_a`` [kg/h], ``equipment_b`` [kg/h/Torr].
+    """
+    import numpy as np
+
+    capacity = parameters["equipment_a"] + parameters["equipment_b"] * primary["P_chamber_mTorr"].to_numpy() / 1000.0
+    load = parameters["n_vials"] * primary["flux_kg_per_h_m2"].to_numpy() * parameters["Ap"] * 1e-4
+    with np.errstate(divide="ignore"):
+        ratio = np.where(capacity > 0, load / np.where(capacity > 0, capacity, 1.0), np.inf)
+    return float(np.max(ratio))
 
 
 def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C=-5.0, ramp_C_per_min=1.0, hold_h=40.0):

@@ -68,6 +68,22 @@ def test_the_shelf_knob_ramps_from_the_recipes_loading_temperature(model):
     assert shelf[-1][1] == -25.0
 
 
+def test_the_equipment_load_against_lyopronto_capability_line(model, shared_data):
+    # LyoPRONTO's design-space output, its "Equipment Capability" row: the flux the example dryer
+    # (a -0.182 kg/h, b 11.7 kg/h/Torr, 398 vials of 3.14 cm^2) carries at 150 mTorr [kg/h/m^2]
+    lines = (shared_data / "lyophilization" / "lyopronto_more" / "reference_design_space.csv").read_text().splitlines()
+    capability = float(lines[lines.index("Equipment Capability") + 1].split(";")[3])
+    result = model.simulate(scenario="case1_standard", nfe=60)  # 150 mTorr throughout, the same vial and dryer
+    table = model.output_table(result)
+    peak_flux = table[table["time_h"] <= model.module.primary_drying_end(result)]["flux_kg_per_h_m2"].max()
+    load = model.summary(result)["max_equipment_load"]
+    print(f"\ncase 1: peak flux {peak_flux:.4f} kg/h/m2, LyoPRONTO capability {capability:.4f}: load {load:.5f}")
+    assert load == pytest.approx(peak_flux / capability, rel=1e-9)
+    # twice the vials on a recipe's own equipment block: twice the load
+    recipe = {**model.load_scenario("case1_standard").raw, "equipment": {"n_vials": 796}}
+    assert model.summary(model.simulate(scenario=recipe, nfe=60))["max_equipment_load"] == pytest.approx(2 * load)
+
+
 def test_recipe_shorter_than_drying_is_an_error(model):
     recipe = dict(model.load_scenario("case1_standard").raw)
     recipe["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [5, 20]]
@@ -82,6 +98,8 @@ def test_recipe_shorter_than_drying_is_an_error(model):
     [
         ({"vial": {"Av": 3.8}}, r"vial: unknown key\(s\) \['Av'\] \(keys carry their unit"),
         ({"shelf": [[0, -35]]}, r"unknown key\(s\) \['shelf'\]"),
+        ({"equipment": {"n_vials": 0}}, "equipment.n_vials: must be positive, got 0"),
+        ({"equipment": {"vials": 400}}, r"equipment: expected a mapping with any of \['a_kg_per_h'"),
         ({"chamber_pressure_mTorr": [[0, -5], [30, -5]]}, "must be positive"),
         (
             {"shelf_temperature_C": [[0, -45], [30, -45]], "chamber_pressure_mTorr": [[0, 150], [30, 150]]},
