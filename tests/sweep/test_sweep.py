@@ -236,3 +236,51 @@ def test_a_sweep_without_knobs_runs_the_base_recipe_as_written(tmp_path):
     assert result.frame["primary_drying_time_h@edge"].item() == pytest.approx(
         plain_edge["primary_drying_time_h"], rel=1e-6
     )
+
+
+def test_with_zero_variance_the_probability_map_is_lyopronto_case_6(tmp_path, shared_data):
+    """No uncertain parameter, one vial class: every cell's probability is 0 or 1, and the map is the
+    deterministic design space of LyoPRONTO's case 6 (case-1 vial and product, shelf loaded at -5 degC and
+    ramped at 1 degC/min to each set point, 20-150 mTorr). Checked against LyoPRONTO's output
+    (``case6_design_space_shelf_isotherms.csv``): drying time within 1 %, maximum product temperature within
+    0.3 K (the tolerances of notebook 04's grid), and pass/fail of the critical temperature (-5 degC) and of
+    the equipment capability computed from LyoPRONTO's own peak flux."""
+    import biotwin
+
+    model = biotwin.load_model("lyophilization")
+    ref = pd.read_csv(shared_data / "lyophilization" / "case6_design_space_shelf_isotherms.csv")
+    base = {
+        **model.load_scenario("case1_standard").raw,
+        "shelf_temperature_C": [[0, -5], [40, -5]],
+        "chamber_pressure_mTorr": [[0, 150], [40, 150]],
+    }
+    spec = read_sweep(
+        {
+            "recipe": base,
+            "nfe": 100,  # as notebook 04: on 60 elements the sharp end of drying at a 90 degC shelf misses mesh_tol
+            "grid": {"shelf_C": sorted(set(ref["Tsh_setpt_degC"])), "pressure_mTorr": [20, 50, 100, 150]},
+            "outputs": ["primary_drying_time_h", "max_T_bottom_C", "max_equipment_load"],
+            "limits": [{"output": "max_T_bottom_C", "max": -5.0}, {"output": "max_equipment_load", "max": 1.0}],
+        },
+        model,
+    )
+    result = run_sweep(spec, tmp_path / "o", scheduler="serial")
+    swept = result.frame.rename(columns=lambda c: c.removesuffix("@all"))
+    cells = probability_map(result).merge(swept[["cell", "primary_drying_time_h", "max_T_bottom_C"]], on="cell")
+    ref["pressure_mTorr"] = (ref["Pch_Torr"] * 1000).round().astype(int)
+    both = cells.merge(ref, left_on=["shelf_C", "pressure_mTorr"], right_on=["Tsh_setpt_degC", "pressure_mTorr"])
+    assert len(both) == 16 and set(both["probability"]) <= {0.0, 1.0} and (both["se"] == 0).all()
+    p = model.parameter_values()
+    capacity = p["equipment_a"] + p["equipment_b"] * both["Pch_Torr"]
+    ref_load = p["n_vials"] * both["max_flux_kg_hr_m2"] * p["Ap"] * 1e-4 / capacity
+    assert ((ref_load - 1).abs() > 0.05).all()  # no reference cell sits on the equipment line
+    expected = ((both["max_Tbot_degC"] <= -5.0) & (ref_load <= 1.0)).astype(float)
+    time_diff = (both["primary_drying_time_h"] / both["drying_time_hr"] - 1).abs()
+    temp_diff = (both["max_T_bottom_C"] - both["max_Tbot_degC"]).abs()
+    print(
+        f"\ncase 6 through the sweep: {int(both['probability'].sum())} of 16 cells pass (LyoPRONTO: "
+        f"{int(expected.sum())}); drying time within {100 * time_diff.max():.2f} %, max product temperature "
+        f"within {temp_diff.max():.3f} K; {result.stats['median_point_s']:.2f} s per point"
+    )
+    assert time_diff.max() < 0.01 and temp_diff.max() < 0.3
+    assert (both["probability"] == expected).all()
