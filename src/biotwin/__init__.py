@@ -55,10 +55,22 @@ from biotwin.engine.simulation import Simulation
 from biotwin.twin import Twin
 
 
-def explore(model, *args, **kwargs):
-    """An interactive explorer of a model in JupyterLab (see :func:`biotwin.ui.widgets.explore`)."""
+def explore(model, *args, registry=None, **kwargs):
+    """An interactive explorer of a model in JupyterLab (see :func:`biotwin.ui.widgets.explore`).
+
+    ``registry`` (a registry location, or ``$BIOTWIN_REGISTRY`` when set): the model's validation status
+    there (approved for a tier, requalification required, not approved, retired) is shown in the header.
+    """
+    import os
+
     from biotwin.ui.widgets import explore as _explore
 
+    registry = registry or os.environ.get("BIOTWIN_REGISTRY")
+    if registry and "validation" not in kwargs:
+        from biotwin.governance import Registry
+
+        model = model if isinstance(model, Model) else load_model(model)
+        kwargs["validation"] = Registry(registry).status(model)
     return _explore(model, *args, **kwargs)
 
 

@@ -198,3 +198,34 @@ def test_quick_slider_moves_solve_only_the_newest_values(lyo):
     assert live.last_readouts == pytest.approx(lyo.last_readouts, rel=1e-9)
     np.testing.assert_allclose(np.array(live.figure.data[0].y), np.array(lyo.figure.data[0].y), rtol=1e-9)
     lyo.set(shelf_C=20.0)
+
+
+def test_the_header_shows_the_validation_status_from_a_registry(tmp_path, monkeypatch):
+    """Issue #17: the explorer header names the model's standing in a registry; none looked up says so."""
+    from biotwin.governance import Registry
+    from biotwin.ui.widgets import validation_badge
+
+    monkeypatch.delenv("BIOTWIN_REGISTRY", raising=False)
+    model = biotwin.load_model("mab_fedbatch")
+    registry = Registry(tmp_path / "reg")
+    assert "not approved: no review decision recorded" in validation_badge(model.name, registry.status(model))
+    registry.retire(model, "superseded by a recalibrated version")
+    badge = validation_badge(model.name, registry.status(model))
+    assert "retired" in badge and "superseded by a recalibrated version" in badge
+    assert "not looked up" in validation_badge(model.name, None)
+    approved = {"state": "approved", "tier": 2, "reason": ""}
+    assert "approved for tier 2" in validation_badge(model.name, approved)
+    # biotwin.explore looks the status up in the registry given (or $BIOTWIN_REGISTRY) and hands it on
+    seen = {}
+    monkeypatch.setattr("biotwin.ui.widgets.explore", lambda model, *a, **kw: seen.update(kw))
+    biotwin.explore(model, registry=tmp_path / "reg")
+    assert seen["validation"]["state"] == "retired"
+    monkeypatch.setenv("BIOTWIN_REGISTRY", str(tmp_path / "reg"))
+    seen.clear()
+    biotwin.explore("mab_fedbatch")
+    assert seen["validation"]["state"] == "retired"
+
+
+def test_an_explorer_without_a_registry_says_its_status_was_not_looked_up(lyo):
+    assert "lyophilization" in lyo.header.value and "not looked up" in lyo.header.value
+    assert lyo.widget.children[0] is lyo.header

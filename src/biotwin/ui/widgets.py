@@ -54,6 +54,8 @@ class Explorer:
     sliders : dict[str, ipywidgets.FloatSlider]
     figure : plotly.graph_objects.FigureWidget
     readout, status : ipywidgets.HTML
+    header : ipywidgets.HTML
+        The model's name and its validation status in a registry (:func:`validation_badge`).
     widget : ipywidgets.VBox
         What the notebook displays.
     last_readouts : dict
@@ -69,7 +71,18 @@ class Explorer:
         sliders had moved on while they ran.
     """
 
-    def __init__(self, model, scenario=None, parameters=None, panels=None, data=None, nfe=None, columns=3, live=None):
+    def __init__(
+        self,
+        model,
+        scenario=None,
+        parameters=None,
+        panels=None,
+        data=None,
+        nfe=None,
+        columns=3,
+        live=None,
+        validation=None,
+    ):
         import ipywidgets as w
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
@@ -131,7 +144,8 @@ class Explorer:
         self.reset_button = w.Button(description="reset to start", tooltip="every knob back to its starting value")
         self.reset_button.on_click(lambda _: self.reset())
         controls = w.VBox([*self.sliders.values(), self.reset_button])
-        self.widget = w.VBox([w.HBox([controls, self.readout]), self.status, self.figure])
+        self.header = w.HTML(validation_badge(model.name, validation))
+        self.widget = w.VBox([self.header, w.HBox([controls, self.readout]), self.status, self.figure])
         self.columns = columns
         self.start_values = self.values()
         self.last_readouts, self.last_table, self.last_result, self.error = {}, None, None, None
@@ -305,7 +319,49 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def explore(model, scenario=None, parameters=None, panels=None, data=None, nfe=None) -> Explorer:
+#: colour of each registry state in the explorer header
+_STATE_COLOURS = {
+    "approved": "#1a7f37",
+    "requalification required": "#b35900",
+    "not approved": "#57606a",
+    "retired": "#cf222e",
+}
+
+
+def validation_badge(name: str, status: dict | None) -> str:
+    """The explorer header: the model's name and its standing in a registry, in HTML.
+
+    Parameters
+    ----------
+    name : str
+        The model's name.
+    status : dict or None
+        :meth:`biotwin.governance.Registry.status` of the model (``state``, ``tier``, ``reason``), or None
+        when no registry was looked up.
+    """
+    import html
+
+    if status is None:
+        text = (
+            "validation status not looked up: pass registry= to biotwin.explore (or set $BIOTWIN_REGISTRY); "
+            "without an approval, use it as exploratory (tier 1)"
+        )
+        colour = _STATE_COLOURS["not approved"]
+    else:
+        state = status["state"]
+        text = state + (f" for tier {status['tier']}" if state == "approved" and status.get("tier") else "")
+        if state == "not approved":
+            text += ": no review decision recorded; use it as exploratory (tier 1)"
+        elif status.get("reason"):
+            text += f": {status['reason']}"
+        colour = _STATE_COLOURS.get(state, "#57606a")
+    return (
+        f"<div style='padding:4px 8px;border-left:4px solid {colour}'><b>{html.escape(name)}</b> &middot; "
+        f"<span style='color:{colour}'>validation: {html.escape(text)}</span></div>"
+    )
+
+
+def explore(model, scenario=None, parameters=None, panels=None, data=None, nfe=None, validation=None) -> Explorer:
     """An interactive explorer of ``model`` (a :class:`biotwin.Model` or a model name).
 
     Parameters
@@ -318,6 +374,9 @@ def explore(model, scenario=None, parameters=None, panels=None, data=None, nfe=N
     data : pandas.DataFrame, optional
         Measurements (a ``time`` column and columns named like the panels) drawn as markers.
     nfe : int, optional
+    validation : dict, optional
+        The model's standing in a registry (:meth:`biotwin.governance.Registry.status`), shown in the
+        header; :func:`biotwin.explore` looks it up when given ``registry=``.
     """
     from biotwin.core.model import Model, load_model
 
@@ -326,7 +385,7 @@ def explore(model, scenario=None, parameters=None, panels=None, data=None, nfe=N
     print(f"[biotwin] starting the {name} explorer: building the model and solving its starting recipe...", flush=True)
     if not isinstance(model, Model):
         model = load_model(model)
-    return Explorer(model, scenario, parameters, panels, data, nfe)
+    return Explorer(model, scenario, parameters, panels, data, nfe, validation=validation)
 
 
 # -- design space ---------------------------------------------------------------------------------
