@@ -91,7 +91,7 @@ def main():
         mhe_walls = np.concatenate([r["walls"] for r in mhe_rows])
         ekf_walls = np.concatenate([r["ekf_walls"] for r in mhe_rows])
         print(
-            f"moving horizon ({args.window} rows, 1 Gauss-Newton iteration per update) against the EKF, "
+            f"moving horizon ({args.window} rows, up to 3 Gauss-Newton iterations per update) against the EKF, "
             f"{len(mhe_rows)} replicates to day 7: day-7 forecast of the final titer differs by at most "
             f"{100 * max(abs(r['forecast_diff']) for r in mhe_rows):.3f} %, band width ratio "
             f"{min(r['band_ratio'] for r in mhe_rows):.3f}-{max(r['band_ratio'] for r in mhe_rows):.3f}, covers the "
