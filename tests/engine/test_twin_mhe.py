@@ -117,3 +117,37 @@ def test_cli_replay_with_the_moving_horizon(model, tmp_path, capsys):
     # the same information: the two estimates agree within a tenth of their standard deviation
     assert abs(mhe["value"] - ekf["value"]) < 0.1 * ekf["sd"]
     assert mhe["value"] == pytest.approx(0.55, rel=0.05)
+
+
+def test_whole_number_rows_are_used(model):
+    """A CSV of whole numbers reads as integers (numpy.int64): they are numbers, not refused."""
+    import pandas as pd
+
+    twin = biotwin.Twin(model, "default", estimate=["mu_max"])
+    update = twin.update(pd.DataFrame({"time": [1], "S": [9], "S_sigma": [1]}))
+    assert update.refused == [] and update.n_measured == 1
+    assert twin.update(pd.DataFrame({"time": [2], "S": [True], "S_sigma": [1]})).refused  # a bool is no number
+
+
+def test_outputs_a_state_estimator_cannot_use_are_refused_by_name(model):
+    """An output reading a time derivative, or written with the time index as a number, cannot be evaluated
+    from a state at any time: the integrator refuses it by name instead of returning a wrong number."""
+    import pyomo.environ as pyo
+
+    from biotwin.engine.forward import ForwardIntegrator, UnsupportedStructure
+
+    m = model.build({"t_end": 10.0})
+    m.rate_out = pyo.Expression(m.t, rule=lambda m, t: m.dX[t])
+    m.clock_out = pyo.Expression(m.t, rule=lambda m, t: m.X[t] * t)
+    m.growth_out = pyo.Expression(m.t, rule=lambda m, t: m.mu[t] * m.X[t])
+    integ = ForwardIntegrator(m, m.t)
+    with pytest.raises(UnsupportedStructure, match="rate_out reads a time derivative"):
+        integ.output(m.rate_out)
+    with pytest.raises(UnsupportedStructure, match="clock_out depends on time explicitly"):
+        integ.output(m.clock_out)
+    # a proper output: the growth rate mu X from the states and the equations' parameters
+    h = integ.output(m.growth_out)
+    p = dict(zip(integ.parameter_names(), integ.parameter_vector(), strict=True))
+    x = [{"X": 2.0, "S": 4.0, "V": 1.0}[s.local_name] for s in integ.states]
+    expected = p["mu_max"] * 4.0 / (p["Ks"] + 4.0) * 2.0
+    assert h(x, [0.0] * len(integ.inputs), list(p.values())) == pytest.approx(expected, rel=1e-6)

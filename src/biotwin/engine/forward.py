@@ -217,7 +217,7 @@ class ForwardIntegrator:
 
         p = sympy.symbols(f"p0:{len(self.params)}") if self.params else ()
         args = list(x) + list(z) + list(u) + list(p)
-        self._output_source = (convert, role, args, z, param_symbols)
+        self._output_source = (convert, role, args, z, param_symbols, role0)
         self.n_x, self.n_z = len(x), len(z)
         if x:
             D = sympy.Matrix(differential)
@@ -451,22 +451,34 @@ class ForwardIntegrator:
                     return float(self._solve_algebraic(np.asarray(x, float), u, list(p), guess)[j])
 
                 return algebraic
-        convert, role, args, z_symbols, param_symbols = self._output_source
+        convert, role, args, z_symbols, param_symbols, role0 = self._output_source
+        t0 = min(self.time_set)
         n_params = len(self.params)
-        try:
-            sexpr = convert(component[tstar].expr, role)
-        except UnsupportedStructure:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise UnsupportedStructure(f"output {component.name} is not convertible to sympy: {exc}") from None
-        if len(self.params) != n_params:
-            added = [v.name for v in self.params[n_params:]]
+
+        def refuse(message):
+            """Forget the parameters the conversion added (no equation reads them) and refuse the output."""
             for v in self.params[n_params:]:
                 param_symbols.pop(id(v), None)
             del self.params[n_params:]
-            raise UnsupportedStructure(
-                f"output {component.name} reads {', '.join(added)}, which no equation reads: a state estimator "
-                "cannot vary it; write the output from the states, outputs, inputs and the equations' parameters"
+            raise UnsupportedStructure(f"output {component.name} {message}")
+
+        try:
+            sexpr = convert(component[tstar].expr, role)
+            first = convert(component[t0].expr, role0) if t0 in component else sexpr
+        except Exception as exc:  # noqa: BLE001 - sympy cannot represent it, or it reads another time
+            refuse(f"is not convertible: {exc}")
+        if len(self.params) != n_params:
+            added = [v.name for v in self.params[n_params:]]
+            refuse(
+                f"reads {', '.join(added)}, which no equation reads: a state estimator cannot vary it; write the "
+                "output from the states, outputs, inputs and the equations' parameters"
+            )
+        if sexpr.free_symbols - set(args):
+            refuse("reads a time derivative; write it from the states, outputs, inputs and parameters")
+        if first != sexpr and sympy.simplify(first - sexpr) != 0:
+            refuse(
+                "depends on time explicitly (its rule uses the time index as a number, or has another form at the "
+                "first time): write the time dependence through a state or an input"
             )
         f = sympy.lambdify(args, sexpr, "numpy")
         needs_z = bool(self.n_z) and bool(sexpr.free_symbols & set(z_symbols))

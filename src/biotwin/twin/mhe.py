@@ -159,8 +159,8 @@ class MovingHorizon:
         layout = self._layout()
         n, q, noisy, intervals, slots, size = layout
         P_bar = 0.5 * (self.P_bar + self.P_bar.T)
-        jitter = 1e-12 * max(float(np.max(np.diag(P_bar))), 1e-300)
-        chol = np.linalg.cholesky(P_bar + jitter * np.eye(n + q))
+        # a relative jitter per variable: one large variance (a temperature in K) must not swamp a small one
+        chol = np.linalg.cholesky(P_bar + np.diag(1e-12 * np.maximum(np.diag(P_bar), 1e-300)))
         lower = np.full(size, -np.inf)
         for i, name in enumerate(tw.state_names):
             if name not in tw.signed:
@@ -177,15 +177,19 @@ class MovingHorizon:
                 step = lsq_linear(J, -r, bounds=(lower - z, np.full(size, np.inf))).x
             for _ in range(5):
                 z_try = z + step
-                r_try, states_try = self._residuals_only(z_try, layout, chol)
-                if r_try @ r_try < cost:
+                try:
+                    r_try, states_try = self._residuals_only(z_try, layout, chol)
+                except FloatingPointError:  # the trial states could not be integrated: a shorter step
+                    r_try = None
+                if r_try is not None and np.all(np.isfinite(r_try)) and r_try @ r_try < cost:
                     break
                 step = 0.5 * step
             else:
                 break
             z, r, states, cost = z_try, r_try, states_try, float(r_try @ r_try)
             steps += 1
-        # the covariance from the last linearization, (J'J)^-1 = R^-1 R^-T from J = QR (J has full column
+        # the covariance from the last linearization (made before the last accepted step: with one iteration
+        # it lags the mean by that step), (J'J)^-1 = R^-1 R^-T from J = QR (J has full column
         # rank: the arrival and disturbance blocks are), without forming J'J: with small process noise the
         # disturbance columns weigh 1e6 times the parameters' and J'J would lose the parameters' digits
         R = qr(J, mode="economic")[1]

@@ -20,6 +20,7 @@ so.
 from __future__ import annotations
 
 import math
+import numbers
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ from biotwin.engine.simulation import Simulation
 from biotwin.twin.alarms import AlarmRule
 
 Z95 = 1.959963984540054
+
+
+def _is_number(value) -> bool:
+    """A real number (Python or NumPy, integer or float), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass
@@ -306,7 +312,14 @@ class Twin:
                 contributions[k] = contributions.get(k, 0.0) + v
         self.refused.extend(refused)
         if self.horizon is not None and m_total:
-            self.a, self.P = self.horizon.solve()
+            try:
+                self.a, self.P = self.horizon.solve()
+            except (FloatingPointError, np.linalg.LinAlgError, BiotwinError) as exc:
+                # the filter's estimate of this update stands; the failure is on record, the twin goes on
+                self.horizon.last = {"failed": f"{type(exc).__name__}: {exc}"}
+                refused.append(
+                    {"time": self.t, "reason": f"moving horizon not solved, the EKF estimate is used ({exc})"}
+                )
         alarms = self.alarm_rule.check(self.t, nis_total, m_total, contributions) if m_total else []
         update = TwinUpdate(
             time=self.t,
@@ -325,7 +338,7 @@ class Twin:
 
     def _check_row(self, row):
         t = row.get("time")
-        if t is None or not isinstance(t, (int, float, np.floating)) or not np.isfinite(t):
+        if not _is_number(t) or not np.isfinite(t):
             return f"time {t!r} is not a number", None
         if t > self.t_end:
             return f"time {t:g} {self.time_unit} is after the end of the recipe ({self.t_end:g})", None
@@ -338,7 +351,7 @@ class Twin:
             if name not in row.index or pd.isna(row[name]):
                 continue
             value, sigma = row[name], row.get(f"{name}_sigma")
-            if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
+            if not _is_number(value) or not np.isfinite(value):
                 return f"{name} = {value!r} is not a finite number", None
             if value < 0 and name in self.state_names and name not in self.signed:
                 return f"{name} = {value:g} is negative", None
