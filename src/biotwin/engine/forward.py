@@ -284,6 +284,10 @@ class ForwardIntegrator:
         idx = np.array(self.x0_unknown)
         return self._newton(self._init, self._Jinit, guess, idx, lambda y: list(y) + p + list(u0), "the initial state")
 
+    def _algebraic_guess(self, t) -> np.ndarray:
+        """The algebraic variables' values in the Pyomo model at time ``t`` (1 where unset): a Newton start."""
+        return np.array([float(a[t].value) if a[t].value is not None else 1.0 for a in self.algebraic])
+
     def _solve_algebraic(self, x, u, p, z_guess):
         if not self.n_z:
             return np.zeros(0)
@@ -329,7 +333,7 @@ class ForwardIntegrator:
         p = self._param_values()
         inputs_at, corners = self._inputs_and_corners(programs, t0, t_end)
         x = self.initial_state(inputs_at(t0, "right"))
-        z_guess = np.array([float(a[t0].value) if a[t0].value is not None else 1.0 for a in self.algebraic])
+        z_guess = self._algebraic_guess(t0)
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z_guess)
         if not self.n_x:  # purely algebraic model: solve the outputs point by point
             return self._trajectory(points, lambda t: x, inputs_at, set(points[1:].tolist()), p, z)
@@ -441,13 +445,11 @@ class ForwardIntegrator:
         import sympy
 
         tstar = max(self.time_set)
+        guess = self._algebraic_guess(tstar)
         for j, a in enumerate(self.algebraic):
             if a is component:
 
                 def algebraic(x, u, p, j=j):
-                    guess = np.array(
-                        [float(v[tstar].value) if v[tstar].value is not None else 1.0 for v in self.algebraic]
-                    )
                     return float(self._solve_algebraic(np.asarray(x, float), u, list(p), guess)[j])
 
                 return algebraic
@@ -485,10 +487,7 @@ class ForwardIntegrator:
 
         def expression(x, u, p):
             x = np.asarray(x, dtype=float)
-            z = np.zeros(self.n_z)
-            if needs_z:
-                guess = np.array([float(v[tstar].value) if v[tstar].value is not None else 1.0 for v in self.algebraic])
-                z = self._solve_algebraic(x, u, list(p), guess)
+            z = self._solve_algebraic(x, u, list(p), guess) if needs_z else np.zeros(self.n_z)
             return float(f(*x, *z, *u, *p))
 
         return expression
@@ -536,7 +535,7 @@ class ForwardIntegrator:
             return np.tile(x, (len(wanted), 1))
         tstar = max(self.time_set)
         inputs_at, corners = self._inputs_and_corners(programs, t0, t1)
-        z = np.array([float(a[tstar].value) if a[tstar].value is not None else 1.0 for a in self.algebraic])
+        z = self._algebraic_guess(tstar)
         z = self._solve_algebraic(x, inputs_at(t0, "right"), p, z)
         scale = np.maximum(np.abs(x), 1e-6)
         for a, b in itertools.pairwise(corners):
