@@ -157,6 +157,8 @@ class Twin:
         self.state_names = [s.local_name for s in integ.states]
         self.units = {s.local_name: unit_string(pyo.units.get_units(s)) for s in integ.states}
         self.signed = set(self.model.hook("SIGNED_STATES") or ())
+        #: states kept non-negative (every state but the model's SIGNED_STATES), in state order
+        self.nonnegative = np.array([s not in self.signed for s in self.state_names], dtype=bool)
         # outputs a sensor may read instead of a state (a thermocouple at the vial bottom): compiled on first use
         self._outputs = {k: v for k, v in integ.output_components().items() if k not in self.state_names}
         self._h: dict = {}
@@ -261,11 +263,24 @@ class Twin:
         n = len(self.state_names)
         J = np.empty((base.shape[0], n, len(a)))
         for j in range(len(a)):
-            h = 1e-6 * (max(abs(a[j]), 1e-3 * self.scale[j]) if j < n else 1.0)
+            h = self._step(a, j)
             b = a.copy()
             b[j] += h
             J[:, :, j] = (self._flow(b, t0, t1, points) - base) / h
         return base, J
+
+    def _step(self, a, j) -> float:
+        """Forward-difference step of ``a[j]``: 1e-6 of a state's magnitude (at least 1e-3 of its scale),
+        1e-6 in a log parameter."""
+        n = len(self.state_names)
+        return 1e-6 * (max(abs(a[j]), 1e-3 * self.scale[j]) if j < n else 1.0)
+
+    def clip(self, a) -> np.ndarray:
+        """``a`` with its non-negative states raised to zero where they dipped below it (a copy)."""
+        a = np.array(a, dtype=float)
+        n = len(self.state_names)
+        a[:n][self.nonnegative & (a[:n] < 0)] = 0.0
+        return a
 
     # -- the update --------------------------------------------------------------------------------
     def update(self, rows) -> TwinUpdate:
@@ -432,7 +447,7 @@ class Twin:
             y[k] = value(a)
             if jacobian:
                 for j in range(len(a)):
-                    step = 1e-6 * (max(abs(a[j]), 1e-3 * self.scale[j]) if j < n else 1.0)
+                    step = self._step(a, j)
                     b = a.copy()
                     b[j] += step
                     H[k, j] = (value(b) - y[k]) / step
@@ -450,9 +465,7 @@ class Twin:
         a = a + K @ nu
         IKH = np.eye(len(a)) - K @ H
         P = IKH @ P @ IKH.T + K @ R @ K.T
-        for i, name in enumerate(self.state_names):
-            if name not in self.signed and a[i] < 0:
-                a[i] = 0.0
+        a = self.clip(a)
         contrib = {name: float(nu[k] ** 2 / S[k, k]) for k, name in enumerate(measured)}
         return a, P, float(nu @ S_inv @ nu), len(measured), contrib
 
