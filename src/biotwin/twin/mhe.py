@@ -45,8 +45,8 @@ class MovingHorizon:
         self.rows: list[tuple[float, dict]] = []
         # the arrival cost: an EKF of the rows that left the window, at the time of the last of them
         self.a_bar, self.P_bar, self.t_bar = twin.a.copy(), twin.P.copy(), twin.t
-        self._guess: dict = {}  # warm start: {"a_s": ..., "t_s": ..., "w": {t_k: w_k}}
-        self.last = {}  # the last solve: status, iterations, cost
+        self._guess: dict = {}  # warm start: {"a_s": {time: [x; log theta]}, "w": {interval end: w}}
+        self.last = {}  # the last solve: steps taken, cost at the start and the end, rows
 
     def add(self, t_k: float, measured: dict):
         """Put a row in the window; the row that leaves it goes into the arrival cost."""
@@ -73,8 +73,7 @@ class MovingHorizon:
         """States at the window's rows and, with ``jacobian``, their derivatives to ``z``."""
         tw = self.twin
         n, q, noisy, intervals, slots, size = layout
-        x = z[:n].copy()
-        theta = np.exp(z[n : n + q])
+        x, log_theta = z[:n].copy(), z[n : n + q]
         D = np.zeros((n, size))
         D[:, :n] = np.eye(n)
         dtheta = np.zeros((q, size))
@@ -84,7 +83,7 @@ class MovingHorizon:
         for k in range(len(self.rows)):
             if k in by_k:
                 t0, t1 = by_k[k]
-                a = np.concatenate([x, np.log(theta)])
+                a = np.concatenate([x, log_theta])
                 if jacobian:
                     base, J = tw._jacobian(a, t0, t1)
                     G = J[-1]  # d x(t1) / d [x(t0); log theta]
@@ -92,8 +91,7 @@ class MovingHorizon:
                     x = base[-1].copy()
                 else:
                     x = tw._flow(a, t0, t1)[-1].copy()
-                w = z[slots[k] : slots[k] + len(noisy)]
-                x[noisy] += w
+                x[noisy] += z[slots[k] : slots[k] + len(noisy)]
                 if jacobian:
                     D[noisy, slots[k] : slots[k] + len(noisy)] += np.eye(len(noisy))
             states.append(x.copy())
@@ -101,39 +99,31 @@ class MovingHorizon:
         return states, sens, dtheta
 
     def _residuals(self, z, layout, chol, jacobian: bool):
-        """Whitened residuals (arrival, disturbances, measurements) and, with ``jacobian``, their Jacobian."""
+        """Whitened residuals (arrival, disturbances, measurements) and the states at the rows; with
+        ``jacobian`` also the residuals' Jacobian, the states' sensitivities and ``d log theta / dz``."""
+        tw = self.twin
         n, q, noisy, intervals, slots, size = layout
         states, sens, dtheta = self._forward(z, layout, jacobian)
-        r = self._stack(z, layout, chol, states)
-        if not jacobian:
-            return r
-        tw = self.twin
-        J = [np.linalg.solve(chol, np.eye(n + q, size))]
-        q_diag = np.diag(tw.Q)[noisy]
-        for k, t0, t1 in intervals:
-            block = np.zeros((len(noisy), size))
-            block[:, slots[k] : slots[k] + len(noisy)] = np.diag(1.0 / np.sqrt(q_diag * (t1 - t0)))
-            J.append(block)
-        theta_log = z[n : n + q]
-        for (t, measured), x, D in zip(self.rows, states, sens, strict=True):
-            _, H = tw._measure(np.concatenate([x, theta_log]), list(measured), t)
-            sd = np.array([s for _, s in measured.values()])
-            J.append(-(H[:, :n] @ D + H[:, n:] @ dtheta) / sd[:, None])
-        return r, np.vstack(J), states, sens, dtheta
-
-    def _stack(self, z, layout, chol, states):
-        tw = self.twin
-        n, q, noisy, intervals, slots, _ = layout
         r = [np.linalg.solve(chol, z[: n + q] - self.a_bar)]
+        J = [np.linalg.solve(chol, np.eye(n + q, size))] if jacobian else []
         q_diag = np.diag(tw.Q)[noisy]
         for k, t0, t1 in intervals:
-            r.append(z[slots[k] : slots[k] + len(noisy)] / np.sqrt(q_diag * (t1 - t0)))
-        for (t, measured), x in zip(self.rows, states, strict=True):
-            y_hat, _ = tw._measure(np.concatenate([x, z[n : n + q]]), list(measured), t, jacobian=False)
+            scale = np.sqrt(q_diag * (t1 - t0))
+            r.append(z[slots[k] : slots[k] + len(noisy)] / scale)
+            if jacobian:
+                block = np.zeros((len(noisy), size))
+                block[:, slots[k] : slots[k] + len(noisy)] = np.diag(1.0 / scale)
+                J.append(block)
+        for (t, measured), x, D in zip(self.rows, states, sens, strict=True):
+            y_hat, H = tw._measure(np.concatenate([x, z[n : n + q]]), list(measured), t, jacobian=jacobian)
             y = np.array([v for v, _ in measured.values()])
             sd = np.array([s for _, s in measured.values()])
             r.append((y - y_hat) / sd)
-        return np.concatenate(r)
+            if jacobian:
+                J.append(-(H[:, :n] @ D + H[:, n:] @ dtheta) / sd[:, None])
+        if not jacobian:
+            return np.concatenate(r), states
+        return np.concatenate(r), np.vstack(J), states, sens, dtheta
 
     def _start(self, layout):
         n, q, noisy, intervals, slots, size = layout
@@ -162,9 +152,7 @@ class MovingHorizon:
         # a relative jitter per variable: one large variance (a temperature in K) must not swamp a small one
         chol = np.linalg.cholesky(P_bar + np.diag(1e-12 * np.maximum(np.diag(P_bar), 1e-300)))
         lower = np.full(size, -np.inf)
-        for i, name in enumerate(tw.state_names):
-            if name not in tw.signed:
-                lower[i] = 0.0
+        lower[:n][tw.nonnegative] = 0.0
         z = np.maximum(self._start(layout), lower)
         r, J, states, sens, dtheta = self._residuals(z, layout, chol, jacobian=True)
         cost0 = cost = float(r @ r)
@@ -178,7 +166,7 @@ class MovingHorizon:
             for _ in range(5):
                 z_try = z + step
                 try:
-                    r_try, states_try = self._residuals_only(z_try, layout, chol)
+                    r_try, states_try = self._residuals(z_try, layout, chol, jacobian=False)
                 except FloatingPointError:  # the trial states could not be integrated: a shorter step
                     r_try = None
                 if r_try is not None and np.all(np.isfinite(r_try)) and r_try @ r_try < cost:
@@ -196,18 +184,10 @@ class MovingHorizon:
         T = np.vstack([sens[-1], dtheta])
         TR = solve_triangular(R, T.T, trans="T").T  # T R^-1
         P = TR @ TR.T
-        a = np.concatenate([states[-1], z[n : n + q]])
-        for i, name in enumerate(tw.state_names):
-            if name not in tw.signed and a[i] < 0:
-                a[i] = 0.0
+        a = tw.clip(np.concatenate([states[-1], z[n : n + q]]))
         # warm start of the next window: the smoothed states at each row, the disturbances by time
         a_at = {t: np.concatenate([x, z[n : n + q]]) for (t, _), x in zip(self.rows, states, strict=True)}
         a_at[self.t_bar] = z[: n + q]
         self._guess = {"a_s": a_at, "w": {t1: z[slots[k] : slots[k] + len(noisy)] for k, _, t1 in intervals}}
         self.last = {"steps": steps, "cost_start": cost0, "cost": cost, "rows": len(self.rows)}
         return a, 0.5 * (P + P.T)
-
-    def _residuals_only(self, z, layout, chol):
-        """Residuals and the states at the rows, without sensitivities (one integration per interval)."""
-        states, _, _ = self._forward(z, layout, jacobian=False)
-        return self._stack(z, layout, chol, states), states
