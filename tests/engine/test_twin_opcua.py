@@ -2,12 +2,14 @@
 
 A local ``asyncua`` server on 127.0.0.1 (started and stopped here) publishes a recorded batch row by row
 -- biomass in mg/L, substrate in g/L, the sample time in minutes -- and the twin's client reads it
-through a node map with units.
+through a node map with units. The server writes the rows back to back, without a pause, once the
+client's subscription is in place: a client that polled would miss most of them.
 """
 
 import socket
 import threading
 import time
+from datetime import UTC
 
 import pandas as pd
 import pytest
@@ -60,15 +62,20 @@ def server(stream):
     }
     srv.start()
 
+    def subscribed():
+        subscriptions = srv.aio_obj.iserver.subscription_service.subscriptions.values()
+        return any(len(sub.monitored_item_srv._monitored_items) == 4 for sub in subscriptions)
+
     def publish():
-        time.sleep(1.0)  # the client connects
+        deadline = time.monotonic() + 30
+        while not subscribed() and time.monotonic() < deadline:
+            time.sleep(0.02)
         for _, row in stream.iterrows():
             nodes["SampleTime"].write_value(float("nan"))  # a sample in progress: readers wait
             nodes["Biomass"].write_value(float("nan") if pd.isna(row["X"]) else float(row["X"]) * 1000.0)
             nodes["Biomass_sd"].write_value(float("nan") if pd.isna(row["X"]) else float(row["X_sigma"]) * 1000.0)
             nodes["Substrate"].write_value(float("nan") if pd.isna(row["S"]) else float(row["S"]))
             nodes["SampleTime"].write_value(float(row["time"]) * 60.0)  # the time last: the row is complete
-            time.sleep(0.25)
 
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()
@@ -81,7 +88,7 @@ def test_opcua_stream_gives_the_same_estimates_as_the_csv_replay(server, stream,
     model = biotwin.load_model(MONOD)
     live = biotwin.Twin(model, "default", estimate=["mu_max"])
     node_map = read_node_map(NODE_MAP, live)
-    chunks = opcua_chunks(server, node_map, poll_s=0.01, stop_time=float(stream["time"].iloc[-1]), idle_timeout_s=30)
+    chunks = opcua_chunks(server, node_map, publish_s=0.05, stop_time=float(stream["time"].iloc[-1]), idle_timeout_s=30)
     record(live, chunks, tmp_path / "live", forecast_every=6)
     run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), stream, tmp_path / "csv", forecast_every=6)
     a, b = pd.read_csv(tmp_path / "csv" / "estimates.csv"), pd.read_csv(tmp_path / "live" / "estimates.csv")
@@ -124,8 +131,8 @@ def test_cli_twin_serve_records_the_live_batch(server, stream, tmp_path, capsys)
         str(nodes),
         "--estimate",
         "mu_max",
-        "--poll-s",
-        "0.01",
+        "--publish-s",
+        "0.05",
         "--idle-timeout-s",
         "5",
         "--out",
@@ -135,3 +142,40 @@ def test_cli_twin_serve_records_the_live_batch(server, stream, tmp_path, capsys)
     estimates = pd.read_csv(out / "estimates.csv")
     assert list(estimates["update_time"]) == list(stream["time"])
     assert (out / "summary.json").is_file() and (out / "forecasts.csv").is_file()
+
+
+def test_rows_are_assembled_by_timestamp_whatever_order_a_publish_delivers_its_items():
+    """A publish groups changes by item: the sample time may arrive before its values, next to the next sample's."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from asyncua import ua
+
+    from biotwin.twin.opcua import _RowAssembler
+
+    twin = biotwin.Twin(biotwin.load_model(MONOD), "default", estimate=["mu_max"])
+    rows = _RowAssembler(read_node_map(NODE_MAP, twin))
+    t0 = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def change(node, value, ms, status=ua.StatusCodes.Good):
+        dv = ua.DataValue(
+            ua.Variant(value), StatusCode=ua.StatusCode(status), SourceTimestamp=t0 + timedelta(milliseconds=ms)
+        )
+        node = SimpleNamespace(nodeid=ua.NodeId.from_string(f"ns=2;s={node}"))
+        rows.datachange_notification(node, value, SimpleNamespace(monitored_item=SimpleNamespace(Value=dv)))
+
+    # one publish, filed item by item: the times first, then each node's queue
+    change("SampleTime", 60.0, 3)  # sample 1 complete at 3 ms
+    change("SampleTime", 120.0, 7)  # sample 2 complete at 7 ms
+    change("Biomass", 1500.0, 1)
+    change("Biomass", 1700.0, 5)
+    change("Biomass_sd", 30.0, 2)  # not rewritten for sample 2 (unchanged): it keeps its value
+    change("Substrate", 4.0, 2)
+    change("Substrate", float("nan"), 6)  # not measured in sample 2
+    first, second = rows.rows()
+    assert first == {"time": 1.0, "X": 1.5, "X_sigma": 0.03, "S": 4.0, "S_sigma": 0.05}
+    assert second == {"time": 2.0, "X": 1.7, "X_sigma": 0.03}
+    change("Biomass", 1.0, 9, status=ua.StatusCodes.BadSensorFailure)  # a bad status is not a value
+    change("SampleTime", 180.0, 10)
+    change("SampleTime", 180.0, 11)  # the same sample time again is no new row
+    assert rows.rows() == [{"time": 3.0}]

@@ -534,7 +534,7 @@ def cmd_twin_serve(args) -> int:
     twin = _twin_from_args(args)
     node_map = read_node_map(Path(args.nodes), twin)
     chunks = opcua_chunks(
-        args.opcua, node_map, poll_s=args.poll_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
+        args.opcua, node_map, publish_s=args.publish_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
     )
     summary = record(twin, chunks, args.out, **_record_options(args))
     _record_twin_run(args, twin, summary, {"opcua": args.opcua, "nodes_sha256": _file_sha(Path(args.nodes))})
@@ -876,7 +876,14 @@ def make_parser() -> argparse.ArgumentParser:
     _add_twin_options(q)
     q.add_argument("--opcua", required=True, help="server URL, e.g. opc.tcp://127.0.0.1:4840/freeopcua/server/")
     q.add_argument("--nodes", required=True, help="YAML node map: time and variables with node ids and units")
-    q.add_argument("--poll-s", type=float, default=0.5, help="seconds between reads of the server")
+    q.add_argument(
+        "--publish-s",
+        "--poll-s",
+        dest="publish_s",
+        type=float,
+        default=0.1,
+        help="publishing interval of the subscription [s] (every change is queued on the server and delivered)",
+    )
     q.add_argument("--idle-timeout-s", type=float, help="stop when no new sample arrives for this long")
     q.set_defaults(func=cmd_twin_serve)
 

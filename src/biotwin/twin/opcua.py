@@ -1,26 +1,31 @@
 """Process data from an OPC UA server (the interface PAT systems and bioreactor controllers expose).
 
-A node map (YAML) names, for each measured model state, the node that carries it and its unit, and
-the node that carries the sample time::
+A node map (YAML) names, for each measured model state or output, the node that carries it and its
+unit, and the node that carries the sample time::
 
     time: {node: "ns=2;s=SampleTime", unit: h}
     variables:
       Glc: {node: "ns=2;s=Glucose", unit: mM, sigma: 0.7}          # sigma in the node's unit
       Xv:  {node: "ns=2;s=VCD", unit: "1e6/mL", sigma_node: "ns=2;s=VCD_sd"}
 
-The client (``asyncua``) reads the time node and every variable node in one Read request every
-``poll_s`` seconds and emits a row when the sample time changes to a new finite value. The server's
-side of the convention: while it writes a sample it sets the time node to NaN (or leaves it empty),
-then writes the values, then the new time -- a read in the middle of an update sees no time and waits,
-so a row never mixes two samples. Samples must be published more slowly than ``poll_s`` (PAT data
-arrive every minutes to hours; a sample replaced before it was read is lost). A variable node holding
-NaN (or nothing) is not measured in that row. Values are converted to the model's units; a map whose unit cannot be converted, or that names
-an unknown state, is refused before connecting. A node that reads empty (a bad status, None) leaves
-that variable unmeasured in the row.
+The client (``asyncua``) holds one subscription with a monitored item on every node, each with a
+server-side FIFO queue (``queue_size``) and a sampling interval of 0, so every change the server
+makes reaches the client, however fast samples are published and however long an update of the twin
+takes (the reader runs in its own thread and its own event loop). The server's side of the
+convention: a sample's values are written first and its sample time last. A row is emitted for every
+new finite sample time; it holds, for each variable, the latest value whose timestamp (source
+timestamp, else server timestamp) is not later than the sample time's own. (The server delivers a
+data change of one item in the same or a later publish than the changes written before it, and the
+client files a whole publish before it assembles rows, so the rule never takes a value of the next
+sample nor misses one of this sample.) A variable node holding NaN (or nothing, or a bad status)
+is not measured in that row; a variable that did not change keeps its last value (OPC UA reports
+changes only). Values are converted to the model's units; a map whose unit cannot be converted,
+or that names an unknown state, is refused before connecting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import queue
 import threading
@@ -77,9 +82,14 @@ def read_node_map(path_or_dict, twin) -> dict:
 
 
 def opcua_chunks(
-    url: str, node_map: dict, poll_s: float = 0.5, idle_timeout_s: float | None = None, stop_time: float | None = None
+    url: str,
+    node_map: dict,
+    publish_s: float = 0.1,
+    idle_timeout_s: float | None = None,
+    stop_time: float | None = None,
+    queue_size: int = 10000,
 ):
-    """Rows from an OPC UA server as one-row DataFrames (the twin's input), as they are published.
+    """Rows from an OPC UA subscription as one-row DataFrames (the twin's input), as they are published.
 
     Parameters
     ----------
@@ -87,70 +97,57 @@ def opcua_chunks(
         ``opc.tcp://host:port/path``.
     node_map : dict
         From :func:`read_node_map`.
-    poll_s : float
-        Seconds between reads.
+    publish_s : float
+        Publishing interval of the subscription [s]: how often the server sends what changed.
     idle_timeout_s : float, optional
-        Stop when the sample time has not changed for this long (None: run until ``stop_time``).
+        Stop when no new sample time has arrived for this long [s] (None: run until ``stop_time``).
     stop_time : float, optional
         Stop after the row at or after this time [model time unit].
+    queue_size : int
+        Changes the server keeps per node between two publishes; more changes than this within one
+        publishing interval lose the oldest.
     """
-    from asyncua.sync import Client
-
-    time_node, time_factor = node_map["time"]
-    names = list(node_map["variables"])
-    ids = [time_node]
-    for name in names:
-        node, _, _, sigma_node = node_map["variables"][name]
-        ids.append(node)
-        if sigma_node:
-            ids.append(sigma_node)
+    if not (isinstance(publish_s, (int, float)) and math.isfinite(publish_s) and publish_s > 0):
+        raise DataError(f"publish_s must be a positive number of seconds, got {publish_s!r}")
     rows: queue.Queue = queue.Queue()
     stop = threading.Event()
+    assembler = _RowAssembler(node_map)
 
-    def poll():  # a reader thread: the twin's updates and forecasts never delay a read
+    async def follow():
+        from asyncua import Client
+
         client = Client(url, timeout=10)
         try:
-            client.connect()
+            await client.connect()
         except Exception as exc:  # noqa: BLE001 - reported to the consumer
             rows.put(DataError(f"OPC UA {url}: cannot connect ({type(exc).__name__}: {exc})"))
             return
         try:
-            nodes = [client.get_node(i) for i in ids]
-            last_time, last_change = None, _time.monotonic()
+            subscription = await client.create_subscription(publish_s * 1000.0, assembler)
+            nodes = [client.get_node(i) for i in assembler.node_ids]
+            await subscription.subscribe_data_change(nodes, queuesize=queue_size, sampling_interval=0)
+            last_change = _time.monotonic()
             while not stop.is_set():
-                values = client.read_values(nodes)
-                t = values[0]
-                if isinstance(t, (int, float)) and math.isfinite(t) and t != last_time:
-                    last_time, last_change = t, _time.monotonic()
-                    row = _row(values, float(t) * time_factor)
+                await asyncio.sleep(min(publish_s, 0.05))
+                emitted = assembler.rows()
+                for row in emitted:
                     rows.put(pd.DataFrame([row]))
-                    if stop_time is not None and row["time"] >= stop_time:
+                if emitted:
+                    last_change = _time.monotonic()
+                    if stop_time is not None and emitted[-1]["time"] >= stop_time:
                         break
                 elif idle_timeout_s is not None and _time.monotonic() - last_change > idle_timeout_s:
                     break
-                _time.sleep(poll_s)
         except Exception as exc:  # noqa: BLE001 - reported to the consumer
             rows.put(DataError(f"OPC UA {url}: {type(exc).__name__}: {exc}"))
         finally:
             rows.put(None)
-            client.disconnect()
+            try:
+                await client.disconnect()
+            except Exception:  # noqa: BLE001, S110 - the connection may already be gone
+                pass
 
-    def _row(values, t):
-        row, k = {"time": t}, 1
-        for name in names:
-            _, f, sigma, sigma_node = node_map["variables"][name]
-            value = values[k]
-            k += 1
-            sd = sigma
-            if sigma_node:
-                sd = values[k]
-                k += 1
-            if value is None or sd is None or not math.isfinite(value) or not math.isfinite(sd):
-                continue  # not measured in this row (empty or NaN)
-            row[name], row[f"{name}_sigma"] = float(value) * f, float(sd) * f
-        return row
-
-    reader = threading.Thread(target=poll, daemon=True)
+    reader = threading.Thread(target=lambda: asyncio.run(follow()), daemon=True)
     reader.start()
     try:
         while True:
@@ -163,3 +160,84 @@ def opcua_chunks(
     finally:
         stop.set()
         reader.join(timeout=30)
+
+
+class _RowAssembler:
+    """The subscription's handler: files every data change and builds rows at each new sample time.
+
+    Runs in the reader's event loop only (``datachange_notification`` from the subscription's
+    dispatch, ``rows`` from the reader's loop between two sleeps), so no lock is needed, and a
+    publish's changes are all filed before ``rows`` runs (they are dispatched together).
+    """
+
+    def __init__(self, node_map):
+        time_node, self.time_factor = node_map["time"]
+        self.time_node = _canonical(time_node)
+        self.variables = {
+            name: (_canonical(node), f, sigma, _canonical(sigma_node) if sigma_node else None)
+            for name, (node, f, sigma, sigma_node) in node_map["variables"].items()
+        }
+        ids = [self.time_node]
+        for node, _, _, sigma_node in self.variables.values():
+            ids += [node] + ([sigma_node] if sigma_node else [])
+        self.node_ids = list(dict.fromkeys(ids))
+        self.changes = {i: [] for i in self.node_ids}  # node -> [(timestamp, value)], in arrival order
+        self.times = []  # [(timestamp, sample time)] not yet turned into rows
+        self.last_time = None
+
+    def datachange_notification(self, node, val, data):
+        value = data.monitored_item.Value
+        stamp = value.SourceTimestamp or value.ServerTimestamp
+        # a server that stamps nothing: the arrival time (a row then takes what arrived before its time)
+        key = stamp.timestamp() if stamp is not None else _time.time()
+        nid = node.nodeid.to_string()
+        if nid == self.time_node:
+            if _finite(val):
+                self.times.append((key, float(val)))
+            return
+        good = value.StatusCode is None or value.StatusCode.is_good()
+        self.changes[nid].append((key, val if good else None))
+
+    def rows(self):
+        """Rows for the sample times received so far, in order; each change is kept until superseded."""
+        out = []
+        for stamp, t in sorted(self.times):
+            if t == self.last_time:
+                continue
+            self.last_time = t
+            row = {"time": t * self.time_factor}
+            for name, (node, f, sigma, sigma_node) in self.variables.items():
+                value = self._at(node, stamp)
+                sd = self._at(sigma_node, stamp) if sigma_node else sigma
+                if not _finite(value) or not _finite(sd):
+                    continue  # not measured in this row (empty or NaN)
+                row[name], row[f"{name}_sigma"] = float(value) * f, float(sd) * f
+            out.append(row)
+        if self.times:
+            last = max(s for s, _ in self.times)
+            for nid, changes in self.changes.items():  # keep the last change at or before the last sample
+                before = [c for c in changes if c[0] <= last]
+                self.changes[nid] = before[-1:] + [c for c in changes if c[0] > last]
+        self.times = []
+        return out
+
+    def _at(self, node, stamp):
+        value = None
+        for key, v in self.changes[node]:
+            if key <= stamp:
+                value = v
+        return value
+
+
+def _canonical(node_id: str) -> str:
+    """The node id as asyncua prints it (``ns=2;s=X``), whatever spelling the map used."""
+    from asyncua import ua
+
+    try:
+        return ua.NodeId.from_string(node_id).to_string()
+    except Exception:  # noqa: BLE001 - an unparsable id is refused by the server at subscription
+        return node_id
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
