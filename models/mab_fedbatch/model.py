@@ -223,14 +223,22 @@ def read_scenario(raw, where):
           times: [3.03, 4.03, ...]    # start of each window (after a sample)
           stock_mM: 2775              # glucose stock (500 g/L); default parameters.yaml Glc_stock
           window_h: 0.25              # length of each window (k_ctrl x window = 5 e-folds)
+        optimize:                     # with glucose_control: the target chosen by `biotwin optimize`
+          glucose_target_mM: [14, 26] # the range searched
+          tolerance_mM: 0.2
+          maximize: titer             # a variable's final value
+          max: {Lac: 35}              # limits over the whole run, in the variables' units (mM)
+          min: {}
     """
     from biotwin.core.checks import number
     from biotwin.core.errors import ScenarioError
     from biotwin.core.units import convert_value, parse_unit
     from biotwin.processes.culture_recipes import check_overlaps, pulse_program
 
-    base = {k: v for k, v in raw.items() if k != "glucose_control"}
+    base = {k: v for k, v in raw.items() if k not in ("glucose_control", "optimize")}
     out = read_culture_scenario(base, where, STATES, ["Glc", "Gln"])
+    if raw.get("optimize") is not None:
+        read_optimize_block(raw, where)
     control = raw.get("glucose_control")
     if control is None:
         return out
@@ -262,6 +270,68 @@ def read_scenario(raw, where):
     check_overlaps(windows, "glucose-control windows", where, unit, hours)
     out["inputs"]["Glc_window"] = {"unit": "dimensionless", "points": pulse_program(windows, out["t_end"])}
     return out
+
+
+OPTIMIZE_KEYS = {"glucose_target_mM", "tolerance_mM", "maximize", "max", "min"}
+
+
+def read_optimize_block(raw, where) -> dict:
+    """The recipe's ``optimize`` block, checked: ``{bounds, xtol, objective, limits}`` (see :func:`read_scenario`)."""
+    from biotwin.core.checks import number
+    from biotwin.core.errors import ScenarioError
+
+    label = f"{where}: optimize"
+    block = raw.get("optimize")
+    example = "{glucose_target_mM: [14, 26], tolerance_mM: 0.2, maximize: titer, max: {Lac: 35}}"
+    if not isinstance(block, dict) or set(block) - OPTIMIZE_KEYS or "glucose_target_mM" not in block:
+        raise ScenarioError(f"{label}: expected {example} (glucose_target_mM required), got {block!r}")
+    if raw.get("glucose_control") is None:
+        raise ScenarioError(
+            f"{label}: the recipe feeds no glucose to a target; add a glucose_control block (the target it searches)"
+        )
+    bounds = block["glucose_target_mM"]
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise ScenarioError(f"{label}: glucose_target_mM: expected [lowest, highest] [mM], got {bounds!r}")
+    lo, hi = (number(b, f"{label}: glucose_target_mM", positive=True) for b in bounds)
+    if not lo < hi:
+        raise ScenarioError(f"{label}: glucose_target_mM: expected lowest < highest, got {bounds!r}")
+    xtol = number(block.get("tolerance_mM", 0.2), f"{label}: tolerance_mM", positive=True)
+    objective = block.get("maximize", "titer")
+    if not isinstance(objective, str):
+        raise ScenarioError(f"{label}: maximize: expected a variable name (e.g. titer), got {objective!r}")
+    limits = {}
+    for side in ("max", "min"):
+        given = block.get(side) or {}
+        if not isinstance(given, dict):
+            raise ScenarioError(f"{label}: {side}: expected {{variable: value}}, got {given!r}")
+        for var, value in given.items():
+            bound = number(value, f"{label}: {side}: {var}")
+            lo_hi = limits.get(var, (None, None))
+            limits[var] = (lo_hi[0], bound) if side == "max" else (bound, lo_hi[1])
+    return {"bounds": (lo, hi), "xtol": xtol, "objective": objective, "limits": limits}
+
+
+def optimize(model, scenario, nfe=40, progress=None):
+    """The glucose target of a recipe with ``glucose_control`` and an ``optimize`` block (``biotwin optimize``).
+
+    Every trial target is a refined simulation (:func:`biotwin.optimize.setpoint.optimize_setpoint`);
+    returns its ``SetpointResult`` (``.table``, ``.summary()``, ``.evaluations``).
+    """
+    from biotwin.optimize.setpoint import optimize_setpoint
+
+    sc = model.load_scenario(scenario)
+    spec = read_optimize_block(sc.raw, sc.source)
+    return optimize_setpoint(
+        model,
+        sc,
+        "Glc_target",
+        spec["bounds"],
+        objective=spec["objective"],
+        limits=spec["limits"],
+        xtol=spec["xtol"],
+        progress=progress,
+        simulate_options={"nfe": nfe},
+    )
 
 
 # -- interactive explorer (biotwin.explore) -------------------------------------------------------

@@ -11,7 +11,7 @@ Architecture: seven layers; a module imports only from its own layer or the laye
     ui/           figures, explorers, design-space and calibration views          (what a user sees)
       |
     calibration/  multi-experiment estimation, covariance, identifiability, profiles
-    optimize/     dynamic optimization of recipes (bolus feeding)                  (analysis)
+    optimize/     recipe optimization: bolus feeding; a set-point by refined runs (analysis)
     twin/         the live twin: EKF or moving horizon on streaming data, forecasts, alarms
     sweep/        grids and parameter samples on Dask, probabilistic design spaces, Sobol
       |

@@ -285,3 +285,42 @@ def test_bad_glucose_control(model, control, message):
     recipe = {**model.load_scenario("glucose_target_14d").raw, "glucose_control": control}
     with pytest.raises(ScenarioError, match=message):
         model.simulate(scenario=recipe, nfe=20)
+
+
+def test_the_glucose_target_search_stops_on_the_lactate_limit(model):
+    """Every trial target is a refined simulation: the answer's own run keeps lactate below the limit, a
+    target ``xtol`` higher breaks it, and the titer still rose towards it (the limit, not the culture,
+    sets the target: without it the scan's 20 mM gives more titer)."""
+    from biotwin.optimize.setpoint import optimize_setpoint
+
+    r = optimize_setpoint(model, "glucose_target_14d", "Glc_target", (14, 20), limits={"Lac": 35}, n_scan=3, xtol=0.5)
+    runs = r.evaluations.set_index("setpoint")
+    print(f"\n{r.evaluations[['setpoint', 'stage', 'titer', 'Lac_max', 'feasible']].to_string()}")
+    print(f"best {r.optimum:.3f} mM: titer {r.value:.4f} g/L, peak lactate {r.best.wide['Lac'].max():.2f} mM")
+    assert r.binding == ["Lac <= 35"]
+    assert r.best.wide["Lac"].max() <= 35.0 and r.best.wide["Glc"].min() > -0.1
+    broken = runs[~runs["feasible"]].index
+    assert min(b for b in broken if b > r.optimum) - r.optimum <= 0.5  # the limit within xtol above
+    assert runs.loc[20.0, "titer"] > r.value > runs.loc[17.0, "titer"] > runs.loc[14.0, "titer"]
+    assert r.value == pytest.approx(float(r.best.wide["titer"].iloc[-1]))
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"tolerance_mM": 0.2}, "glucose_target_mM required"),
+        ({"glucose_target_mM": [26, 14]}, "lowest < highest"),
+        ({"glucose_target_mM": [14, 26], "max": {"Lac": "a lot"}}, "Lac"),
+        ({"glucose_target_mM": [14, 26], "target": 3}, "expected"),
+    ],
+)
+def test_bad_optimize_block(model, block, message):
+    recipe = {**model.load_scenario("glucose_target_14d").raw, "optimize": block}
+    with pytest.raises(ScenarioError, match=message):
+        model.simulate(scenario=recipe, nfe=20)
+
+
+def test_an_optimize_block_needs_glucose_control(model):
+    recipe = {k: v for k, v in model.load_scenario("glucose_target_14d").raw.items() if k != "glucose_control"}
+    with pytest.raises(ScenarioError, match="add a glucose_control block"):
+        model.simulate(scenario=recipe, nfe=20)

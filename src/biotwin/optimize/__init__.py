@@ -1,1 +1,2 @@
-"""Dynamic optimization of recipes on the collocation model (bolus feeding). Imports the layers below."""
+"""Optimization of recipes: bolus volumes by one collocation NLP (:mod:`.feed`), one set-point (a glucose
+target) by a search over refined simulations (:mod:`.setpoint`). Imports the layers below."""
