@@ -14,14 +14,23 @@ Pikal et al. 1984; as implemented in LyoPRONTO, Shivkumar et al. 2019, AAPS Phar
     dLck/dt = dm/dt / (Ap rho_ice) (1 - x (rho_sol - rho_ice)/rho_solute) / (1 - x rho_sol/rho_solute)
     Lpr0    = Vfill / (Ap rho_ice) rho_sol (1 - x (rho_sol - rho_ice) / rho_solute),  x = c_solid / rho_sol
 
-Secondary drying (desorption of bound water from the dried cake; Sadikoglu & Liapis 1997, Drying
-Technol 15:791; Fissore, Pisano & Barresi 2011, J Pharm Sci 100:4918), switched on smoothly when the
-ice is gone (switch ``s``, 0 during primary drying, 1 after it):
+Desorption of bound water (Sadikoglu & Liapis 1997, Drying Technol 15:791; Fissore, Pisano & Barresi
+2011, J Pharm Sci 100:4918). ``Cs`` is the bound (unfrozen) water per gram of solid averaged over the
+whole cake; the part still frozen holds ``Cs0``. The dried layer desorbs from the moment it forms
+(recipe ``desorption: during_primary``, the default): with ``phi = 1 - (Lpr0 - Lck)+ / Lpr0`` the
+dried share of the solid, the dried layer holds ``Cs - Cs0 (1 - phi)`` and
 
     kd      = k_des exp(-Ea/R (1/T_p - 1/T_ref))                   desorption rate constant [1/h]
-    dCs/dt  = -s kd (Cs - Cs_eq)                                   bound water [g water / g solid]
-    (m_s cp + C_vial) dT_p/dt = Kv Av (T_shelf - T_p) - dH_des m_s s kd (Cs - Cs_eq)   lumped heat balance
-                     (+ (1 - s) (T_bottom - T_p) / tau: T_p follows the vial bottom until the ice is gone)
+    dCs/dt  = -kd (Cs - Cs0 (1 - phi) - Cs_eq phi)                 bound water [g water / g solid]
+
+(a lumped dried layer at one moisture and at the product temperature T_p, which follows the vial bottom
+during primary drying -- a proposed simplification of the distributed models, in which the dried layer
+is warmer than the front). ``desorption: after_primary`` keeps the earlier form, desorption switched on
+smoothly when the ice is gone (switch ``s``, 0 during primary drying, 1 after it):
+``dCs/dt = -s kd (Cs - Cs_eq)``. The lumped heat balance, in both forms:
+
+    (m_s cp + C_vial) dT_p/dt = s [Kv Av (T_shelf - T_p) - dH_des m_s (-dCs/dt)]
+                                + (1 - s) (T_bottom - T_p) / tau   (T_p follows the vial bottom until the ice is gone)
 
 with m_s = c_solid Vfill the dried solid per vial; the vial's glass (heat capacity C_vial) heats with the
 cake (a proposed addition to the cited form: without it the cake alone would follow the shelf within ~20 s).
@@ -116,12 +125,16 @@ def build(settings=None):
         doc="share of the ice sublimed [%]",
     )
     if (settings or {}).get("secondary_drying", True):
-        _add_secondary_drying(m)
+        _add_secondary_drying(m, (settings or {}).get("desorption", "during_primary"))
     return m
 
 
-def _add_secondary_drying(m):
-    """Bound-water desorption and the lumped product heat balance after the ice is gone."""
+DESORPTION_FORMS = ("during_primary", "after_primary")
+
+
+def _add_secondary_drying(m, desorption="during_primary"):
+    """Bound-water desorption (from the dried layer as it forms, or after the ice is gone) and the lumped
+    product heat balance."""
     u = pyo.units
     m.Cs = pyo.Var(m.t, units=u.dimensionless, initialize=0.1, doc="bound water [g water / g solid]")
     m.T_product = pyo.Var(m.t, units=u.K, initialize=253.15, doc="lumped product temperature [K]")
@@ -142,9 +155,23 @@ def _add_secondary_drying(m):
             * pyo.exp(-u.convert(m.Ea_des / gas_constant, to_units=u.K) * (1 / m.T_product[t] - 1 / m.T_des_ref))
         ),
     )
-    m.desorption_rate = pyo.Expression(
-        m.t, rule=lambda m, t: m.secondary[t] * m.k_desorption[t] * (m.Cs[t] - m.Cs_eq), doc="[g water / g solid / h]"
-    )
+    if desorption == "during_primary":
+        m.dried_share = pyo.Expression(
+            m.t, rule=lambda m, t: 1 - m.frozen_thickness[t] / m.Lpr0, doc="dried share of the solid, phi [-]"
+        )
+        m.desorption_rate = pyo.Expression(
+            m.t,
+            rule=lambda m, t: (
+                m.k_desorption[t] * (m.Cs[t] - m.Cs0 * (1 - m.dried_share[t]) - m.Cs_eq * m.dried_share[t])
+            ),
+            doc="[g water / g solid / h]",
+        )
+    else:
+        m.desorption_rate = pyo.Expression(
+            m.t,
+            rule=lambda m, t: m.secondary[t] * m.k_desorption[t] * (m.Cs[t] - m.Cs_eq),
+            doc="[g water / g solid / h]",
+        )
     m.desorption = pyo.Constraint(m.t, rule=lambda m, t: m.dCs[t] == -m.desorption_rate[t])
     heat_capacity = m.solid_mass * m.cp_solid + m.C_vial
     tracking = TRACKING_TIME_H * u.h
@@ -191,6 +218,7 @@ SCENARIO_KEYS = {
     "optimize",
     "t_end_h",
     "equipment",
+    "desorption",
 }
 
 
@@ -264,9 +292,16 @@ def read_scenario(raw, where):
             f"temperature throughout the recipe (warmest shelf {warmest:.1f} degC gives "
             f"{float(np.max(psub_mtorr)):.1f} mTorr): nothing would sublime"
         )
+    desorption = raw.get("desorption", "during_primary")
+    if desorption not in DESORPTION_FORMS:
+        raise ScenarioError(
+            f"{where}: desorption: {desorption!r} is not a form; use during_primary (bound water leaves the dried "
+            "layer as it forms, the default) or after_primary (only once the ice is gone)"
+        )
     return {
         "description": raw.get("description", ""),
         "t_end": t_end,
+        "settings": {"desorption": desorption},
         "parameters": params,
         "inputs": {
             "T_shelf": {"unit": "K", "points": [[t, v + ZERO_CELSIUS] for t, v in zip(shelf.times, shelf.values)]},
@@ -309,8 +344,9 @@ def output_table(result, t_dry=None):
     Columns: ``time_h, T_sublimation_C, T_bottom_C, T_shelf_C, P_chamber_mTorr, flux_kg_per_h_m2,
     percent_dried`` and the secondary-drying columns ``T_product_C, residual_moisture_percent``.
     The row at the end of primary drying is interpolated on the collocation polynomials. During
-    primary drying ``T_product_C`` is the vial-bottom temperature and the residual moisture is empty
-    (bound water in the dried layer is not modelled before the ice is gone); after it
+    primary drying ``T_product_C`` is the vial-bottom temperature and the residual moisture is the
+    cake's bound water (the frozen part counted at ``Cs0``; empty with ``desorption: after_primary``,
+    where the dried layer's water is not followed before the ice is gone); after it
     ``T_sublimation_C`` is empty, the flux 0, and ``T_bottom_C`` is the lumped product temperature.
     ``t_dry``: the end of primary drying [h] if already located (:func:`primary_drying_end`).
     """
@@ -334,7 +370,8 @@ def output_table(result, t_dry=None):
         }
     )
     primary["T_product_C"] = primary["T_bottom_C"]
-    primary["residual_moisture_percent"] = np.nan
+    during = hasattr(result.pyomo_model, "dried_share")
+    primary["residual_moisture_percent"] = [r["residual_moisture"] if during else np.nan for r in rows]
     after = result.wide[result.wide["time"] > t_dry + 1e-9]
     secondary = pd.DataFrame(
         {
@@ -356,6 +393,8 @@ def output_table(result, t_dry=None):
 
 def summary(result):
     """Key numbers of primary drying, and of secondary drying when the recipe runs past primary drying."""
+    import numpy as np
+
     t_dry = primary_drying_end(result)
     table = output_table(result, t_dry)
     primary = table[table["time_h"] <= t_dry]
@@ -365,6 +404,8 @@ def summary(result):
         "final_flux_kg_per_h_m2": float(primary["flux_kg_per_h_m2"].iloc[-1]),
         "max_equipment_load": max_equipment_load(primary, result.parameters),
     }
+    if not np.isnan(primary["residual_moisture_percent"].iloc[-1]):
+        out["residual_moisture_at_primary_end_percent"] = float(primary["residual_moisture_percent"].iloc[-1])
     secondary = table[table["time_h"] > t_dry]
     if not secondary.empty:
         out.update(

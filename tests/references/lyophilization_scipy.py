@@ -4,7 +4,7 @@ Same equations as ``model.py`` but a different method: the sublimation-front tem
 by bracketing root finding at each right-hand-side evaluation (as LyoPRONTO does with fsolve), the
 end of primary drying is an exact integration event, and secondary drying then starts with a sharp
 switch (``model.py`` switches smoothly and lets the product temperature follow the vial bottom
-during primary drying). The relations (vapour pressure of ice, cake resistance, vial heat transfer, fill
+during primary drying; here the dried layer desorbs at the vial-bottom temperature itself). The relations (vapour pressure of ice, cake resistance, vial heat transfer, fill
 height) are written out here again from the model card (``models/lyophilization/README.md``) on purpose:
 this module imports nothing of biotwin. It is a test reference, not shipped with the package: the tests,
 ``benchmarks/lyophilization.py`` and the lyophilization notebooks load it from the repository
@@ -57,7 +57,7 @@ def primary_state(p, Lck, T_shelf, P):
     return T_sub, T_sub + q / (p["Ap"] * p["k_ice"]) * frozen, rate(T_sub)
 
 
-def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
+def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10, desorption="during_primary"):
     """Primary then secondary drying.
 
     Parameters
@@ -68,12 +68,15 @@ def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
         Shelf temperature [K] and chamber pressure [torr] as functions of time [h].
     t_end : float
         End of the recipe [h].
+    desorption : {"during_primary", "after_primary"}
+        Whether the dried layer desorbs as it forms (at the vial-bottom temperature, the model card's
+        lumped dried layer) or only once the ice is gone.
 
     Returns
     -------
     dict
         ``t_dry`` [h], ``max_T_bottom`` [K], and arrays ``time`` [h], ``Cs`` [g/g], ``T_product`` [K]
-        over secondary drying.
+        over secondary drying; ``primary_time`` [h] and ``primary_Cs`` [g/g] over primary drying.
     """
     lpr0 = fill_height(p)
     x = p["c_solid"] / p["rho_solution"]
@@ -81,15 +84,25 @@ def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
         1 - x * p["rho_solution"] / p["rho_solute"]
     )
 
+    e_over_r = p["Ea_des"] * 1000.0 / GAS_CONSTANT
+
+    def kd(T):
+        return p["k_des"] * np.exp(-e_over_r * (1 / T - 1 / p["T_des_ref"]))  # [1/h]
+
     def primary(t, y):
-        return [primary_state(p, y[0], shelf_K(t), pressure_torr(t))[2] / (p["Ap"] * p["rho_ice"]) * ice_factor]
+        Lck, Cs = y
+        _, T_bot, rate = primary_state(p, Lck, shelf_K(t), pressure_torr(t))
+        phi = min(Lck, lpr0) / lpr0  # dried share of the solid
+        desorbing = desorption == "during_primary"
+        dCs = -kd(T_bot) * (Cs - p["Cs0"] * (1 - phi) - p["Cs_eq"] * phi) if desorbing else 0.0
+        return [rate / (p["Ap"] * p["rho_ice"]) * ice_factor, dCs]
 
     def dried(t, y):
         return y[0] - lpr0
 
     dried.terminal, dried.direction = True, 1
     first = solve_ivp(
-        primary, (0.0, t_end), [0.0], method="LSODA", rtol=rtol, atol=1e-12, events=dried, dense_output=True
+        primary, (0.0, t_end), [0.0, p["Cs0"]], method="LSODA", rtol=rtol, atol=1e-12, events=dried, dense_output=True
     )
     if not first.t_events[0].size:
         raise ValueError("the recipe ends before primary drying does")
@@ -97,17 +110,22 @@ def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
     grid = np.linspace(0.0, t_dry, n_out)
     t_bottom = [primary_state(p, float(first.sol(t)[0]), shelf_K(t), pressure_torr(t))[1] for t in grid]
     m_s = p["c_solid"] * p["Vfill"]
-    e_over_r = p["Ea_des"] * 1000.0 / GAS_CONSTANT
 
     def secondary(t, y):
         Cs, T = y
-        rate = p["k_des"] * np.exp(-e_over_r * (1 / T - 1 / p["T_des_ref"])) * (Cs - p["Cs_eq"])
+        rate = kd(T) * (Cs - p["Cs_eq"])
         heat = _kv(p, pressure_torr(t)) * p["Av"] * (shelf_K(t) - T) * 3600.0 - p["dH_des"] * m_s * rate
         return [-rate, heat / (m_s * p["cp_solid"] + p["C_vial"])]
 
     out = np.linspace(t_dry, t_end, n_out)
     second = solve_ivp(
-        secondary, (t_dry, t_end), [p["Cs0"], t_bottom[-1]], method="Radau", rtol=rtol, atol=1e-12, t_eval=out
+        secondary,
+        (t_dry, t_end),
+        [float(first.y[1][-1]), t_bottom[-1]],
+        method="Radau",
+        rtol=rtol,
+        atol=1e-12,
+        t_eval=out,
     )
     return {
         "t_dry": t_dry,
@@ -115,6 +133,8 @@ def simulate(p, shelf_K, pressure_torr, t_end, n_out=400, rtol=1e-10):
         "time": second.t,
         "Cs": second.y[0],
         "T_product": second.y[1],
+        "primary_time": grid,
+        "primary_Cs": np.array([float(first.sol(t)[1]) for t in grid]),
     }
 
 
