@@ -117,7 +117,8 @@ def test_lyophilization_notebooks(tmp_path, shared_data, name):
 
 
 def test_lyophilization_probabilistic_design_space_notebook(tmp_path):
-    """Notebook 05 on a 2 x 2 corner of its grid with 6 samples per cell, on a 2-worker Dask cluster: every
+    """Notebook 05 on a 2 x 2 corner of its grid with 6 samples per cell, on a 2-worker Dask cluster (and its Sobol
+    section with 8 base samples, serial): every
     point solves; three sampled edge-vial points equal the scipy second implementation (drying time 1e-3,
     product temperature 0.05 K); and the probabilistic map is stricter than the deterministic one where the
     nominal centre vial passes (the edge vials and the uncertain resistance fail some samples)."""
@@ -125,10 +126,20 @@ def test_lyophilization_probabilistic_design_space_notebook(tmp_path):
         ROOT / "notebooks" / "lyophilization" / "05_probabilistic_design_space.ipynb",
         out_dir=tmp_path,
         progress_bar=False,
-        parameters={"n_samples": 6, "grid": {"shelf_C": [-27.5, -25.0], "pressure_mTorr": [40.0, 70.0]}},
+        parameters={
+            "n_samples": 6,
+            "grid": {"shelf_C": [-27.5, -25.0], "pressure_mTorr": [40.0, 70.0]},
+            "n_sobol": 8,
+        },
     )
     print(data)
     assert data["n_points"] == 24 and data["n_failed_solves"] == 0
+    # the Sobol section's plumbing (8 base samples x (3 parameters + 2) points; the estimator itself is checked on
+    # the Ishigami function in tests/sweep): every point solved, an index per sampled parameter and output
+    assert data["sobol_points"] == 40 and data["sobol_failed"] == 0
+    for output in ("max_T_bottom_C", "primary_drying_time_h"):
+        table = data["sobol"][output]
+        assert set(table) == {"R0", "A1", "KC"} and all(np.isfinite(v["ST"]) for v in table.values())
     assert data["scipy_max_rel_diff_time"] < 1e-3 and data["scipy_max_diff_Tmax_K"] < 0.05
     assert data["cells_deterministic_pass"] >= 1 and data["min_probability_where_deterministic_passes"] < 1.0
     assert data["cells_p_ge_0.9"] <= data["cells_deterministic_pass"]
