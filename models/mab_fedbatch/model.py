@@ -370,7 +370,7 @@ EXPLORER = {
         },
         {
             "name": "feed_factor",
-            "label": "bolus volumes x",
+            "label": "feed bolus volume, x nominal",
             "unit": "-",
             "min": 0.05,
             "max": 2.5,

@@ -28,7 +28,7 @@ def test_load_by_path_anywhere_on_disk(monod_folder, tmp_path):
 def test_parameters_table(monod_folder):
     table = biotwin.load_model(monod_folder).parameters
     assert isinstance(table, pd.DataFrame)
-    assert list(table.columns) == ["value", "unit", "lower", "upper", "source", "note"]
+    assert list(table.columns) == ["label", "value", "unit", "lower", "upper", "source", "note"]
     assert table.loc["mu_max", "unit"] == "1/h" and table.loc["mu_max", "upper"] == 2.0
     assert pd.isna(table.loc["Sf", "lower"])
 
@@ -57,6 +57,7 @@ def test_folder_without_model_py(tmp_path):
         ("mu: {value: 3, unit: 1/h, bounds: [0, 1], source: x}", "outside its bounds"),
         ("mu: {value: 3, unit: 1/h, bounds: [0], source: x}", r"expected \[low, high\]"),
         ("mu: {value: 3, unit: 1/h, source: ''}", "give the reference"),
+        ("mu: {value: 3, unit: 1/h, source: x, label: [growth]}", "key 'label': expected the parameter in words"),
         ("mu: [1, 2]", "expected a mapping"),
         ("mu: {value: 1, unit: 1/h, source: x\n", "not valid YAML"),
     ],
@@ -66,6 +67,20 @@ def test_malformed_parameters_yaml(tmp_path, yaml_text, message):
     with pytest.raises(ModelDefinitionError, match=message) as info:
         ParameterSet.from_yaml(path)
     assert str(path) in str(info.value), "the error must name the file"
+
+
+def test_a_parameter_slider_says_in_words_what_it_moves():
+    """Issue #19: an explorer's parameter slider reads "cake resistance growth with cake length (A1) [unit]",
+    its tooltip the symbol, unit and source; the parameter table carries the label beside the symbol."""
+    from biotwin.engine.knobs import explorer_spec
+
+    model = biotwin.load_model("lyophilization")
+    knob = next(k for k in explorer_spec(model).knobs if k.name == "A1")
+    assert knob.description == "cake resistance growth with cake length (A1) [cm*h*torr/g]"
+    assert knob.help.startswith("A1 [cm*h*torr/g], parameters.yaml: LyoPRONTO")
+    assert model.parameters.loc["A1", "label"] == "cake resistance growth with cake length"
+    for name in ("mab_fedbatch", "hek293_vlp", "lyophilization"):  # every parameter an explorer shows has words
+        assert all(k.label != k.name for k in explorer_spec(biotwin.load_model(name)).knobs), name
 
 
 def test_model_py_contract_errors(monod_folder, tmp_path):

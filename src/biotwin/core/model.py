@@ -3,7 +3,7 @@
 A model is a folder (DESIGN.md, "The model-folder contract")::
 
     model.py           build(settings) -> ConcreteModel (not discretized); TIME_UNIT
-    parameters.yaml    value, unit, bounds, source, note of every parameter
+    parameters.yaml    value, unit, bounds, source, note, label of every parameter
     scenarios/*.yaml   operating recipes
     data/              example experiments
     README.md          model card
@@ -242,7 +242,7 @@ class Model:
     # -- parameters ---------------------------------------------------------
     @property
     def parameters(self) -> pd.DataFrame:
-        """The parameter table: value, unit, bounds, source, note."""
+        """The parameter table: label, value, unit, bounds, source, note."""
         return self.parameter_set.to_frame()
 
     def parameter_values(self, overrides: dict | None = None, where: str = "params") -> dict[str, float]:

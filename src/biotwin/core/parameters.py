@@ -1,7 +1,8 @@
 """Parameter sets: ``parameters.yaml`` read, checked and shown as a table.
 
-Each entry maps a parameter name to ``value``, ``unit``, ``bounds``, ``source``
-and an optional ``note`` (see DESIGN.md). Unknown keys, missing units, bounds
+Each entry maps a parameter name to ``value``, ``unit``, ``bounds``, ``source``,
+an optional ``note`` and an optional ``label``, the parameter in words for people (explorer sliders,
+tables; the name stays the symbol of the equations) (see DESIGN.md). Unknown keys, missing units, bounds
 that do not bracket the value and non-finite numbers are errors that name the
 file and the key.
 """
@@ -21,7 +22,7 @@ from biotwin.core import yaml_io
 from biotwin.core.errors import ModelDefinitionError
 from biotwin.core.units import parse_unit
 
-ALLOWED_KEYS = {"value", "unit", "bounds", "source", "note"}
+ALLOWED_KEYS = {"value", "unit", "bounds", "source", "note", "label"}
 REQUIRED_KEYS = {"value", "unit", "source"}
 
 
@@ -41,6 +42,8 @@ class Parameter:
     source : str
         Literature source or the reason for the value.
     note : str
+    label : str
+        The parameter in words (e.g. "cake resistance growth"); empty when not given.
     """
 
     name: str
@@ -51,6 +54,12 @@ class Parameter:
     source: str = ""
     note: str = ""
     pyomo_unit: object = field(default=None, compare=False, repr=False)
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        """The label in words with the symbol (``"cake resistance growth (A1)"``), or the symbol alone."""
+        return f"{self.label} ({self.name})" if self.label else self.name
 
     @property
     def has_bounds(self) -> bool:
@@ -128,6 +137,9 @@ class ParameterSet:
             source = entry.get("source")
             if not isinstance(source, str) or not source.strip():
                 raise ModelDefinitionError(f"{where}, key 'source': give the reference or the reason for the value")
+            label = entry.get("label", "")
+            if not isinstance(label, str):
+                raise ModelDefinitionError(f"{where}, key 'label': expected the parameter in words, got {label!r}")
             entries[name] = Parameter(
                 name,
                 value,
@@ -137,6 +149,7 @@ class ParameterSet:
                 source.strip(),
                 str(entry.get("note") or "").strip(),
                 pyomo_unit,
+                label.strip(),
             )
         return cls(entries, path)
 
@@ -169,10 +182,11 @@ class ParameterSet:
         return {p.name: p.value for p in self}
 
     def to_frame(self) -> pd.DataFrame:
-        """Table of the parameters: value, unit, bounds, source, note (index: name)."""
+        """Table of the parameters: label, value, unit, bounds, source, note (index: name)."""
         rows = [
             {
                 "name": p.name,
+                "label": p.label,
                 "value": p.value,
                 "unit": p.unit,
                 "lower": p.lower,
@@ -182,9 +196,9 @@ class ParameterSet:
             }
             for p in self
         ]
-        return pd.DataFrame(rows, columns=["name", "value", "unit", "lower", "upper", "source", "note"]).set_index(
-            "name"
-        )
+        return pd.DataFrame(
+            rows, columns=["name", "label", "value", "unit", "lower", "upper", "source", "note"]
+        ).set_index("name")
 
 
 def default_values(path: str | Path) -> dict[str, float]:

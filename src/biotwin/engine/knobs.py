@@ -26,6 +26,7 @@ class Knob:
     step: float
     value: float
     apply: object = None
+    help: str = ""  # a tooltip: for a parameter its symbol, unit and source
 
     @property
     def description(self) -> str:
@@ -56,7 +57,9 @@ def _parameter_knob(model, name, start=None) -> Knob:
     if value > 0 and lo <= 0:
         lo = value / 10.0
     hi = min(hi, max(value * 3.0, lo * 1.01)) if value > 0 else hi
-    return Knob(name, name, entry.unit if entry.unit != "dimensionless" else "-", lo, hi, (hi - lo) / 200.0, value)
+    unit = entry.unit if entry.unit != "dimensionless" else "-"
+    help_text = f"{name} [{unit}], parameters.yaml: {entry.source}"
+    return Knob(name, entry.title, unit, lo, hi, (hi - lo) / 200.0, value, help=help_text)
 
 
 def explorer_spec(model, scenario=None, parameters=None, panels=None) -> ExplorerSpec:
@@ -72,6 +75,7 @@ def explorer_spec(model, scenario=None, parameters=None, panels=None) -> Explore
             float(k.get("step", (k["max"] - k["min"]) / 100.0)),
             float(k["value"]),
             k["apply"],
+            k.get("help", ""),
         )
         for k in raw.get("knobs", [])
     ]

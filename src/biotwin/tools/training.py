@@ -12,7 +12,7 @@ from functools import cache
 
 EXERCISES = {
     "tier": "Which decision tier does the HEK293 VLP model card state? (an int: 0, 1, 2 or 3)",
-    "feed_factor": "With the fed-batch explorer's 'bolus volumes x' slider: the factor among 0.5, 0.75, ..., 2.5 giving "
+    "feed_factor": "With the fed-batch explorer's 'feed bolus volume, x nominal' slider: the factor among 0.5, 0.75, ..., 2.5 giving "
     "the highest final titer while peak lactate stays at or below 100 mM.",
     "widest_ci": "In the fed-batch calibration: the parameter with the widest 95 % interval relative to its estimate.",
     "lyo_cycle": "A constant shelf set point [degC] and chamber pressure [mTorr] that dry the case-1 product in under "

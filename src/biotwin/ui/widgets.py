@@ -101,10 +101,11 @@ class Explorer:
                 max=knob.max,
                 step=knob.step,
                 description=knob.description,
+                tooltip=knob.help or knob.description,
                 continuous_update=False,
                 readout_format=".4g",
                 style={"description_width": "initial"},
-                layout=w.Layout(width="420px"),
+                layout=w.Layout(width="560px"),
             )
             slider.observe(self._on_change, names="value")
             self.sliders[knob.name] = slider
