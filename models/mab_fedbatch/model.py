@@ -344,6 +344,11 @@ def _scale_feeds(raw, factor):
     return {**raw, "boluses": boluses}
 
 
+def _in_days(result):
+    """The run with the culture time in days, the unit a 14-day fed-batch is read in (the model runs in hours)."""
+    return result.wide.assign(time_d=result.wide["time"] / 24.0)
+
+
 def _readouts(result):
     w = result.wide
     return {
@@ -389,4 +394,7 @@ EXPLORER = {
         ("titer", "titer [g/L]"),
     ],
     "readouts": _readouts,
+    "table": _in_days,
+    "time_column": "time_d",
+    "time_label": "culture time [d]",
 }

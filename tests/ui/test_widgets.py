@@ -98,6 +98,9 @@ def test_mab_and_hek_explorers(tmp_path):
         f"({mab.last_update_s:.2f} s)"
     )
     assert mab.last_readouts["final titer [g/L]"] == pytest.approx(2 * titer, rel=0.02)
+    # issue #19 item 8: a 14-day culture is read in days, as in the quickstart
+    assert mab.figure.layout.xaxis.title.text == "culture time [d]"
+    assert max(mab.figure.data[0].x) == pytest.approx(14.0)
     hek = biotwin.explore("hek293_vlp")
     before = hek.last_readouts["final VLP titer [1e9 vp/mL]"]
     hek.sliders["k_expr"].value = 0.5 * hek.sliders["k_expr"].value
