@@ -529,21 +529,21 @@ def design_space_figure(grid, T_critical_C, equipment=None, value="primary_dryin
         limits.append(
             {"column": "equipment_load", "level": 1.0, "label": f"equipment capability ({equipment['n_vials']} vials)"}
         )
+    grid["P_chamber_mTorr"] = grid["P_chamber_Torr"] * 1000.0
     labels = {
         "T_shelf_setpoint_C": "shelf temperature set point [degC]",
-        "P_chamber_Torr": "chamber pressure [Torr]",
+        "P_chamber_mTorr": "chamber pressure [mTorr]",
         "primary_drying_time_h": "primary drying time [h]",
         "max_T_bottom_C": "max product temperature [degC]",
     }
     return design_space_map(
         grid,
         "T_shelf_setpoint_C",
-        "P_chamber_Torr",
+        "P_chamber_mTorr",
         value,
         limits,
         labels,
-        title="Primary-drying design space",
-        log_y=True,
+        title=f"Shelf set point x chamber pressure: {labels.get(value, value)} per computed point",
     )
 
 

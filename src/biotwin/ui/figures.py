@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -106,6 +107,17 @@ def plot_trajectories(
     return fig
 
 
+def cell_edges(centres) -> np.ndarray:
+    """Edges of the cells around grid values: midway between neighbours, the outer cells as wide as their
+    half-distance to the neighbour on each side (each cell is centred on the value it shows)."""
+    c = np.unique(np.asarray(centres, dtype=float))
+    if len(c) == 1:
+        half = 0.5 * max(abs(c[0]), 1.0) * 0.1
+        return np.array([c[0] - half, c[0] + half])
+    mid = 0.5 * (c[:-1] + c[1:])
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
 def design_space_map(
     table,
     x: str,
@@ -116,7 +128,11 @@ def design_space_map(
     title: str | None = None,
     log_y: bool = False,
 ) -> go.Figure:
-    """Heatmap of an outcome over two process parameters, with pass/fail contours.
+    """Heatmap of an outcome over two process parameters: one cell per computed point, failing cells paled.
+
+    Each cell is centred on its grid point with edges midway to its neighbours (:func:`cell_edges`),
+    so an uneven grid is drawn as computed; each cell shows its value, with a cross where a limit
+    fails. The limit contours are drawn over it (interpolated between the points).
 
     Parameters
     ----------
@@ -125,13 +141,14 @@ def design_space_map(
     x, y, value : str
         Column names of the two process parameters and of the coloured outcome.
     limits : iterable of dict
-        Each ``{"column", "level", "label"}`` (optional ``"color"``): the contour where
-        ``column == level`` is drawn as a line, e.g. the critical product temperature.
+        Each ``{"column", "level", "label"}`` (optional ``"color"``; ``"passes": "below"`` (default) or
+        ``"above"``): the contour where ``column == level`` is drawn as a line, e.g. the critical product
+        temperature, and a cell on the wrong side of any level fails.
     labels : dict, optional
         Axis / colour-bar titles by column name, with units (e.g. ``"shelf temperature [degC]"``).
     title : str, optional
     log_y : bool
-        Logarithmic y axis (pressures).
+        Logarithmic y axis (cells then span the logarithmic midpoints).
 
     Returns
     -------
@@ -139,17 +156,50 @@ def design_space_map(
     """
     labels = dict(labels or {})
     grid = table.pivot_table(index=y, columns=x, values=value)
+    xs, ys = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
+    fails = np.zeros(grid.shape, dtype=bool)
+    for limit in limits:
+        z = table.pivot_table(index=y, columns=x, values=limit["column"]).reindex(index=ys, columns=xs).to_numpy()
+        above = limit.get("passes", "below") == "above"
+        fails |= (z < float(limit["level"])) if above else (z > float(limit["level"]))
+    y_edges = np.exp(cell_edges(np.log(ys))) if log_y else cell_edges(ys)
+    values = grid.to_numpy(dtype=float)
+    text = [[f"{v:.3g}" + (" \u2717" if f else "") for v, f in zip(row, frow)] for row, frow in zip(values, fails)]
     fig = go.Figure(
         go.Heatmap(
-            x=grid.columns.to_numpy(),
-            y=grid.index.to_numpy(),
-            z=grid.to_numpy(),
+            x=cell_edges(xs),
+            y=y_edges,
+            z=values,
+            text=text,
+            texttemplate="%{text}",
             colorscale="Viridis",
             colorbar={"title": labels.get(value, value)},
             hovertemplate=f"{labels.get(x, x)}: %{{x}}<br>{labels.get(y, y)}: %{{y}}<br>"
             f"{labels.get(value, value)}: %{{z:.3g}}<extra></extra>",
+            xgap=1,
+            ygap=1,
         )
     )
+    if fails.any():
+        fig.add_trace(
+            go.Heatmap(
+                x=cell_edges(xs),
+                y=y_edges,
+                z=np.where(fails, 1.0, np.nan),
+                colorscale=[[0, "rgba(255,255,255,0.65)"], [1, "rgba(255,255,255,0.65)"]],
+                showscale=False,
+                hoverinfo="skip",
+                xgap=1,
+                ygap=1,
+            )
+        )
+        fig.add_scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            marker={"symbol": "square", "color": "#dddddd", "size": 12},
+            name="\u2717 a limit fails (paled)",
+        )
     palette = ["#d62728", "#ff7f0e", "#ffffff", "#17becf"]
     for k, limit in enumerate(limits):
         z = table.pivot_table(index=y, columns=x, values=limit["column"])
@@ -168,8 +218,13 @@ def design_space_map(
                 hoverinfo="skip",
             )
         )
-    fig.update_xaxes(title_text=labels.get(x, x))
-    fig.update_yaxes(title_text=labels.get(y, y), type="log" if log_y else "linear")
+    fig.update_xaxes(title_text=labels.get(x, x), tickvals=xs, range=[cell_edges(xs)[0], cell_edges(xs)[-1]])
+    fig.update_yaxes(
+        title_text=labels.get(y, y),
+        type="log" if log_y else "linear",
+        tickvals=ys,
+        range=list(np.log10(y_edges[[0, -1]])) if log_y else [y_edges[0], y_edges[-1]],
+    )
     fig.update_layout(
         title=title,
         template="plotly_white",
