@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 
 EXERCISES = {
-    "tier": "Which decision tier does the HEK293 VLP model card state? (an int: 0, 1, 2 or 3)",
+    "tier": "Which decision tier does the HEK293 VLP model card state? (an int from 1 to 6)",
     "feed_factor": "With the fed-batch explorer's 'feed bolus volume, x nominal' slider: the factor among 0.5, 0.75, ..., 2.5 giving "
     "the highest final titer while peak lactate stays at or below 100 mM.",
     "widest_ci": "In the fed-batch calibration: the parameter with the widest 95 % interval relative to its estimate.",
@@ -40,6 +40,17 @@ def upset_stream(until_h: float = 192.0, seed: int = 5):
     truth = {"mu_max": 1.1 * p["mu_max"].value, "beta_P": 0.9 * p["beta_P"].value}
     stream, _ = synthetic_stream(model, actual, truth, UPSET_SCHEDULE, seed=seed)
     return stream[stream["time"] <= until_h].reset_index(drop=True)
+
+
+def _hek_card_tiers() -> list[int]:
+    """The decision tiers the HEK293 VLP model card states ("tier 1", or a range "tier 1-2")."""
+    import re
+
+    from biotwin.core.model import load_model
+
+    card = (load_model("hek293_vlp").folder / "README.md").read_text().lower()
+    found = re.search(r"tier (\d)(?:-(\d))?", card)
+    return list(range(int(found.group(1)), int(found.group(2) or found.group(1)) + 1)) if found else []
 
 
 def _say(ok: bool, text: str) -> bool:
@@ -79,13 +90,7 @@ def check(exercise: str, answer, context=None) -> bool:
     if exercise not in EXERCISES:
         raise KeyError(f"unknown exercise {exercise!r}; exercises: {', '.join(EXERCISES)}")
     if exercise == "tier":
-        import re
-
-        from biotwin.core.model import load_model
-
-        card = (load_model("hek293_vlp").folder / "README.md").read_text().lower()
-        found = re.search(r"tier (\d)(?:-(\d))?", card)
-        stated = list(range(int(found.group(1)), int(found.group(2) or found.group(1)) + 1)) if found else []
+        stated = _hek_card_tiers()
         ok = answer in stated
         if not ok:  # a hint, not the answer (Run All must not give the exercise away)
             return _say(False, "open models/hek293_vlp/README.md and read the 'Decision tier' row of the model card")
@@ -155,7 +160,7 @@ def check(exercise: str, answer, context=None) -> bool:
 def solution(exercise: str, context=None):
     """An answer that passes (computed, not stored)."""
     if exercise == "tier":
-        return 0
+        return _hek_card_tiers()[0]
     if exercise == "feed_factor":
         sweep = _feed_sweep()
         feasible = {f: t for f, (t, lac) in sweep.items() if lac <= FEED_LACTATE_LIMIT_MM}
