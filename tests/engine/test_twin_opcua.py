@@ -179,3 +179,50 @@ def test_rows_are_assembled_by_timestamp_whatever_order_a_publish_delivers_its_i
     change("SampleTime", 180.0, 10)
     change("SampleTime", 180.0, 11)  # the same sample time again is no new row
     assert rows.rows() == [{"time": 3.0}]
+    # a value without any timestamp cannot be placed: the stream stops by name instead of guessing
+    bare = ua.DataValue(ua.Variant(2.0))
+    node = SimpleNamespace(nodeid=ua.NodeId.from_string("ns=2;s=Substrate"))
+    rows.datachange_notification(node, 2.0, SimpleNamespace(monitored_item=SimpleNamespace(Value=bare)))
+    assert "ns=2;s=Substrate carries neither a source nor a server timestamp" in rows.error
+
+
+def _bare_server():
+    """A started server with the four nodes of NODE_MAP holding NaN (no publisher)."""
+    from asyncua import ua
+    from asyncua.sync import Server
+
+    url = f"opc.tcp://127.0.0.1:{_free_port()}/biotwin/"
+    srv = Server()
+    srv.set_endpoint(url)
+    idx = srv.register_namespace("urn:biotwin:test")
+    reactor = srv.nodes.objects.add_object(idx, "Bioreactor")
+    nodes = {
+        name: reactor.add_variable(ua.NodeId(name, idx), name, ua.Variant(float("nan"), ua.VariantType.Double))
+        for name in ("SampleTime", "Biomass", "Biomass_sd", "Substrate")
+    }
+    srv.start()
+    return srv, url, nodes
+
+
+def test_a_node_the_server_does_not_have_and_a_lost_connection_stop_the_stream_by_name():
+    """Review of the subscription: both were silent (no rows; a run without an idle timeout hung)."""
+    twin = biotwin.Twin(biotwin.load_model(MONOD), "default", estimate=["mu_max"])
+    srv, url, nodes = _bare_server()
+    try:
+        wrong = {
+            **NODE_MAP,
+            "variables": {**NODE_MAP["variables"], "S": {"node": "ns=2;s=NoSuchNode", "unit": "g/L", "sigma": 0.05}},
+        }
+        with pytest.raises(DataError, match="refused to monitor node.*ns=2;s=NoSuchNode"):
+            list(opcua_chunks(url, read_node_map(wrong, twin), publish_s=0.05))
+        chunks = opcua_chunks(url, read_node_map(NODE_MAP, twin), publish_s=0.05)
+        for name, value in (("Biomass", 1500.0), ("Biomass_sd", 30.0), ("Substrate", 4.0), ("SampleTime", 60.0)):
+            nodes[name].write_value(value)
+        first = next(chunks)
+        assert first.iloc[0]["time"] == 1.0 and first.iloc[0]["X"] == 1.5
+    finally:
+        srv.stop()
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match="connection lost"):
+        next(chunks)
+    print(f"\nconnection loss reported after {time.monotonic() - t0:.1f} s")

@@ -9,23 +9,28 @@ unit, and the node that carries the sample time::
       Xv:  {node: "ns=2;s=VCD", unit: "1e6/mL", sigma_node: "ns=2;s=VCD_sd"}
 
 The client (``asyncua``) holds one subscription with a monitored item on every node, each with a
-server-side FIFO queue (``queue_size``) and a sampling interval of 0, so every change the server
-makes reaches the client, however fast samples are published and however long an update of the twin
-takes (the reader runs in its own thread and its own event loop). The server's side of the
-convention: a sample's values are written first and its sample time last. A row is emitted for every
-new finite sample time; it holds, for each variable, the latest value whose timestamp (source
-timestamp, else server timestamp) is not later than the sample time's own. (The server delivers a
-data change of one item in the same or a later publish than the changes written before it, and the
-client files a whole publish before it assembles rows, so the rule never takes a value of the next
-sample nor misses one of this sample.) A variable node holding NaN (or nothing, or a bad status)
-is not measured in that row; a variable that did not change keeps its last value (OPC UA reports
-changes only). Values are converted to the model's units; a map whose unit cannot be converted,
-or that names an unknown state, is refused before connecting.
+server-side FIFO queue (``queue_size``) and a sampling interval of 0, and reads it in its own thread and
+event loop, so an update of the twin never delays it. The server's side of the convention: a sample's
+values are written first and its sample time last, every value stamped (source or server timestamp)
+from one clock with strictly increasing stamps from one write to the next. A row is emitted for every
+new finite sample time; it holds, for each variable, the latest value whose timestamp is not later
+than the sample time's own (a publish delivers its changes grouped per node, so the arrival order
+cannot be used). This assumes what an event-driven server such as asyncua's does: every write queued
+at once, in order, and a publish carrying all queued changes. A sampling server (one that reads
+its values at a rate rather than on every write) or one that splits a publish can deliver a value
+after the sample time that followed it; there, publish samples more slowly than the server samples.
+A node whose queue overflowed is logged (raise ``queue_size``); a node without timestamps, a node the
+server refuses to monitor and a lost connection stop the stream with a named error (``--resume``
+continues a recorded run). A variable node holding NaN (or nothing, or a bad status) is not measured in
+that row; a variable that did not change keeps its last value (OPC UA reports changes only). Values
+are converted to the model's units; a map whose unit cannot be converted, or that names an unknown
+state, is refused before connecting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import queue
 import threading
@@ -37,6 +42,8 @@ import pandas as pd
 from biotwin.core import yaml_io
 from biotwin.core.errors import DataError
 from biotwin.core.units import convert_value, parse_unit
+
+log = logging.getLogger(__name__)
 
 
 def read_node_map(path_or_dict, twin) -> dict:
@@ -107,16 +114,24 @@ def opcua_chunks(
         Changes the server keeps per node between two publishes; more changes than this within one
         publishing interval lose the oldest.
     """
-    if not (isinstance(publish_s, (int, float)) and math.isfinite(publish_s) and publish_s > 0):
+    if not (_finite(publish_s) and publish_s > 0):
         raise DataError(f"publish_s must be a positive number of seconds, got {publish_s!r}")
+    if not (isinstance(queue_size, int) and not isinstance(queue_size, bool) and queue_size >= 2):
+        raise DataError(f"queue_size must be an integer of at least 2 (changes kept per node), got {queue_size!r}")
     rows: queue.Queue = queue.Queue()
     stop = threading.Event()
     assembler = _RowAssembler(node_map)
 
     async def follow():
-        from asyncua import Client
+        from asyncua import Client, ua
 
         client = Client(url, timeout=10)
+        lost: list = []
+
+        async def on_lost(exc):  # asyncua's connection supervisor (no auto-reconnect): the batch's data stop
+            lost.append(exc)
+
+        client.connection_lost_callback = on_lost
         try:
             await client.connect()
         except Exception as exc:  # noqa: BLE001 - reported to the consumer
@@ -125,19 +140,31 @@ def opcua_chunks(
         try:
             subscription = await client.create_subscription(publish_s * 1000.0, assembler)
             nodes = [client.get_node(i) for i in assembler.node_ids]
-            await subscription.subscribe_data_change(nodes, queuesize=queue_size, sampling_interval=0)
+            handles = await subscription.subscribe_data_change(nodes, queuesize=queue_size, sampling_interval=0)
+            refused = [f"{i} ({h.name})" for i, h in zip(assembler.node_ids, handles) if isinstance(h, ua.StatusCode)]
+            if refused:
+                raise DataError(f"the server refused to monitor node(s) {', '.join(refused)}: check the node map")
             last_change = _time.monotonic()
             while not stop.is_set():
                 await asyncio.sleep(min(publish_s, 0.05))
+                if assembler.error is not None:
+                    raise DataError(assembler.error)
                 emitted = assembler.rows()
+                if stop_time is not None:  # nothing after the row that reaches the end of the recipe
+                    last = next((k for k, row in enumerate(emitted) if row["time"] >= stop_time), None)
+                    emitted = emitted if last is None else emitted[: last + 1]
                 for row in emitted:
                     rows.put(pd.DataFrame([row]))
                 if emitted:
                     last_change = _time.monotonic()
                     if stop_time is not None and emitted[-1]["time"] >= stop_time:
                         break
+                elif lost:
+                    raise DataError(f"connection lost ({type(lost[0]).__name__}: {lost[0]}); resume with --resume")
                 elif idle_timeout_s is not None and _time.monotonic() - last_change > idle_timeout_s:
                     break
+        except DataError as exc:
+            rows.put(DataError(f"OPC UA {url}: {exc}"))
         except Exception as exc:  # noqa: BLE001 - reported to the consumer
             rows.put(DataError(f"OPC UA {url}: {type(exc).__name__}: {exc}"))
         finally:
@@ -184,13 +211,22 @@ class _RowAssembler:
         self.changes = {i: [] for i in self.node_ids}  # node -> [(timestamp, value)], in arrival order
         self.times = []  # [(timestamp, sample time)] not yet turned into rows
         self.last_time = None
+        self.error = None  # why the stream cannot go on (read by the reader's loop)
 
     def datachange_notification(self, node, val, data):
         value = data.monitored_item.Value
         stamp = value.SourceTimestamp or value.ServerTimestamp
-        # a server that stamps nothing: the arrival time (a row then takes what arrived before its time)
-        key = stamp.timestamp() if stamp is not None else _time.time()
         nid = node.nodeid.to_string()
+        if stamp is None:  # arrival order within a publish is per node: rows could mix samples
+            self.error = (
+                f"node {nid} carries neither a source nor a server timestamp; rows cannot be assembled "
+                "safely (let the server stamp its values)"
+            )
+            return
+        status = value.StatusCode
+        if status is not None and status.value & _OVERFLOW == _OVERFLOW:
+            log.warning("OPC UA node %s: the server's queue overflowed, changes were lost (raise queue_size)", nid)
+        key = stamp.timestamp()
         if nid == self.time_node:
             if _finite(val):
                 self.times.append((key, float(val)))
@@ -229,13 +265,16 @@ class _RowAssembler:
         return value
 
 
+_OVERFLOW = 0x480  # StatusCode info bits: InfoType DataValue + Overflow (OPC UA Part 4, 7.34.1)
+
+
 def _canonical(node_id: str) -> str:
     """The node id as asyncua prints it (``ns=2;s=X``), whatever spelling the map used."""
     from asyncua import ua
 
     try:
         return ua.NodeId.from_string(node_id).to_string()
-    except Exception:  # noqa: BLE001 - an unparsable id is refused by the server at subscription
+    except Exception:  # noqa: BLE001 - an unparsable id: the client's get_node refuses it, reported as a DataError
         return node_id
 
 
