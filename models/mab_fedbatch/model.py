@@ -296,6 +296,8 @@ def read_optimize_block(raw, where) -> dict:
     if not lo < hi:
         raise ScenarioError(f"{label}: glucose_target_mM: expected lowest < highest, got {bounds!r}")
     xtol = number(block.get("tolerance_mM", 0.2), f"{label}: tolerance_mM", positive=True)
+    if xtol >= hi - lo:
+        raise ScenarioError(f"{label}: tolerance_mM {xtol:g} must be below the range searched ({hi - lo:g} mM)")
     objective = block.get("maximize", "titer")
     if not isinstance(objective, str):
         raise ScenarioError(f"{label}: maximize: expected a variable name (e.g. titer), got {objective!r}")
@@ -308,6 +310,9 @@ def read_optimize_block(raw, where) -> dict:
             bound = number(value, f"{label}: {side}: {var}")
             lo_hi = limits.get(var, (None, None))
             limits[var] = (lo_hi[0], bound) if side == "max" else (bound, lo_hi[1])
+    for var, (vlo, vhi) in limits.items():
+        if vlo is not None and vhi is not None and vlo > vhi:
+            raise ScenarioError(f"{label}: {var}: min {vlo:g} is above max {vhi:g}")
     return {"bounds": (lo, hi), "xtol": xtol, "objective": objective, "limits": limits}
 
 
@@ -317,9 +322,15 @@ def optimize(model, scenario, nfe=40, progress=None):
     Every trial target is a refined simulation (:func:`biotwin.optimize.setpoint.optimize_setpoint`);
     returns its ``SetpointResult`` (``.table``, ``.summary()``, ``.evaluations``).
     """
+    from biotwin.core.errors import ScenarioError
     from biotwin.optimize.setpoint import optimize_setpoint
 
     sc = model.load_scenario(scenario)
+    if sc.raw.get("optimize") is None:
+        raise ScenarioError(
+            f"{sc.source}: this scenario has no optimize block; glucose_target_14d has one "
+            "(optimize: {glucose_target_mM: [14, 26], tolerance_mM: 0.2, maximize: titer, max: {Lac: 35}})"
+        )
     spec = read_optimize_block(sc.raw, sc.source)
     return optimize_setpoint(
         model,

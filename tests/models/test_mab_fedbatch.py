@@ -312,12 +312,19 @@ def test_the_glucose_target_search_stops_on_the_lactate_limit(model):
         ({"glucose_target_mM": [26, 14]}, "lowest < highest"),
         ({"glucose_target_mM": [14, 26], "max": {"Lac": "a lot"}}, "Lac"),
         ({"glucose_target_mM": [14, 26], "target": 3}, "expected"),
+        ({"glucose_target_mM": [14, 16], "tolerance_mM": 2}, "must be below the range searched"),
+        ({"glucose_target_mM": [14, 26], "max": {"Lac": 30}, "min": {"Lac": 40}}, "min 40 is above max 30"),
     ],
 )
 def test_bad_optimize_block(model, block, message):
     recipe = {**model.load_scenario("glucose_target_14d").raw, "optimize": block}
     with pytest.raises(ScenarioError, match=message):
         model.simulate(scenario=recipe, nfe=20)
+
+
+def test_optimizing_a_recipe_without_an_optimize_block_names_the_block(model):
+    with pytest.raises(ScenarioError, match="has no optimize block; glucose_target_14d has one"):
+        model.hook("optimize")(model, "nominal_14d")
 
 
 def test_an_optimize_block_needs_glucose_control(model):

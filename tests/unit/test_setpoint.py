@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biotwin.core.checks import UnusualValueError
 from biotwin.core.errors import ScenarioError, SolverError
 from biotwin.optimize.setpoint import optimize_setpoint
 
@@ -21,6 +22,12 @@ class Curve:
 
     def parameter_units(self):
         return {"Glc_target": "mM", "mu_max": "1/h"}
+
+    def parameter_values(self, overrides, where="params"):  # parameters.yaml's bounds of Glc_target: [0.1, 200]
+        x = overrides.get("Glc_target", 20.0)
+        if not 0.1 <= x <= 200.0:
+            raise UnusualValueError(f"{where}: Glc_target = {x} mM is outside its range [0.1, 200] mM")
+        return {"Glc_target": x}
 
     def simulate(self, scenario, params):
         x = params["Glc_target"]
@@ -55,6 +62,24 @@ def test_a_failed_simulation_is_recorded_and_the_search_goes_on():
     failed = r.evaluations[r.evaluations["setpoint"] == 20.0]
     assert len(failed) == 1 and "maximum iterations" in failed["error"].iloc[0] and not failed["feasible"].iloc[0]
     assert abs(r.optimum - 19.4) < 0.1
+    assert not any("separate maxima" in n for n in r.notes)  # a failed scan value is no dip between two maxima
+
+
+def test_an_answer_pinned_by_failed_runs_or_by_a_bound_says_so():
+    class FailsAbove21(Curve):
+        def simulate(self, scenario, params):
+            if params["Glc_target"] > 21.0:
+                raise SolverError("Ipopt: restoration failed")
+            return super().simulate(scenario, params)
+
+    r = optimize_setpoint(FailsAbove21(peak=24.0), "s", "Glc_target", (14, 26), xtol=0.05)
+    assert 20.9 < r.optimum <= 21.0 and r.binding == []
+    assert any("simulations failed next to the answer" in n for n in r.notes), r.notes
+    rising = optimize_setpoint(Curve(peak=40.0), "s", "Glc_target", (14, 26), xtol=0.05)
+    assert rising.optimum == pytest.approx(26.0, abs=0.05)
+    assert any("at the highest bound searched (26 mM): widen the bounds" in n for n in rising.notes)
+    interior = optimize_setpoint(Curve(), "s", "Glc_target", (14, 26), xtol=0.05)
+    assert interior.notes == []
 
 
 def test_two_separate_maxima_in_the_scan_are_reported():
@@ -82,3 +107,13 @@ def test_mistakes_are_refused_with_the_reason():
         optimize_setpoint(model, "s", "Glc_target", (14, 26), limits={"Amm": 6})
     with pytest.raises(ScenarioError, match=r"Lac <= 10 is broken by 18 at best; relax that limit"):
         optimize_setpoint(model, "s", "Glc_target", (14, 26), limits={"Lac": 10})
+    fresh = Curve()
+    with pytest.raises(UnusualValueError, match="bounds of Glc_target: Glc_target = 250"):  # before any run
+        optimize_setpoint(fresh, "s", "Glc_target", (150, 250))
+    with pytest.raises(ScenarioError, match="expected \\(lowest, highest\\)"):
+        optimize_setpoint(fresh, "s", "Glc_target", "14")
+    with pytest.raises(ScenarioError, match="xtol: expected a number"):
+        optimize_setpoint(fresh, "s", "Glc_target", (14, 26), xtol="fine")
+    with pytest.raises(ScenarioError, match="lower limit 40 is above the upper 35"):
+        optimize_setpoint(fresh, "s", "Glc_target", (14, 26), limits={"Lac": (40, 35)})
+    assert fresh.calls == []  # each of these refused before a simulation

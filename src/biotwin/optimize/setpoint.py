@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from biotwin.core.checks import UnusualValueError
 from biotwin.core.errors import ScenarioError, SolverError
 
 log = logging.getLogger(__name__)
@@ -108,15 +109,26 @@ class SetpointResult:
         return out
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _limits(limits) -> dict:
     out = {}
     for var, spec in (limits or {}).items():
-        lo, hi = spec if isinstance(spec, (tuple, list)) else (None, spec)
+        if isinstance(spec, (tuple, list)):
+            if len(spec) != 2:
+                raise ScenarioError(f"limits: {var}: expected an upper limit or (lower, upper), got {spec!r}")
+            lo, hi = spec
+        else:
+            lo, hi = None, spec
         for bound in (lo, hi):
-            if bound is not None and not (isinstance(bound, (int, float)) and math.isfinite(bound)):
+            if bound is not None and not _number(bound):
                 raise ScenarioError(f"limits: {var}: {bound!r} is not a finite number")
         if lo is None and hi is None:
             raise ScenarioError(f"limits: {var}: give an upper limit, or (lower, upper)")
+        if lo is not None and hi is not None and lo > hi:
+            raise ScenarioError(f"limits: {var}: the lower limit {lo:g} is above the upper {hi:g}")
         out[str(var)] = (lo, hi)
     return out
 
@@ -182,16 +194,20 @@ def optimize_setpoint(
         )
     if parameter in params:
         raise ScenarioError(f"params: '{parameter}' is the set-point being searched; leave it out of params")
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ScenarioError(f"bounds: expected (lowest, highest) numbers, got {bounds!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ScenarioError(f"bounds: expected finite numbers with lowest < highest, got {bounds!r}")
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(_number(b) for b in bounds)):
+        raise ScenarioError(f"bounds: expected (lowest, highest) finite numbers, got {bounds!r}")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not lo < hi:
+        raise ScenarioError(f"bounds: expected lowest < highest, got {bounds!r}")
+    # both ends inside the parameter's own bounds (parameters.yaml), refused here rather than as failed runs
+    model.parameter_values({parameter: lo}, where=f"bounds of {parameter}")
+    model.parameter_values({parameter: hi}, where=f"bounds of {parameter}")
     if not (isinstance(n_scan, int) and n_scan >= 3):
         raise ScenarioError(f"n_scan: expected an integer of at least 3, got {n_scan!r}")
+    if xtol is not None and not _number(xtol):
+        raise ScenarioError(f"xtol: expected a number [{units[parameter]}], got {xtol!r}")
     xtol = (hi - lo) / 100.0 if xtol is None else float(xtol)
-    if not (math.isfinite(xtol) and 0 < xtol < hi - lo):
+    if not 0 < xtol < hi - lo:
         raise ScenarioError(f"xtol: expected a positive number below the bounds' width {hi - lo:g}, got {xtol!r}")
     limits = _limits(limits)
     unit = units[parameter]
@@ -207,7 +223,9 @@ def optimize_setpoint(
         entry = {"setpoint": x, "stage": stage, "result": None, "error": ""}
         try:
             result = model.simulate(scenario, params={**params, parameter: x}, **(simulate_options or {}))
-        except (ScenarioError, SolverError) as exc:
+        except UnusualValueError:
+            raise  # an input outside its stated range is a mistake to fix, not a failed run
+        except (ScenarioError, SolverError) as exc:  # a run that breaks physics or does not converge
             entry["error"] = str(exc)
         else:
             wide = result.wide
@@ -218,6 +236,8 @@ def optimize_setpoint(
                     )
             entry["result"] = result
             entry["objective"] = float(wide[objective].iloc[-1])
+            if not math.isfinite(entry["objective"]):
+                entry["result"], entry["error"] = None, f"{objective} at the end is {entry['objective']}"
             margins = {}
             for var, (vlo, vhi) in limits.items():
                 if vhi is not None:
@@ -228,6 +248,8 @@ def optimize_setpoint(
                     margins[f"{var} >= {vlo:g}"] = entry[f"{var}_min"] - vlo
             entry["margins"] = margins
         entry["feasible"] = entry["result"] is not None and all(v >= 0 for v in entry.get("margins", {}).values())
+        if entry["result"] is None:
+            entry.pop("margins", None)
         entry["seconds"] = time.perf_counter() - t0
         runs[x] = entry
         rows.append(entry)
@@ -248,9 +270,9 @@ def optimize_setpoint(
         raise ScenarioError(_nothing_feasible(scan, parameter, unit, lo, hi))
     notes = []
     values = [e["objective"] if e["feasible"] else -math.inf for e in scan]
-    peaks = [i for i in range(n_scan) if values[i] > -math.inf and _is_peak(values, i)]
+    peaks = _separate_maxima([(e["setpoint"], e["objective"]) for e in scan if e["feasible"]])
     if len(peaks) > 1:
-        where = ", ".join(f"{scan[k]['setpoint']:.4g}" for k in peaks)
+        where = ", ".join(f"{x:.4g}" for x in peaks)
         notes.append(
             f"the scan has {len(peaks)} separate maxima ({where} {unit}); the search refined the highest only "
             "-- narrow the bounds to study the others"
@@ -294,16 +316,26 @@ def optimize_setpoint(
             if v < 0
         }
     )
+    near = [e for e in rows if abs(e["setpoint"] - best["setpoint"]) <= 2 * xtol and e is not best]
+    failed = sorted(e["setpoint"] for e in near if e["result"] is None)
+    if failed:
+        notes.append(
+            f"simulations failed next to the answer (at {', '.join(f'{x:.4g}' for x in failed)} {unit}): the search "
+            "may have stopped there rather than at a maximum -- see evaluations['error']"
+        )
+    for end, side in ((lo, "lowest"), (hi, "highest")):
+        if abs(best["setpoint"] - end) <= xtol:
+            notes.append(f"the answer is at the {side} bound searched ({end:g} {unit}): widen the bounds")
     table = pd.DataFrame(
         [{k: v for k, v in e.items() if k not in ("result", "margins")} for e in rows],
     )
     table = table.rename(columns={"objective": objective})
     seconds = time.perf_counter() - wall0
-    say(
-        f"best {parameter} = {best['setpoint']:.4g} {unit}: {objective} {best['objective']:.5g}"
-        + (f", on the limit {', '.join(binding)}" if binding else ", an interior maximum")
-        + f" ({len(rows)} simulations, {seconds:.0f} s)"
-    )
+    kind = f", on the limit {', '.join(binding)}" if binding else (", see the notes" if notes else ", a maximum")
+    say(f"best {parameter} = {best['setpoint']:.4g} {unit}: {objective} {best['objective']:.5g}{kind}")
+    for note in notes:
+        say(f"note: {note}")
+    say(f"({len(rows)} simulations, {seconds:.0f} s)")
     return SetpointResult(
         parameter=parameter,
         unit=unit,
@@ -319,10 +351,22 @@ def optimize_setpoint(
     )
 
 
-def _is_peak(values, i) -> bool:
-    left = values[i - 1] if i > 0 else -math.inf
-    right = values[i + 1] if i + 1 < len(values) else -math.inf
-    return values[i] >= left and values[i] >= right and (values[i] > left or values[i] > right)
+def _separate_maxima(points) -> list[float]:
+    """Set-points of the local maxima of ``[(x, y)]`` (solved, feasible runs in order) with a real dip between
+    consecutive ones (a plateau or a failed run between two values is no second maximum)."""
+    ys = [y for _, y in points]
+    peaks: list[int] = []
+    for k, y in enumerate(ys):
+        left = ys[k - 1] if k > 0 else -math.inf
+        right = ys[k + 1] if k + 1 < len(ys) else -math.inf
+        if not (y > left and y >= right):
+            continue
+        if peaks and min(ys[peaks[-1] + 1 : k]) >= min(ys[peaks[-1]], y):
+            if y > ys[peaks[-1]]:
+                peaks[-1] = k  # no dip between: one maximum, the higher
+            continue
+        peaks.append(k)
+    return [points[k][0] for k in peaks]
 
 
 def _nothing_feasible(scan, parameter, unit, lo, hi) -> str:
