@@ -50,8 +50,9 @@ TIME_UNIT = "h"
 ZERO_CELSIUS = 273.15
 
 GAS_CONSTANT = 8.314462618  # [J/mol/K]
-# width of the switch from primary to secondary drying, in dried-cake length past the fill height [cm]:
-# desorption is 1/2 on at Lck = Lpr0 + 2e-4 cm and ~1e-6 on 1 mm before the ice is gone
+# width of the switch from primary to secondary drying, in dried-cake length past the fill height [cm]: the
+# lumped heat balance (and, with desorption: after_primary, desorption) is 1/2 on at Lck = Lpr0 + 2e-4 cm and
+# ~1e-6 on 1 mm before the ice is gone
 SWITCH_WIDTH_CM = 1e-4
 # time constant with which T_p follows the vial-bottom temperature during primary drying [h]
 TRACKING_TIME_H = 0.01
@@ -61,7 +62,9 @@ def build(settings=None):
     """Build the (not discretized) model; ``settings['t_end']`` [h].
 
     ``settings['secondary_drying']`` (default True): False leaves out the secondary-drying states,
-    as the cycle optimization does (it minimizes the primary-drying time).
+    as the cycle optimization does (it minimizes the primary-drying time). ``settings['desorption']``
+    (the recipe's ``desorption`` key): ``"during_primary"`` (default), the dried layer desorbs as it
+    forms; ``"after_primary"``, bound water stays at ``Cs0`` until the ice is gone.
     """
     u = pyo.units
     m = pyo.ConcreteModel(name="lyophilization")

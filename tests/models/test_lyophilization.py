@@ -232,7 +232,7 @@ def test_secondary_drying_matches_independent_scipy_integration(model):
         f"\nbound water during primary drying vs scipy: max |diff| {primary_diff:.5f} points; at the end of primary "
         f"drying {summary['residual_moisture_at_primary_end_percent']:.4f} vs {end_ref:.4f} % (from 9.0909 %)"
     )
-    assert primary_diff < 0.01
+    assert primary_diff < 0.002
     assert summary["residual_moisture_at_primary_end_percent"] == pytest.approx(end_ref, abs=0.01)
     late = after[after["time_h"] > ref["t_dry"] + 0.5]  # past the warm-up of the vial after the ice is gone
     t_diff = np.abs(late["T_product_C"] + 273.15 - np.interp(late["time_h"], ref["time"], ref["T_product"])).max()
@@ -243,7 +243,7 @@ def test_secondary_drying_matches_independent_scipy_integration(model):
     )
     assert summary["primary_drying_time_h"] == pytest.approx(ref["t_dry"], abs=1e-4)
     assert summary["max_T_bottom_C"] == pytest.approx(ref["max_T_bottom"] - 273.15, abs=0.01)
-    assert moisture_diff < 0.05
+    assert moisture_diff < 0.01
     assert t_diff < 0.25
     # desorption cools the cake: it never gets warmer than the shelf
     assert (after["T_product_C"] <= after["T_shelf_C"] + 1e-3).all()
@@ -252,8 +252,16 @@ def test_secondary_drying_matches_independent_scipy_integration(model):
 def test_desorption_only_after_the_ice_is_gone_is_still_available(model):
     """``desorption: after_primary``, the earlier form: bound water stays at Cs0 until the ice is gone, and the
     cake then starts wetter than with the dried layer desorbing as it forms (same recipe)."""
-    late = model.simulate(scenario={**model.load_scenario("case1_standard").raw, "desorption": "after_primary"})
+    late_recipe = {**model.load_scenario("case1_standard").raw, "desorption": "after_primary"}
+    late = model.simulate(scenario=late_recipe)
     early = model.simulate(scenario="case1_standard")
+    shelf, pressure, t_end = _scipy_programs(model, late_recipe)
+    ref = lyophilization_scipy.simulate(model.parameter_values(), shelf, pressure, t_end, desorption="after_primary")
+    final_ref = 100 * ref["Cs"][-1] / (1 + ref["Cs"][-1])
+    print(
+        f"\nafter_primary: final moisture {model.summary(late)['final_residual_moisture_percent']:.4f} vs scipy {final_ref:.4f} %"
+    )
+    assert model.summary(late)["final_residual_moisture_percent"] == pytest.approx(final_ref, abs=0.01)
     t_dry = model.summary(late)["primary_drying_time_h"]
     before = late.wide[late.wide["time"] < t_dry - 0.05]
     assert np.allclose(before["Cs"], 0.1, atol=1e-9)
@@ -570,8 +578,9 @@ def test_desorption_constants_fitted_to_karl_fischer_points_hold_the_truth(model
     """k_des and Ea_des from residual-moisture points (the calibration format: time, residual_moisture,
     residual_moisture_sigma; the cycle in the .yaml beside the CSV): the shipped synthetic file, fitted from
     its path, gives 95 % intervals holding the true constants; the same points without noise give the truth
-    back within 0.15 sd (the grid's own bias: at 60 elements it moves Ea_des by +1.9 kJ/mol, 0.75 sd, so
-    120). Coverage over noise replicates: ``python models/lyophilization/data/generate.py --coverage 100``."""
+    back within 0.25 sd. (That remainder is the calibration grid's: on noise-free points Ea_des came out
+    -1.1, +0.33, +0.71 and -0.34 kJ/mol off at 60, 120, 160 and 200 elements.) Coverage over noise
+    replicates: ``python models/lyophilization/data/generate.py --coverage 100``."""
     gen = _karl_fischer_generator()
     truth = gen.TRUE_PARAMETERS
     shipped = biotwin.calibrate(
@@ -584,4 +593,4 @@ def test_desorption_constants_fitted_to_karl_fischer_points_hold_the_truth(model
     print(f"noise-free points: {clean['value'].to_dict()}")
     for name, value in truth.items():
         assert shipped.loc[name, "ci95_low"] < value < shipped.loc[name, "ci95_high"], name
-        assert abs(clean.loc[name, "value"] - value) < 0.15 * shipped.loc[name, "std_error"], name
+        assert abs(clean.loc[name, "value"] - value) < 0.25 * shipped.loc[name, "std_error"], name
