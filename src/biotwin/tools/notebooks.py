@@ -1,9 +1,10 @@
 """Run the project's notebooks headless with papermill (CI and ``make demo``).
 
 Every notebook has a cell tagged ``parameters`` whose defaults are fast enough
-for CI and a ``results_path`` parameter; its last cell writes the notebook's
-key numbers there as JSON. :func:`run_notebook` injects ``results_path`` so the
-numbers land next to the executed copy under ``out/``.
+for CI and a ``results_path`` parameter (None for a user: nothing written); its
+last cell writes the notebook's key numbers there as JSON. :func:`run_notebook`
+injects ``results_path`` so the numbers land next to the executed copy under
+``out/``, never in the user's notebook folders.
 """
 
 from __future__ import annotations
