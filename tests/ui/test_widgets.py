@@ -1,6 +1,7 @@
 """Explorers driven from Python: move a slider, check the figure and readout follow the model."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import biotwin
@@ -98,9 +99,13 @@ def test_mab_and_hek_explorers(tmp_path):
         f"({mab.last_update_s:.2f} s)"
     )
     assert mab.last_readouts["final titer [g/L]"] == pytest.approx(2 * titer, rel=0.02)
-    # issue #19 item 8: a 14-day culture is read in days, as in the quickstart
+    # issue #19 item 8: a 14-day culture is read in days, as in the quickstart -- measured data too
     assert mab.figure.layout.xaxis.title.text == "culture time [d]"
     assert max(mab.figure.data[0].x) == pytest.approx(14.0)
+    run1 = pd.read_csv(biotwin.load_model("mab_fedbatch").folder / "data" / "run1.csv")
+    with_data = biotwin.explore("mab_fedbatch", data=run1)
+    markers = next(t for t in with_data.figure.data if t.name == "data Xv")
+    assert max(markers.x) == pytest.approx(run1["time"].max() / 24.0) and max(markers.x) <= 14.0
     hek = biotwin.explore("hek293_vlp")
     before = hek.last_readouts["final VLP titer [1e9 vp/mL]"]
     hek.sliders["k_expr"].value = 0.5 * hek.sliders["k_expr"].value

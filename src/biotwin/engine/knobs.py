@@ -46,6 +46,7 @@ class ExplorerSpec:
     extra: dict = field(default_factory=dict)
     lengthen: object = None
     mesh_tol: object = MESH_TOL  # the engine's grid refinement (None: the grid as given)
+    time_scale: float = 1.0  # axis time per model time (1/24: a model in hours drawn in days), data too
 
 
 def _parameter_knob(model, name, start=None) -> Knob:
@@ -109,6 +110,7 @@ def explorer_spec(model, scenario=None, parameters=None, panels=None) -> Explore
         scenario if scenario is not None else raw.get("scenario"),
         int(raw.get("nfe", 60)),
         lengthen=raw.get("lengthen"),
+        time_scale=float(raw.get("time_scale", 1.0)),
     )
 
 

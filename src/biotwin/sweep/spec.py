@@ -11,7 +11,7 @@ A sweep is a YAML file (or a mapping)::
       pressure_mTorr: {from: 60, to: 300, n: 5}   # or evenly spaced values
     samples:                         # optional: uncertain parameters, drawn at every grid cell
       n: 200
-      method: lhs                    # lhs | sobol | random | saltelli (Sobol indices; n*(2d+2) points)
+      method: lhs                    # lhs | sobol | random | saltelli (Sobol indices; n*(d+2) points)
       seed: 1
       parameters:                    # in the unit of parameters.yaml, or give unit:
         R0: {dist: lognormal, median: 1.4, rsd: 0.2}

@@ -125,7 +125,7 @@ def check(exercise: str, answer, context=None) -> bool:
         width = (table["ci95_high"] - table["ci95_low"]) / table["value"].abs()
         best = str(width.idxmax())
         if answer != best:  # a hint, not the answer
-            hint = "compare (ci95_high - ci95_low) / value across the rows of fit.table()"
+            hint = "compare (ci95_high - ci95_low) / value across the rows of view.result.table()"
             if answer in width.index:
                 hint = f"{answer}'s interval spans {width[answer]:.0%} of its estimate; one is wider. " + hint
             return _say(False, hint)

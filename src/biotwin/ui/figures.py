@@ -108,11 +108,12 @@ def plot_trajectories(
 
 
 def cell_edges(centres) -> np.ndarray:
-    """Edges of the cells around grid values: midway between neighbours, the outer cells as wide as their
-    half-distance to the neighbour on each side (each cell is centred on the value it shows)."""
+    """Edges of the cells around grid values: midway between neighbours; the outer cells reach as far out
+    as they reach in (on an uneven grid a cell is not centred on its value: the 100 of 50, 100, 150, 200
+    spans 75-125, the 150 spans 125-175)."""
     c = np.unique(np.asarray(centres, dtype=float))
-    if len(c) == 1:
-        half = 0.5 * max(abs(c[0]), 1.0) * 0.1
+    if len(c) == 1:  # one value: a cell of width 1 in its unit (0.1 of it when larger)
+        half = 0.5 * max(abs(c[0]) * 0.1, 1.0)
         return np.array([c[0] - half, c[0] + half])
     mid = 0.5 * (c[:-1] + c[1:])
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
@@ -130,9 +131,10 @@ def design_space_map(
 ) -> go.Figure:
     """Heatmap of an outcome over two process parameters: one cell per computed point, failing cells paled.
 
-    Each cell is centred on its grid point with edges midway to its neighbours (:func:`cell_edges`),
-    so an uneven grid is drawn as computed; each cell shows its value, with a cross where a limit
-    fails. The limit contours are drawn over it (interpolated between the points).
+    Each cell reaches midway to its neighbours (:func:`cell_edges`), so an uneven grid is drawn as
+    computed; each cell shows its value, with a cross where a limit fails or the point has no value;
+    hovering reads the computed point's own coordinates. The limit contours are drawn over it
+    (interpolated between the points).
 
     Parameters
     ----------
@@ -154,28 +156,34 @@ def design_space_map(
     -------
     plotly.graph_objects.Figure
     """
-    labels = dict(labels or {})
-    grid = table.pivot_table(index=y, columns=x, values=value)
-    xs, ys = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
-    fails = np.zeros(grid.shape, dtype=bool)
-    for limit in limits:
-        z = table.pivot_table(index=y, columns=x, values=limit["column"]).reindex(index=ys, columns=xs).to_numpy()
-        above = limit.get("passes", "below") == "above"
-        fails |= (z < float(limit["level"])) if above else (z > float(limit["level"]))
-    y_edges = np.exp(cell_edges(np.log(ys))) if log_y else cell_edges(ys)
+    labels, limits = dict(labels or {}), list(limits)
+    xs = np.unique(table[x].to_numpy(dtype=float))
+    ys = np.unique(table[y].to_numpy(dtype=float))
+    grid = table.pivot_table(index=y, columns=x, values=value, dropna=False).reindex(index=ys, columns=xs)
     values = grid.to_numpy(dtype=float)
+    fails = ~np.isfinite(values)  # a point without a value (a failed solve) does not pass
+    for limit in limits:
+        z = table.pivot_table(index=y, columns=x, values=limit["column"], dropna=False)
+        z = z.reindex(index=ys, columns=xs).to_numpy(dtype=float)
+        above = limit.get("passes", "below") == "above"
+        with np.errstate(invalid="ignore"):
+            fails |= ~np.isfinite(z) | ((z < float(limit["level"])) if above else (z > float(limit["level"])))
+    y_edges = np.exp(cell_edges(np.log(ys))) if log_y else cell_edges(ys)
     text = [[f"{v:.3g}" + (" \u2717" if f else "") for v, f in zip(row, frow)] for row, frow in zip(values, fails)]
+    # plotly reads a cell's hover position as its edges' midpoint: carry the computed point instead
+    points = np.dstack(np.meshgrid(xs, ys))
     fig = go.Figure(
         go.Heatmap(
             x=cell_edges(xs),
             y=y_edges,
             z=values,
             text=text,
+            customdata=points,
             texttemplate="%{text}",
             colorscale="Viridis",
             colorbar={"title": labels.get(value, value)},
-            hovertemplate=f"{labels.get(x, x)}: %{{x}}<br>{labels.get(y, y)}: %{{y}}<br>"
-            f"{labels.get(value, value)}: %{{z:.3g}}<extra></extra>",
+            hovertemplate=f"{labels.get(x, x)}: %{{customdata[0]:.4g}}<br>{labels.get(y, y)}: %{{customdata[1]:.4g}}"
+            f"<br>{labels.get(value, value)}: %{{z:.3g}}<extra></extra>",
             xgap=1,
             ygap=1,
         )

@@ -21,6 +21,7 @@ A model declares what to explore in ``model.py``::
         "panels": [("T_bottom_C", "vial-bottom temperature [degC]"), ...],
         "table": output_table,               # optional: result -> DataFrame with a time column
         "time_column": "time_h",
+        "time_scale": 1.0,                   # optional: axis time per model time (1/24: hours drawn in days)
         "readouts": readouts,                # result -> {label with unit: value}
         "scenario": "case1_standard", "nfe": 60,
     }
@@ -128,7 +129,7 @@ class Explorer:
             for i, (column, _) in enumerate(self.spec.panels):
                 if column in data:
                     self.figure.add_scatter(
-                        x=data["time"],
+                        x=data["time"] * self.spec.time_scale,
                         y=data[column],
                         mode="markers",
                         name=f"data {column}",
@@ -160,7 +161,7 @@ class Explorer:
         self.update()
         if self.last_table is not None:  # the starting run stays on every panel as a grey dotted line
             self.baseline = self.last_table
-            times = self.baseline[self.spec.time_column].to_numpy()
+            times = self.baseline[self.spec.time_column].to_numpy() * self.spec.time_scale
             for i, (column, _) in enumerate(self.spec.panels):
                 self.figure.add_scatter(
                     x=times,
@@ -289,7 +290,7 @@ class Explorer:
             self.last_update_s = time.perf_counter() - t0
             return
         self.error = None
-        times = table[self.spec.time_column].to_numpy()
+        times = table[self.spec.time_column].to_numpy() * self.spec.time_scale
         self.last_readouts, self.last_table, self.last_result = readouts, table, result
         with self.figure.batch_update():
             for trace, (column, _) in zip(self.figure.data, self.spec.panels):
