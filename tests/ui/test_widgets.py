@@ -137,7 +137,12 @@ def test_design_space_view_maps_and_loads_a_point(lyo):
     assert z[1, 1] == pytest.approx(-14.772, abs=0.01)  # 20 degC, 150 mTorr: case 1
     assert z[0, 0] < z[0, 1] and z[0, 1] < z[1, 1]  # warmer shelf and higher pressure: warmer product
     assert not view.passing()[1, 1] and view.passing()[0, 0]
-    view._on_click(view.figure.data[0], type("P", (), {"xs": [0.0], "ys": [100.0]})(), None)
+    # issue #19 item 6: the map the course uses draws its cells as computed, values written, failing cells paled
+    heat, pale = view.figure.data[0], view.figure.data[2]
+    assert list(heat.x) == [-10.0, 10.0, 30.0] and list(heat.y) == [75.0, 125.0, 175.0]
+    assert np.array(heat.text)[1][1].endswith("\u2717") and not np.array(heat.text)[0][0].endswith("\u2717")
+    assert (np.isfinite(np.array(pale.z, dtype=float)) == ~view.passing()).all()
+    view._on_click(view.figure.data[0], type("P", (), {"xs": [2.5], "ys": [97.0]})(), None)  # near a point: it
     assert lyo.values()["shelf_C"] == 0.0 and lyo.values()["pressure_mTorr"] == 100.0
     assert lyo.last_readouts["max product temperature [degC]"] == pytest.approx(z[0, 0], abs=1e-6)
     lyo.set(shelf_C=20.0, pressure_mTorr=150.0)

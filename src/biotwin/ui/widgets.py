@@ -45,6 +45,7 @@ import numpy as np
 
 from biotwin.core.errors import BiotwinError
 from biotwin.engine.knobs import evaluate, explorer_spec
+from biotwin.ui.figures import cell_edges
 
 
 class Explorer:
@@ -442,12 +443,21 @@ class DesignSpaceView:
         self.y_values = list(y_values if y_values is not None else np.linspace(knobs[y].min, knobs[y].max, 6))
         self.progress = w.IntProgress(min=0, max=len(self.x_values) * len(self.y_values), description="grid")
         self.figure = go.FigureWidget()
+        # one cell per computed point, reaching midway to its neighbours (as biotwin.ui.figures.design_space_map)
+        xe, ye = cell_edges(self.x_values), cell_edges(self.y_values)
+        empty = np.full((len(self.y_values), len(self.x_values)), np.nan)
         self.figure.add_heatmap(
-            x=self.x_values,
-            y=self.y_values,
-            z=np.full((len(self.y_values), len(self.x_values)), np.nan),
+            x=xe,
+            y=ye,
+            z=empty,
+            customdata=np.dstack(np.meshgrid(self.x_values, self.y_values)),
+            texttemplate="%{text}",
             colorbar={"title": readout},
             colorscale="Viridis",
+            xgap=1,
+            ygap=1,
+            hovertemplate=f"{knobs[x].description}: %{{customdata[0]:.4g}}<br>{knobs[y].description}: "
+            f"%{{customdata[1]:.4g}}<br>{readout}: %{{z:.4g}}<extra></extra>",
         )
         self.figure.add_contour(
             x=self.x_values,
@@ -459,12 +469,24 @@ class DesignSpaceView:
             name=f"limit {limit}",
             hoverinfo="skip",
         )
+        self.figure.add_heatmap(  # failing cells paled
+            x=xe,
+            y=ye,
+            z=empty,
+            colorscale=[[0, "rgba(255,255,255,0.65)"], [1, "rgba(255,255,255,0.65)"]],
+            showscale=False,
+            hoverinfo="skip",
+            xgap=1,
+            ygap=1,
+        )
+        self.figure.update_xaxes(tickvals=self.x_values, range=[xe[0], xe[-1]])
+        self.figure.update_yaxes(tickvals=self.y_values, range=[ye[0], ye[-1]])
         self.figure.update_layout(
             xaxis_title=knobs[x].description,
             yaxis_title=knobs[y].description,
             template="plotly_white",
             height=420,
-            title=f"{readout}: passes {passes} {limit}",
+            title=f"{readout} per computed point: passes {passes} {limit} (crossed and paled: fails)",
         )
         self.figure.data[0].on_click(self._on_click)
         self.button = w.Button(description="compute map", button_style="primary")
@@ -497,21 +519,27 @@ class DesignSpaceView:
             for (i, j, _), a in zip(points, args):
                 z[j, i] = _design_point(*a)
                 self.progress.value += 1
-        with self.figure.batch_update():
-            self.figure.data[0].z = z
-            self.figure.data[1].z = z
         self.values = z
+        fails = ~self.passing()
+        text = [[f"{v:.3g}" + (" \u2717" if f else "") for v, f in zip(row, frow)] for row, frow in zip(z, fails)]
+        with self.figure.batch_update():
+            self.figure.data[0].z, self.figure.data[0].text = z, text
+            self.figure.data[1].z = z
+            self.figure.data[2].z = np.where(fails, 1.0, np.nan)
         return z
 
     def passing(self):
-        """Boolean grid: which points pass the limit."""
+        """Boolean grid: which points pass the limit (a point without a value does not)."""
         if self.values is None:
             raise BiotwinError("compute the map first")
-        return self.values <= self.limit if self.passes == "below" else self.values >= self.limit
+        with np.errstate(invalid="ignore"):
+            return self.values <= self.limit if self.passes == "below" else self.values >= self.limit
 
     def _on_click(self, trace, points, selector):
-        if points.xs:
-            self.explorer.set(**{self.x: float(points.xs[0]), self.y: float(points.ys[0])})
+        if points.xs:  # the computed point of the clicked cell (plotly may report the cell's midpoint)
+            x = min(self.x_values, key=lambda v: abs(v - float(points.xs[0])))
+            y = min(self.y_values, key=lambda v: abs(v - float(points.ys[0])))
+            self.explorer.set(**{self.x: float(x), self.y: float(y)})
 
     def _ipython_display_(self):
         from IPython.display import display
