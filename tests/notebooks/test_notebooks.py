@@ -48,11 +48,18 @@ def test_quickstart_reference_matches_shared_data(shared_data):
     csv = pd.read_csv(shared_data / "mab_fedbatch" / "xing2010_kkiviat_batch_singlecompartment.csv").set_index("t_h")
     for col in ["Xv_cells_per_L", "Glc_mM", "Gln_mM", "Lac_mM", "Amm_mM"]:
         assert refs[f"xing2010_batch_240h.{col}"]["value"] == csv.loc[240, col]
+    # the copy the quickstart shows beside its run (inside the repository) is those rows, unchanged
+    shipped = pd.read_csv(ROOT / "models/mab_fedbatch/data/reference/xing2010_kkiviat_batch.csv", comment="#")
+    pd.testing.assert_frame_equal(
+        shipped.set_index("t_h"), csv.loc[[24, 120, 240], shipped.columns[1:]], check_names=False, check_dtype=False
+    )
 
 
 def test_quickstart_notebook(tmp_path):
     data = run_notebook(ROOT / "notebooks" / "00_quickstart.ipynb", out_dir=tmp_path, progress_bar=False)
     check_against_references(data, REFERENCES / "00_quickstart.json")
+    # issue #19 item 9: the independent check shown beside biotwin's numbers (Xv, Glc, Lac, Amm at 24/120/240 h)
+    assert data["xing2010_max_rel_diff_vs_kkiviat"] < 1e-6
 
 
 @pytest.mark.parametrize("name", ["01_simulate_explore", "02_calibrate", "03_optimize_feed", "04_live_twin"])
