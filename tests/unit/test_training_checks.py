@@ -56,3 +56,39 @@ def test_tier_wrong_answers_do_not_reveal_it(capsys, answer):
     assert training.check("tier", answer) is False
     out = capsys.readouterr().out
     assert out.startswith("not yet:") and "tier 0" not in out and "tier 1" not in out, out
+
+
+class FakeMap:
+    """A computed design-space map: rows 60/100/150/200 mTorr, columns -10..30 degC, limit -15 degC."""
+
+    def __init__(self):
+        import numpy as np
+
+        self.x_values, self.y_values = [-10, 0, 10, 20, 30], [60, 100, 150, 200]
+        self.values = np.array(
+            [
+                [-30.0, -26, -22, -18, -14],
+                [-28, -24, -20, -16, -12],
+                [-27, -23, -19, -15.5, -11],
+                [-25, -21, -17, -13, -9],
+            ]
+        )
+
+    def passing(self):
+        return self.values <= -15.0
+
+
+@pytest.mark.parametrize("answer", [None, 0, 10, 13, "eleven", True])
+def test_map_count_wrong_answers_do_not_reveal_it(capsys, answer):
+    assert training.check("map_passing", answer, FakeMap()) is False
+    out = capsys.readouterr().out
+    assert out.startswith("not yet:") and "15" not in out, out
+    assert training.solution("map_passing", FakeMap()) == 15 and training.check("map_passing", 15, FakeMap())
+
+
+@pytest.mark.parametrize("answer", [None, "warm", 5, -10, 0, 10, 30])
+def test_map_warmest_wrong_answers_do_not_reveal_it(capsys, answer):
+    assert training.check("map_warmest", answer, FakeMap()) is False
+    out = capsys.readouterr().out
+    assert out.startswith("not yet:") and "20 degC" not in out, out
+    assert training.solution("map_warmest", FakeMap()) == 20 and training.check("map_warmest", 20.0, FakeMap())

@@ -17,6 +17,9 @@ EXERCISES = {
     "widest_ci": "In the fed-batch calibration: the parameter with the widest 95 % interval relative to its estimate.",
     "lyo_cycle": "A constant shelf set point [degC] and chamber pressure [mTorr] that dry the case-1 product in under "
     "9 h with the vial bottom never above -15 degC (a tuple (shelf_C, pressure_mTorr)).",
+    "map_passing": "On the lyophilization design-space map: how many cells pass the -15 degC limit? (an int)",
+    "map_warmest": "On that map, at 150 mTorr: the warmest shelf set point [degC] that keeps the product at or below "
+    "-15 degC (a number from the map's shelf set points).",
     "upset": "The fed-batch replayed through the twin had one upset. When did it happen [h, within 12 h] and which "
     "measured variable showed it first? (a tuple (time_h, variable))",
 }
@@ -140,6 +143,10 @@ def check(exercise: str, answer, context=None) -> bool:
         return _say(
             ok, f"dries in {s['primary_drying_time_h']:.2f} h with the product at most {s['max_T_bottom_C']:.2f} degC"
         )
+    if exercise in ("map_passing", "map_warmest"):
+        if context is None or getattr(context, "values", None) is None:
+            raise ValueError("pass the computed DesignSpaceView as context")
+        return _check_map(exercise, answer, context)
     if exercise == "upset":
         start = UPSET_BOLUS_DAY * 24.0
         try:
@@ -155,6 +162,35 @@ def check(exercise: str, answer, context=None) -> bool:
             "below what the recipe should have given, and the twin's chi-square test fired on glucose",
         )
     raise AssertionError("unreachable")
+
+
+def _map_warmest(space, pressure=150.0):
+    """The warmest passing shelf set point of the map's row at ``pressure`` [mTorr] (None if none passes)."""
+    row = space.y_values.index(pressure)
+    passing = [x for x, ok in zip(space.x_values, space.passing()[row]) if ok]
+    return max(passing) if passing else None
+
+
+def _check_map(exercise, answer, space) -> bool:
+    if exercise == "map_passing":
+        right = int(space.passing().sum())
+        if not isinstance(answer, (int, float)) or isinstance(answer, bool) or answer != right:
+            return _say(False, "count the cells without a cross on the map (or sum space.passing())")
+        return _say(True, f"{right} of {space.passing().size} cells keep the product at or below -15 degC")
+    right = _map_warmest(space)
+    try:
+        shelf = float(answer)
+    except (TypeError, ValueError):
+        return _say(False, "give a shelf set point as a number, e.g. check('map_warmest', 0.0, space)")
+    if shelf not in [float(x) for x in space.x_values]:
+        return _say(False, f"choose one of the map's shelf set points: {', '.join(f'{x:g}' for x in space.x_values)}")
+    row, col = space.y_values.index(150.0), [float(x) for x in space.x_values].index(shelf)
+    value = float(space.values[row, col])
+    if shelf == right:
+        return _say(True, f"{shelf:g} degC at 150 mTorr: the product reaches {value:.1f} degC")
+    if value > -15.0:  # about the trainee's own cell only
+        return _say(False, f"at {shelf:g} degC and 150 mTorr the product reaches {value:.1f} degC, above -15 degC")
+    return _say(False, f"{shelf:g} degC passes at 150 mTorr, but a warmer set point on the map does too")
 
 
 def solution(exercise: str, context=None):
@@ -175,6 +211,10 @@ def solution(exercise: str, context=None):
                 if s["primary_drying_time_h"] < 9.0 and s["max_T_bottom_C"] <= -15.0:
                     return (shelf, pressure)
         return None
+    if exercise == "map_passing":
+        return int(context.passing().sum())
+    if exercise == "map_warmest":
+        return _map_warmest(context)
     if exercise == "upset":
         # what a trainee does: read the twin's first alarm (context: the Twin after the replay)
         alarms = [a for h in context.history for a in h.alarms]
