@@ -92,3 +92,30 @@ def test_map_warmest_wrong_answers_do_not_reveal_it(capsys, answer):
     out = capsys.readouterr().out
     assert out.startswith("not yet:") and "20 degC" not in out, out
     assert training.solution("map_warmest", FakeMap()) == 20 and training.check("map_warmest", 20.0, FakeMap())
+
+
+class FakeDiagnosedFit(FakeFit):
+    def __init__(self):
+        self.diagnostics = {"chi2": 31.0, "chi2_expected_95": [20.0, 40.0]}
+
+    def correlation_frame(self):
+        return pd.DataFrame([[1.0, -0.8], [-0.8, 1.0]], index=["mu_max", "beta_P"], columns=["mu_max", "beta_P"])
+
+
+@pytest.mark.parametrize(
+    "exercise, wrong, right, secret",
+    [
+        ("lyo_tier2", [None, ["Kv"], "Kv Rp", ["Rp", "KD"]], ["rp", "KV"], ["Kv", "Rp"]),
+        ("proposed", [None, "mu_max", "beta_P", "nonsense"], "K_ov", ["q_ov_max", "K_ov", "k_starv"]),
+        ("chi2", [None, "True", False, 1], True, ["31.0", "20.0"]),
+        ("correlation", [None, "positive", "-0.8", "neg"], "negative", ["-0.80", "negative"]),
+    ],
+)
+def test_the_new_exercises_never_reveal_their_answers(capsys, exercise, wrong, right, secret):
+    fit = FakeDiagnosedFit()
+    for answer in wrong:
+        assert training.check(exercise, answer, fit) is False
+        out = capsys.readouterr().out
+        assert out.startswith("not yet:") and not any(s in out for s in secret), (answer, out)
+    assert training.check(exercise, right, fit) is True
+    assert training.check(exercise, training.solution(exercise, fit), fit) is True

@@ -17,6 +17,12 @@ EXERCISES = {
     "widest_ci": "In the fed-batch calibration: the parameter with the widest 95 % interval relative to its estimate.",
     "lyo_cycle": "A constant shelf set point [degC] and chamber pressure [mTorr] that dry the case-1 product in under "
     "9 h with the vial bottom never above -15 degC (a tuple (shelf_C, pressure_mTorr)).",
+    "lyo_tier2": "What does the lyophilization model card say must be measured for the product and vial before the "
+    "model supports tier 2? (a list of the two symbols, e.g. ['X', 'Y'])",
+    "proposed": "Name one parameter of the mAb fed-batch model whose source in parameters.yaml says 'proposed'.",
+    "chi2": "Is the fit's chi-square inside its expected 95 % range? (True or False)",
+    "correlation": "Are the estimates of mu_max and beta_P positively or negatively correlated? ('positive' or "
+    "'negative')",
     "map_passing": "On the lyophilization design-space map: how many cells pass the -15 degC limit? (an int)",
     "map_warmest": "On that map, at 150 mTorr: the warmest shelf set point [degC] that keeps the product at or below "
     "-15 degC (a number from the map's shelf set points).",
@@ -143,6 +149,37 @@ def check(exercise: str, answer, context=None) -> bool:
         return _say(
             ok, f"dries in {s['primary_drying_time_h']:.2f} h with the product at most {s['max_T_bottom_C']:.2f} degC"
         )
+    if exercise == "lyo_tier2":
+        given = {str(a).strip().lower() for a in answer} if isinstance(answer, (list, tuple, set)) else set()
+        if given != {"kv", "rp"}:
+            return _say(False, "open models/lyophilization/README.md: the 'Decision tier' row names two symbols")
+        return _say(True, "Kv (vial heat transfer) and Rp (dried-cake resistance), for the product and vial in use")
+    if exercise == "proposed":
+        from biotwin.core.model import load_model
+
+        proposed = _proposed(load_model("mab_fedbatch"))
+        if answer not in proposed:  # never lists them
+            return _say(False, "open models/mab_fedbatch/parameters.yaml and read the source of each parameter")
+        return _say(True, f"{answer}: '{load_model('mab_fedbatch').parameter_set[answer].source[:60]}...'")
+    if exercise == "chi2":
+        d = _fit(context).diagnostics
+        inside = bool(d["chi2_expected_95"][0] <= d["chi2"] <= d["chi2_expected_95"][1])
+        if not isinstance(answer, bool) or answer != inside:
+            return _say(False, "compare view.result.diagnostics['chi2'] with its 'chi2_expected_95' range")
+        return _say(
+            True, f"chi-square {d['chi2']:.1f}, expected {d['chi2_expected_95'][0]:.1f}-{d['chi2_expected_95'][1]:.1f}"
+        )
+    if exercise == "correlation":
+        r = float(_fit(context).correlation_frame().loc["mu_max", "beta_P"])
+        sign = "positive" if r > 0 else "negative"
+        if answer != sign:
+            return _say(False, "read view.result.correlation_frame(): the mu_max row, the beta_P column")
+        return _say(
+            True,
+            f"correlation {r:+.2f}: the data trade one against the other"
+            if r < 0
+            else f"correlation {r:+.2f}: they move together in what the data allow",
+        )
     if exercise in ("map_passing", "map_warmest"):
         if context is None or getattr(context, "values", None) is None:
             raise ValueError("pass the computed DesignSpaceView as context")
@@ -162,6 +199,17 @@ def check(exercise: str, answer, context=None) -> bool:
             "below what the recipe should have given, and the twin's chi-square test fired on glucose",
         )
     raise AssertionError("unreachable")
+
+
+def _proposed(model) -> list[str]:
+    """Parameters whose stated source begins with 'proposed'."""
+    return [p.name for p in model.parameter_set if p.source.lower().startswith("proposed")]
+
+
+def _fit(context):
+    if context is None or not hasattr(context, "diagnostics"):
+        raise ValueError("pass the calibration result (view.result) as context")
+    return context
 
 
 def _map_warmest(space, pressure=150.0):
@@ -211,6 +259,17 @@ def solution(exercise: str, context=None):
                 if s["primary_drying_time_h"] < 9.0 and s["max_T_bottom_C"] <= -15.0:
                     return (shelf, pressure)
         return None
+    if exercise == "lyo_tier2":
+        return ["Kv", "Rp"]
+    if exercise == "proposed":
+        from biotwin.core.model import load_model
+
+        return _proposed(load_model("mab_fedbatch"))[0]
+    if exercise == "chi2":
+        d = _fit(context).diagnostics
+        return bool(d["chi2_expected_95"][0] <= d["chi2"] <= d["chi2_expected_95"][1])
+    if exercise == "correlation":
+        return "positive" if float(_fit(context).correlation_frame().loc["mu_max", "beta_P"]) > 0 else "negative"
     if exercise == "map_passing":
         return int(context.passing().sum())
     if exercise == "map_warmest":
