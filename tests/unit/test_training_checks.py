@@ -119,3 +119,37 @@ def test_the_new_exercises_never_reveal_their_answers(capsys, exercise, wrong, r
         assert out.startswith("not yet:") and not any(s in out for s in secret), (answer, out)
     assert training.check(exercise, right, fit) is True
     assert training.check(exercise, training.solution(exercise, fit), fit) is True
+
+
+class FakeTwin:
+    """A replayed twin: three updates, two alarms (both after the missed feed at 120 h), beta_P estimated 22.8."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        import biotwin
+
+        self.model = biotwin.load_model("mab_fedbatch")
+        alarm = {"update_time": 121.0, "variables": ["Glc"]}
+        self.history = [
+            SimpleNamespace(time=100.0, alarms=[], parameters={"beta_P": (24.0, 2.0)}),
+            SimpleNamespace(time=121.0, alarms=[alarm, alarm], parameters={"beta_P": (23.0, 1.8)}),
+            SimpleNamespace(time=130.0, alarms=[], parameters={"beta_P": (22.8, 1.5)}),
+        ]
+
+
+@pytest.mark.parametrize(
+    "exercise, wrong, right, secret",
+    [
+        ("alarm_count", [None, 0, 3, "2", True], 2, ["2 alarm"]),
+        ("beta_P_direction", [None, "above", "lower", 22.8], "below", ["22.8", "below"]),
+    ],
+)
+def test_the_twin_exercises_never_reveal_their_answers(capsys, exercise, wrong, right, secret):
+    twin = FakeTwin()
+    for answer in wrong:
+        assert training.check(exercise, answer, twin) is False
+        out = capsys.readouterr().out
+        assert out.startswith("not yet:") and not any(s in out for s in secret), (answer, out)
+    assert training.check(exercise, right, twin) is True
+    assert training.solution(exercise, twin) == right

@@ -26,6 +26,9 @@ EXERCISES = {
     "map_passing": "On the lyophilization design-space map: how many cells pass the -15 degC limit? (an int)",
     "map_warmest": "On that map, at 150 mTorr: the warmest shelf set point [degC] that keeps the product at or below "
     "-15 degC (a number from the map's shelf set points).",
+    "alarm_count": "How many alarms did the twin raise over the replayed days? (an int)",
+    "beta_P_direction": "At the twin's last update, is its estimate of beta_P above or below parameters.yaml's value? "
+    "('above' or 'below')",
     "upset": "The fed-batch replayed through the twin had one upset. When did it happen [h, within 12 h] and which "
     "measured variable showed it first? (a tuple (time_h, variable))",
 }
@@ -34,6 +37,8 @@ FEED_LACTATE_LIMIT_MM = 100.0  # [mM] limit of the feed_factor exercise (at 110 
 
 # The hidden upset of the "upset" exercise: the feed bolus of this day [d] was never given.
 UPSET_BOLUS_DAY = 5.0
+# The batch's true parameters, as factors of parameters.yaml's values (the twin does not know them).
+UPSET_TRUTH = {"mu_max": 1.1, "beta_P": 0.9}
 UPSET_SCHEDULE = {"Glc": (1, 0.7, 0), "Lac": (1, 0.7, 0), "Xv": (24, 0, 0.05), "titer": (24, 0.005, 0.05)}
 
 
@@ -46,7 +51,7 @@ def upset_stream(until_h: float = 192.0, seed: int = 5):
     raw = model.load_scenario("nominal_14d").raw
     actual = dict(raw, boluses=[b for b in raw["boluses"] if float(b["time"]) != UPSET_BOLUS_DAY])
     p = model.parameter_set
-    truth = {"mu_max": 1.1 * p["mu_max"].value, "beta_P": 0.9 * p["beta_P"].value}
+    truth = {name: factor * p[name].value for name, factor in UPSET_TRUTH.items()}
     stream, _ = synthetic_stream(model, actual, truth, UPSET_SCHEDULE, seed=seed)
     return stream[stream["time"] <= until_h].reset_index(drop=True)
 
@@ -180,6 +185,28 @@ def check(exercise: str, answer, context=None) -> bool:
             if r < 0
             else f"correlation {r:+.2f}: they move together in what the data allow",
         )
+    if exercise == "alarm_count":
+        n = sum(len(h.alarms) for h in _twin(context).history)
+        if not isinstance(answer, int) or isinstance(answer, bool) or answer != n:
+            return _say(False, "count the lines the alarm cell printed (or the alarms in twin.history)")
+        start = UPSET_BOLUS_DAY * 24.0
+        before = sum(len(h.alarms) for h in context.history if h.time < start)
+        text = f"{n} alarm(s) in {len(context.history)} updates, {before} of them before the missed feed ({start:g} h)"
+        if before == 0:
+            text += ": noise alone raised none here; the twin kept alarming while its states caught up with the upset"
+        return _say(True, text)
+    if exercise == "beta_P_direction":
+        twin = _twin(context)
+        estimate, sd = twin.history[-1].parameters["beta_P"]
+        yaml_value = twin.model.parameter_set["beta_P"].value
+        direction = "above" if estimate > yaml_value else "below"
+        if answer != direction:
+            return _say(False, "read twin.history[-1].parameters['beta_P'] (value, sd) and parameters.yaml's beta_P")
+        return _say(
+            True,
+            f"{estimate:.2f} +- {sd:.2f} pg/cell/d against {yaml_value:g}: the synthetic batch's true beta_P is "
+            f"{UPSET_TRUTH['beta_P'] * yaml_value:g}, and the twin learned that from the titer measurements",
+        )
     if exercise in ("map_passing", "map_warmest"):
         if context is None or getattr(context, "values", None) is None:
             raise ValueError("pass the computed DesignSpaceView as context")
@@ -209,6 +236,12 @@ def _proposed(model) -> list[str]:
 def _fit(context):
     if context is None or not hasattr(context, "diagnostics"):
         raise ValueError("pass the calibration result (view.result) as context")
+    return context
+
+
+def _twin(context):
+    if context is None or not getattr(context, "history", None):
+        raise ValueError("pass the Twin after the replay as context")
     return context
 
 
@@ -270,6 +303,13 @@ def solution(exercise: str, context=None):
         return bool(d["chi2_expected_95"][0] <= d["chi2"] <= d["chi2_expected_95"][1])
     if exercise == "correlation":
         return "positive" if float(_fit(context).correlation_frame().loc["mu_max", "beta_P"]) > 0 else "negative"
+    if exercise == "alarm_count":
+        return sum(len(h.alarms) for h in _twin(context).history)
+    if exercise == "beta_P_direction":
+        twin = _twin(context)
+        return (
+            "above" if twin.history[-1].parameters["beta_P"][0] > twin.model.parameter_set["beta_P"].value else "below"
+        )
     if exercise == "map_passing":
         return int(context.passing().sum())
     if exercise == "map_warmest":
