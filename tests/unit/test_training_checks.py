@@ -153,3 +153,34 @@ def test_the_twin_exercises_never_reveal_their_answers(capsys, exercise, wrong, 
         assert out.startswith("not yet:") and not any(s in out for s in secret), (answer, out)
     assert training.check(exercise, right, twin) is True
     assert training.solution(exercise, twin) == right
+
+
+class FakeExplorer:
+    """An explorer whose two runs (start, beta_P doubled) are already known: only the titer moves, x2."""
+
+    def __init__(self):
+        self.start_values = {"beta_P": 25.0}
+        start = {"final titer [g/L]": 0.768, "peak VCD [1e6 cells/mL]": 3.534, "peak lactate [mM]": 105.1}
+        self._training_beta_p = (start, {**start, "final titer [g/L]": 1.536})
+
+
+@pytest.mark.parametrize(
+    "exercise, wrong, right, secret",
+    [
+        ("titer_factor", [None, "two", 1.5, 2.02, 1.0], 2.0, ["2.000", "x2"]),
+        (
+            "unchanged_readout",
+            [None, "final titer [g/L]", "peak VCD", "VCD"],
+            "peak lactate [mM]",
+            ["peak VCD [", "3.534"],
+        ),
+    ],
+)
+def test_the_explorer_exercises_never_reveal_their_answers(capsys, exercise, wrong, right, secret):
+    explorer = FakeExplorer()
+    for answer in wrong:
+        assert training.check(exercise, answer, explorer) is False
+        out = capsys.readouterr().out
+        assert out.startswith("not yet:") and not any(s in out for s in secret), (answer, out)
+    assert training.check(exercise, right, explorer) is True
+    assert training.check(exercise, training.solution(exercise, explorer), explorer) is True

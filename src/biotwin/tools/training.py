@@ -26,6 +26,10 @@ EXERCISES = {
     "map_passing": "On the lyophilization design-space map: how many cells pass the -15 degC limit? (an int)",
     "map_warmest": "On that map, at 150 mTorr: the warmest shelf set point [degC] that keeps the product at or below "
     "-15 degC (a number from the map's shelf set points).",
+    "titer_factor": "In the fed-batch explorer, double beta_P from its starting value: by what factor does the final "
+    "titer change? (a number, to two decimals)",
+    "unchanged_readout": "Which of the fed-batch explorer's readouts does not change at all when beta_P doubles? "
+    "(its label, as the explorer shows it)",
     "alarm_count": "How many alarms did the twin raise over the replayed days? (an int)",
     "beta_P_direction": "At the twin's last update, is its estimate of beta_P above or below parameters.yaml's value? "
     "('above' or 'below')",
@@ -185,6 +189,21 @@ def check(exercise: str, answer, context=None) -> bool:
             if r < 0
             else f"correlation {r:+.2f}: they move together in what the data allow",
         )
+    if exercise in ("titer_factor", "unchanged_readout"):
+        before, after = _beta_p_doubled(context)
+        if exercise == "titer_factor":
+            factor = after["final titer [g/L]"] / before["final titer [g/L]"]
+            try:
+                ok = abs(float(answer) - factor) <= 0.01
+            except (TypeError, ValueError):
+                return _say(False, "give the factor as a number, e.g. check('titer_factor', 1.5, explorer)")
+            if not ok:
+                return _say(False, "set beta_P to twice its starting value and divide the two final titers")
+            return _say(True, f"x{factor:.3f}: the product does not act back on growth in this model")
+        same = [k for k in before if abs(after[k] - before[k]) <= 1e-6 * max(abs(before[k]), 1e-12)]
+        if answer not in same:  # never lists them
+            return _say(False, "compare explorer.last_readouts before and after doubling beta_P")
+        return _say(True, f"{answer} stays at {before[answer]:.4g}: only the titer depends on beta_P")
     if exercise == "alarm_count":
         n = sum(len(h.alarms) for h in _twin(context).history)
         if not isinstance(answer, int) or isinstance(answer, bool) or answer != n:
@@ -237,6 +256,22 @@ def _fit(context):
     if context is None or not hasattr(context, "diagnostics"):
         raise ValueError("pass the calibration result (view.result) as context")
     return context
+
+
+def _beta_p_doubled(explorer):
+    """The explorer's readouts at its starting values and with beta_P doubled (two warm solves, kept on the explorer;
+    the sliders are not moved)."""
+    if explorer is None or not hasattr(explorer, "start_values"):
+        raise ValueError("pass the fed-batch explorer as context")
+    cached = getattr(explorer, "_training_beta_p", None)
+    if cached is None:
+        from biotwin.engine.knobs import evaluate
+
+        start = dict(explorer.start_values)
+        doubled = {**start, "beta_P": 2.0 * start["beta_P"]}
+        cached = tuple(evaluate(explorer.model, explorer.spec, v, explorer.base_raw)[1] for v in (start, doubled))
+        explorer._training_beta_p = cached
+    return cached
 
 
 def _twin(context):
@@ -303,6 +338,12 @@ def solution(exercise: str, context=None):
         return bool(d["chi2_expected_95"][0] <= d["chi2"] <= d["chi2_expected_95"][1])
     if exercise == "correlation":
         return "positive" if float(_fit(context).correlation_frame().loc["mu_max", "beta_P"]) > 0 else "negative"
+    if exercise == "titer_factor":
+        before, after = _beta_p_doubled(context)
+        return round(after["final titer [g/L]"] / before["final titer [g/L]"], 2)
+    if exercise == "unchanged_readout":
+        before, after = _beta_p_doubled(context)
+        return next(k for k in before if abs(after[k] - before[k]) <= 1e-6 * max(abs(before[k]), 1e-12))
     if exercise == "alarm_count":
         return sum(len(h.alarms) for h in _twin(context).history)
     if exercise == "beta_P_direction":
