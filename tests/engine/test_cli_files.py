@@ -250,3 +250,30 @@ def test_notebooks_run_out_over_its_sources_is_refused(capsys, tmp_path):
     status, _, err = run(capsys, "notebooks", "run", "--dir", tmp_path, "--out", tmp_path)
     assert status == 2 and "would replace" in err
     assert (tmp_path / "a.ipynb").read_text() == "{}"
+
+
+def test_notebooks_run_with_a_parameter_writes_a_solutions_notebook(capsys, tmp_path):
+    """The trainer's solutions notebook of a module: the course notebook run with show_solutions=true."""
+    from support import ROOT
+
+    course = ROOT / "notebooks" / "training"
+    status, _, err = run(
+        capsys,
+        "notebooks",
+        "run",
+        "--dir",
+        course,
+        "--only",
+        course / "01_what_is_a_digital_twin.ipynb",
+        "--out",
+        tmp_path,
+        "-p",
+        "show_solutions=true",
+    )
+    assert status == 0, err
+    executed = json.loads((tmp_path / "01_what_is_a_digital_twin.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert printed.count("correct: ") == 3 and "not yet" not in printed
+    for bad, message in (("results_path=x", "the runner sets it"), ("show solutions", "expected NAME=VALUE")):
+        status, _, err = run(capsys, "notebooks", "run", "--dir", course, "--out", tmp_path / "b", "-p", bad)
+        assert status != 0 and message in err

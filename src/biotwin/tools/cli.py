@@ -682,11 +682,12 @@ def cmd_notebooks_run(args) -> int:
 
     folder, notebooks = _notebooks_to_run(args)
     _check_notebook_outputs(notebooks, folder, Path(args.out))
+    parameters = _notebook_parameters(args.parameter)
     failed = 0
     for i, nb in enumerate(notebooks, 1):
         _stderr(f"[biotwin] notebook {i}/{len(notebooks)}: {nb}")
         try:
-            data = run_notebook(nb, out_dir=args.out, root=folder)
+            data = run_notebook(nb, out_dir=args.out, root=folder, parameters=parameters)
             _stderr(f"[biotwin]   done in {data['_wall_time_s']:.1f} s -> {data['_executed_notebook']}")
             if args.table:
                 print(format_table(nb, data))
@@ -694,6 +695,21 @@ def cmd_notebooks_run(args) -> int:
             failed += 1
             _stderr(f"[biotwin]   FAILED: {type(exc).__name__}: {exc}")
     return 1 if failed else 0
+
+
+def _notebook_parameters(items) -> dict:
+    """``NAME=VALUE`` pairs of ``-p``, each value read as YAML (true, 3, 0.5, [1, 2], text)."""
+    from biotwin.core import yaml_io
+
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise BiotwinError(f"-p {item!r}: expected NAME=VALUE, e.g. -p show_solutions=true")
+        if name.strip() == "results_path":
+            raise BiotwinError("-p results_path: the runner sets it (beside each executed notebook in --out)")
+        out[name.strip()] = yaml_io.load(value) if value.strip() else None
+    return out
 
 
 def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -961,6 +977,14 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="out", help="output folder (default out)")
     q.add_argument("--only", nargs="*", help="run only these notebooks")
     q.add_argument("--table", action="store_true", help="print each notebook's key numbers as a table")
+    q.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a notebook parameter (YAML value), e.g. -p show_solutions=true: the training notebooks "
+        "with their computed answers, one solutions notebook per module in --out",
+    )
     q.set_defaults(func=cmd_notebooks_run)
     return parser
 
