@@ -6,6 +6,7 @@ output, which guards against change but proves nothing about correctness).
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -238,11 +239,16 @@ def test_training_notebooks_with_solutions(tmp_path, name):
         assert (np.diff(grid, axis=1) > 0).all()
 
 
-def test_training_checker_rejects_a_missing_answer(tmp_path):
-    data = run_notebook(
-        ROOT / "notebooks" / "training" / "01_what_is_a_digital_twin.ipynb", out_dir=tmp_path, progress_bar=False
-    )
+@pytest.mark.parametrize("name", ["01_what_is_a_digital_twin", "03_calibrate_and_uncertainty"])
+def test_training_checker_rejects_a_missing_answer(tmp_path, name):
+    """Run All without answers: every exercise says "not yet" (the hints never give an answer away: tested per
+    exercise in tests/unit/test_training_checks.py). The two cheapest notebooks of the course; the others run
+    with their solutions above."""
+    data = run_notebook(ROOT / "notebooks" / "training" / f"{name}.ipynb", out_dir=tmp_path, progress_bar=False)
     assert data["ok"] is False
+    executed = json.loads(Path(data["_executed_notebook"]).read_text())
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert printed.count("not yet: ") == 3 and "correct: " not in printed
 
 
 @pytest.mark.parametrize("name", ["lyophilization", "mab_fedbatch", "hek293_vlp"])
