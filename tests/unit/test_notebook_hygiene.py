@@ -14,6 +14,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
 def test_a_notebook_run_by_a_user_writes_no_results_file(path):
     cells = json.loads(path.read_text())["cells"]
+    assert all("id" in c for c in cells), "every cell needs an id (nbformat 4.5; nbformat warns, and will refuse)"
     parameters = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
     assert "results_path = None" in "".join(parameters["source"])
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
