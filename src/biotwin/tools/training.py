@@ -172,16 +172,14 @@ def check(exercise: str, answer, context=None) -> bool:
         return _say(True, f"{answer}: '{load_model('mab_fedbatch').parameter_set[answer].source[:60]}...'")
     if exercise == "chi2":
         d = _fit(context).diagnostics
-        inside = bool(d["chi2_expected_95"][0] <= d["chi2"] <= d["chi2_expected_95"][1])
-        if not isinstance(answer, bool) or answer != inside:
+        if not isinstance(answer, bool) or answer != solution("chi2", context):
             return _say(False, "compare view.result.diagnostics['chi2'] with its 'chi2_expected_95' range")
         return _say(
             True, f"chi-square {d['chi2']:.1f}, expected {d['chi2_expected_95'][0]:.1f}-{d['chi2_expected_95'][1]:.1f}"
         )
     if exercise == "correlation":
         r = float(_fit(context).correlation_frame().loc["mu_max", "beta_P"])
-        sign = "positive" if r > 0 else "negative"
-        if answer != sign:
+        if answer != solution("correlation", context):
             return _say(False, "read view.result.correlation_frame(): the mu_max row, the beta_P column")
         return _say(
             True,
@@ -200,12 +198,11 @@ def check(exercise: str, answer, context=None) -> bool:
             if not ok:
                 return _say(False, "set beta_P to twice its starting value and divide the two final titers")
             return _say(True, f"x{factor:.3f}: the product does not act back on growth in this model")
-        same = [k for k in before if abs(after[k] - before[k]) <= 1e-6 * max(abs(before[k]), 1e-12)]
-        if answer not in same:  # never lists them
+        if answer not in _unchanged(before, after):  # never lists them
             return _say(False, "compare explorer.last_readouts before and after doubling beta_P")
         return _say(True, f"{answer} stays at {before[answer]:.4g}: only the titer depends on beta_P")
     if exercise == "alarm_count":
-        n = sum(len(h.alarms) for h in _twin(context).history)
+        n = solution("alarm_count", context)
         if not isinstance(answer, int) or isinstance(answer, bool) or answer != n:
             return _say(False, "count the lines the alarm cell printed (or the alarms in twin.history)")
         start = UPSET_BOLUS_DAY * 24.0
@@ -218,8 +215,7 @@ def check(exercise: str, answer, context=None) -> bool:
         twin = _twin(context)
         estimate, sd = twin.history[-1].parameters["beta_P"]
         yaml_value = twin.model.parameter_set["beta_P"].value
-        direction = "above" if estimate > yaml_value else "below"
-        if answer != direction:
+        if answer != solution("beta_P_direction", context):
             return _say(False, "read twin.history[-1].parameters['beta_P'] (value, sd) and parameters.yaml's beta_P")
         return _say(
             True,
@@ -274,6 +270,11 @@ def _beta_p_doubled(explorer):
     return cached
 
 
+def _unchanged(before, after) -> list[str]:
+    """Readouts equal (to 1e-6 relative) in the two runs."""
+    return [k for k in before if abs(after[k] - before[k]) <= 1e-6 * max(abs(before[k]), 1e-12)]
+
+
 def _twin(context):
     if context is None or not getattr(context, "history", None):
         raise ValueError("pass the Twin after the replay as context")
@@ -289,7 +290,7 @@ def _map_warmest(space, pressure=150.0):
 
 def _check_map(exercise, answer, space) -> bool:
     if exercise == "map_passing":
-        right = int(space.passing().sum())
+        right = solution("map_passing", space)
         if not isinstance(answer, (int, float)) or isinstance(answer, bool) or answer != right:
             return _say(False, "count the cells without a cross on the map (or sum space.passing())")
         return _say(True, f"{right} of {space.passing().size} cells keep the product at or below -15 degC")
@@ -342,8 +343,7 @@ def solution(exercise: str, context=None):
         before, after = _beta_p_doubled(context)
         return round(after["final titer [g/L]"] / before["final titer [g/L]"], 2)
     if exercise == "unchanged_readout":
-        before, after = _beta_p_doubled(context)
-        return next(k for k in before if abs(after[k] - before[k]) <= 1e-6 * max(abs(before[k]), 1e-12))
+        return _unchanged(*_beta_p_doubled(context))[0]
     if exercise == "alarm_count":
         return sum(len(h.alarms) for h in _twin(context).history)
     if exercise == "beta_P_direction":
