@@ -92,9 +92,14 @@ def in_range(values, quantity: str, where: str, scale: float = 1.0, unit_given: 
             return
 
 
+def is_number(x) -> bool:
+    """True for a finite real number (numpy's included); False for a bool, NaN, infinity, text or None."""
+    return not isinstance(x, bool) and isinstance(x, numbers.Real) and math.isfinite(x)
+
+
 def number(x, where: str, *, positive: bool = False, non_negative: bool = False) -> float:
     """A finite real number, optionally positive or non-negative; else a :class:`ScenarioError` naming ``where``."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+    if not is_number(x):
         raise ScenarioError(f"{where}: expected a finite number, got {x!r}")
     if positive and x <= 0:
         raise ScenarioError(f"{where}: must be positive, got {x}")

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import math
-import numbers
 import sys
 import traceback
 from collections.abc import Mapping
@@ -274,7 +272,7 @@ class Model:
                 if len(given) != 2:
                     raise ScenarioError(f"{where}: parameter '{name}': expected (value, unit), got {given!r}")
                 given, unit = given
-            if isinstance(given, bool) or not isinstance(given, numbers.Real) or not math.isfinite(given):
+            if not checks.is_number(given):
                 raise ScenarioError(f"{where}: parameter '{name}' must be a finite number, got {given!r}")
             value = float(given)
             if unit is not None:

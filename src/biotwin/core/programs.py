@@ -13,13 +13,12 @@ is used (there is no left).
 from __future__ import annotations
 
 import bisect
-import math
-import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from biotwin.core import checks
 from biotwin.core.errors import ScenarioError
 
 
@@ -52,7 +51,7 @@ class Program:
             if not isinstance(point, (list, tuple)) or len(point) != 2:
                 raise ScenarioError(f"{label}, point {i}: expected [time, value], got {point!r}")
             for x in point:
-                if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+                if not checks.is_number(x):
                     raise ScenarioError(f"{label}, point {i}: {point!r} has a non-numeric or non-finite entry")
             times.append(float(point[0]))
             values.append(float(point[1]) * scale)

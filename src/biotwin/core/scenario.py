@@ -18,8 +18,6 @@ Generic schema (a model may translate its own schema into this one by defining
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +101,7 @@ def _from_dict(raw, name, source, translate, original, allow) -> Scenario:
         raise ScenarioError(f"{source}: unknown scenario key(s) {sorted(unknown)}; allowed: {sorted(GENERIC_KEYS)}")
     t_end = raw.get("t_end")
     if t_end is not None:
-        if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real) or not math.isfinite(t_end) or t_end <= 0:
+        if not checks.is_number(t_end) or t_end <= 0:
             raise ScenarioError(f"{source}: t_end must be a positive number, got {t_end!r}")
         t_end = float(t_end)
     for key in ("settings", "parameters", "inputs"):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import numbers
 import time
 import warnings
 import weakref
@@ -430,7 +429,7 @@ def _prepare(sim, model, sc, params, t_end, nfe, ncp, times, use_cache, progress
         t_end = sc.t_end
     if t_end is None:
         raise ScenarioError(f"no end time: give t_end or set t_end in the scenario ({sc.source})")
-    if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real) or not math.isfinite(t_end) or t_end <= 0:
+    if not checks.is_number(t_end) or t_end <= 0:
         raise ScenarioError(f"t_end must be a positive number [{model.time_unit}], got {t_end!r}")
     t_end = float(t_end)
     if sc.t_end is not None and sc.inputs and t_end > sc.t_end * (1 + 1e-12):

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from biotwin.core.checks import UnusualValueError
+from biotwin.core.checks import UnusualValueError, is_number
 from biotwin.core.errors import ScenarioError, SolverError
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,6 @@ class SetpointResult:
         return out
 
 
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _limits(limits) -> dict:
     out = {}
     for var, spec in (limits or {}).items():
@@ -123,7 +119,7 @@ def _limits(limits) -> dict:
         else:
             lo, hi = None, spec
         for bound in (lo, hi):
-            if bound is not None and not _number(bound):
+            if bound is not None and not is_number(bound):
                 raise ScenarioError(f"limits: {var}: {bound!r} is not a finite number")
         if lo is None and hi is None:
             raise ScenarioError(f"limits: {var}: give an upper limit, or (lower, upper)")
@@ -194,7 +190,7 @@ def optimize_setpoint(
         )
     if parameter in params:
         raise ScenarioError(f"params: '{parameter}' is the set-point being searched; leave it out of params")
-    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(_number(b) for b in bounds)):
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(is_number(b) for b in bounds)):
         raise ScenarioError(f"bounds: expected (lowest, highest) finite numbers, got {bounds!r}")
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
@@ -204,7 +200,7 @@ def optimize_setpoint(
     model.parameter_values({parameter: hi}, where=f"bounds of {parameter}")
     if not (isinstance(n_scan, int) and n_scan >= 3):
         raise ScenarioError(f"n_scan: expected an integer of at least 3, got {n_scan!r}")
-    if xtol is not None and not _number(xtol):
+    if xtol is not None and not is_number(xtol):
         raise ScenarioError(f"xtol: expected a number [{units[parameter]}], got {xtol!r}")
     xtol = (hi - lo) / 100.0 if xtol is None else float(xtol)
     if not 0 < xtol < hi - lo:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import queue
 import threading
 import time as _time
@@ -40,6 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from biotwin.core import yaml_io
+from biotwin.core.checks import is_number
 from biotwin.core.errors import DataError
 from biotwin.core.units import convert_value, parse_unit
 
@@ -114,7 +114,7 @@ def opcua_chunks(
         Changes the server keeps per node between two publishes; more changes than this within one
         publishing interval lose the oldest.
     """
-    if not (_finite(publish_s) and publish_s > 0):
+    if not (is_number(publish_s) and publish_s > 0):
         raise DataError(f"publish_s must be a positive number of seconds, got {publish_s!r}")
     if not (isinstance(queue_size, int) and not isinstance(queue_size, bool) and queue_size >= 2):
         raise DataError(f"queue_size must be an integer of at least 2 (changes kept per node), got {queue_size!r}")
@@ -228,7 +228,7 @@ class _RowAssembler:
             log.warning("OPC UA node %s: the server's queue overflowed, changes were lost (raise queue_size)", nid)
         key = stamp.timestamp()
         if nid == self.time_node:
-            if _finite(val):
+            if is_number(val):
                 self.times.append((key, float(val)))
             return
         good = value.StatusCode is None or value.StatusCode.is_good()
@@ -245,7 +245,7 @@ class _RowAssembler:
             for name, (node, f, sigma, sigma_node) in self.variables.items():
                 value = self._at(node, stamp)
                 sd = self._at(sigma_node, stamp) if sigma_node else sigma
-                if not _finite(value) or not _finite(sd):
+                if not is_number(value) or not is_number(sd):
                     continue  # not measured in this row (empty or NaN)
                 row[name], row[f"{name}_sigma"] = float(value) * f, float(sd) * f
             out.append(row)
@@ -276,7 +276,3 @@ def _canonical(node_id: str) -> str:
         return ua.NodeId.from_string(node_id).to_string()
     except Exception:  # noqa: BLE001 - an unparsable id: the client's get_node refuses it, reported as a DataError
         return node_id
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
