@@ -119,6 +119,50 @@ def cell_edges(centres) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
+def cell_text(values, fails) -> list[list[str]]:
+    """Each cell's value, with a cross where the point fails."""
+    return [[f"{v:.3g}" + (" \u2717" if f else "") for v, f in zip(row, frow)] for row, frow in zip(values, fails)]
+
+
+def pale_cells(fails) -> np.ndarray:
+    """The overlay's z: 1 where a point fails (drawn pale), NaN (not drawn) elsewhere."""
+    return np.where(fails, 1.0, np.nan)
+
+
+def cell_map(xs, ys, values, fails, x_label, y_label, value_label, y_edges=None) -> tuple[go.Heatmap, go.Heatmap]:
+    """The two traces of a design-space map: the values, one cell per computed point (:func:`cell_edges`),
+    written in the cells with a cross where the point fails, hover reading the computed point; and the pale
+    overlay of the failing cells."""
+    x_edges = cell_edges(xs)
+    y_edges = cell_edges(ys) if y_edges is None else y_edges
+    heat = go.Heatmap(
+        x=x_edges,
+        y=y_edges,
+        z=values,
+        text=cell_text(values, fails),
+        # plotly reads a cell's hover position as its edges' midpoint: carry the computed point instead
+        customdata=np.dstack(np.meshgrid(xs, ys)),
+        texttemplate="%{text}",
+        colorscale="Viridis",
+        colorbar={"title": value_label},
+        hovertemplate=f"{x_label}: %{{customdata[0]:.4g}}<br>{y_label}: %{{customdata[1]:.4g}}"
+        f"<br>{value_label}: %{{z:.4g}}<extra></extra>",
+        xgap=1,
+        ygap=1,
+    )
+    pale = go.Heatmap(
+        x=x_edges,
+        y=y_edges,
+        z=pale_cells(fails),
+        colorscale=[[0, "rgba(255,255,255,0.65)"], [1, "rgba(255,255,255,0.65)"]],
+        showscale=False,
+        hoverinfo="skip",
+        xgap=1,
+        ygap=1,
+    )
+    return heat, pale
+
+
 def design_space_map(
     table,
     x: str,
@@ -169,38 +213,12 @@ def design_space_map(
         with np.errstate(invalid="ignore"):
             fails |= ~np.isfinite(z) | ((z < float(limit["level"])) if above else (z > float(limit["level"])))
     y_edges = np.exp(cell_edges(np.log(ys))) if log_y else cell_edges(ys)
-    text = [[f"{v:.3g}" + (" \u2717" if f else "") for v, f in zip(row, frow)] for row, frow in zip(values, fails)]
-    # plotly reads a cell's hover position as its edges' midpoint: carry the computed point instead
-    points = np.dstack(np.meshgrid(xs, ys))
-    fig = go.Figure(
-        go.Heatmap(
-            x=cell_edges(xs),
-            y=y_edges,
-            z=values,
-            text=text,
-            customdata=points,
-            texttemplate="%{text}",
-            colorscale="Viridis",
-            colorbar={"title": labels.get(value, value)},
-            hovertemplate=f"{labels.get(x, x)}: %{{customdata[0]:.4g}}<br>{labels.get(y, y)}: %{{customdata[1]:.4g}}"
-            f"<br>{labels.get(value, value)}: %{{z:.3g}}<extra></extra>",
-            xgap=1,
-            ygap=1,
-        )
+    heat, pale = cell_map(
+        xs, ys, values, fails, labels.get(x, x), labels.get(y, y), labels.get(value, value), y_edges=y_edges
     )
+    fig = go.Figure(heat)
     if fails.any():
-        fig.add_trace(
-            go.Heatmap(
-                x=cell_edges(xs),
-                y=y_edges,
-                z=np.where(fails, 1.0, np.nan),
-                colorscale=[[0, "rgba(255,255,255,0.65)"], [1, "rgba(255,255,255,0.65)"]],
-                showscale=False,
-                hoverinfo="skip",
-                xgap=1,
-                ygap=1,
-            )
-        )
+        fig.add_trace(pale)
         fig.add_scatter(
             x=[None],
             y=[None],

@@ -45,7 +45,7 @@ import numpy as np
 
 from biotwin.core.errors import BiotwinError
 from biotwin.engine.knobs import evaluate, explorer_spec
-from biotwin.ui.figures import cell_edges
+from biotwin.ui.figures import cell_edges, cell_map, cell_text, pale_cells
 
 
 class Explorer:
@@ -446,19 +446,17 @@ class DesignSpaceView:
         # one cell per computed point, reaching midway to its neighbours (as biotwin.ui.figures.design_space_map)
         xe, ye = cell_edges(self.x_values), cell_edges(self.y_values)
         empty = np.full((len(self.y_values), len(self.x_values)), np.nan)
-        self.figure.add_heatmap(
-            x=xe,
-            y=ye,
-            z=empty,
-            customdata=np.dstack(np.meshgrid(self.x_values, self.y_values)),
-            texttemplate="%{text}",
-            colorbar={"title": readout},
-            colorscale="Viridis",
-            xgap=1,
-            ygap=1,
-            hovertemplate=f"{knobs[x].description}: %{{customdata[0]:.4g}}<br>{knobs[y].description}: "
-            f"%{{customdata[1]:.4g}}<br>{readout}: %{{z:.4g}}<extra></extra>",
+        heat, pale = cell_map(
+            self.x_values,
+            self.y_values,
+            empty,
+            np.zeros(empty.shape, bool),
+            knobs[x].description,
+            knobs[y].description,
+            readout,
         )
+        heat.text = None  # written by compute()
+        self.figure.add_trace(heat)
         self.figure.add_contour(
             x=self.x_values,
             y=self.y_values,
@@ -469,16 +467,7 @@ class DesignSpaceView:
             name=f"limit {limit}",
             hoverinfo="skip",
         )
-        self.figure.add_heatmap(  # failing cells paled
-            x=xe,
-            y=ye,
-            z=empty,
-            colorscale=[[0, "rgba(255,255,255,0.65)"], [1, "rgba(255,255,255,0.65)"]],
-            showscale=False,
-            hoverinfo="skip",
-            xgap=1,
-            ygap=1,
-        )
+        self.figure.add_trace(pale)  # failing cells paled
         self.figure.update_xaxes(tickvals=self.x_values, range=[xe[0], xe[-1]])
         self.figure.update_yaxes(tickvals=self.y_values, range=[ye[0], ye[-1]])
         self.figure.update_layout(
@@ -521,11 +510,10 @@ class DesignSpaceView:
                 self.progress.value += 1
         self.values = z
         fails = ~self.passing()
-        text = [[f"{v:.3g}" + (" \u2717" if f else "") for v, f in zip(row, frow)] for row, frow in zip(z, fails)]
         with self.figure.batch_update():
-            self.figure.data[0].z, self.figure.data[0].text = z, text
+            self.figure.data[0].z, self.figure.data[0].text = z, cell_text(z, fails)
             self.figure.data[1].z = z
-            self.figure.data[2].z = np.where(fails, 1.0, np.nan)
+            self.figure.data[2].z = pale_cells(fails)
         return z
 
     def passing(self):
