@@ -565,13 +565,9 @@ def test_the_product_isotherm_is_the_greedy_policy_without_a_shelf_bound(model):
 
 
 def _karl_fischer_generator():
-    import importlib.util
+    from biotwin.core.model import helper_module  # the one loader of a model folder's modules
 
-    path = ROOT / "models" / "lyophilization" / "data" / "generate.py"
-    spec = importlib.util.spec_from_file_location("lyo_karl_fischer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helper_module(ROOT / "models" / "lyophilization" / "data" / "generate.py", "generate")
 
 
 def test_desorption_constants_fitted_to_karl_fischer_points_hold_the_truth(model):
