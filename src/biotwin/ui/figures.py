@@ -206,9 +206,11 @@ def design_space_map(
     grid = table.pivot_table(index=y, columns=x, values=value, dropna=False).reindex(index=ys, columns=xs)
     values = grid.to_numpy(dtype=float)
     fails = ~np.isfinite(values)  # a point without a value (a failed solve) does not pass
+    grids = []  # each limit's column on the grid, for its pass/fail and its contour
     for limit in limits:
         z = table.pivot_table(index=y, columns=x, values=limit["column"], dropna=False)
         z = z.reindex(index=ys, columns=xs).to_numpy(dtype=float)
+        grids.append(z)
         above = limit.get("passes", "below") == "above"
         with np.errstate(invalid="ignore"):
             fails |= ~np.isfinite(z) | ((z < float(limit["level"])) if above else (z > float(limit["level"])))
@@ -227,15 +229,14 @@ def design_space_map(
             name="\u2717 a limit fails (paled)",
         )
     palette = ["#d62728", "#ff7f0e", "#ffffff", "#17becf"]
-    for k, limit in enumerate(limits):
-        z = table.pivot_table(index=y, columns=x, values=limit["column"])
+    for k, (limit, z) in enumerate(zip(limits, grids)):
         color = limit.get("color", palette[k % len(palette)])
         level = float(limit["level"])
         fig.add_trace(
             go.Contour(
-                x=z.columns.to_numpy(),
-                y=z.index.to_numpy(),
-                z=z.to_numpy(),
+                x=xs,
+                y=ys,
+                z=z,
                 showscale=False,
                 contours={"coloring": "none", "start": level, "end": level, "size": 1.0, "showlabels": False},
                 line={"color": color, "width": 3, "dash": "dash" if k else "solid"},
