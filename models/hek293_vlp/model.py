@@ -68,7 +68,7 @@ import pyomo.environ as pyo
 from biotwin.core.dae import declare, time_set
 from biotwin.core.units import parse_unit
 from biotwin.processes.cell_culture import FEED_INPUTS, add_uptake_and_dilution
-from biotwin.processes.culture_recipes import read_culture_scenario
+from biotwin.processes.culture_recipes import culture_spellings, read_culture_scenario
 from biotwin.processes.kinetics import (
     inhibition,
     monod,
@@ -411,17 +411,68 @@ def build(settings=None):
     return m
 
 
-# -- scenario schema -----------------------------------------------------------------------------
-HEK_KEYS = {
-    "transfections",
-    "pei_to_dna",
-    "medium_exchanges",
-    "perfusion",
-    "growth_rate_1_per_h",
-    "transfection_duration_h",
-}
+# -- recipe schema -------------------------------------------------------------------------------
+HEK_KEYS = {"transfections", "pei_to_dna", "medium_exchanges", "perfusion", "growth_rate", "transfection_duration"}
 EXCHANGE_DURATION_H = 0.1
 COMPLETE_EXCHANGE_RESIDUAL = 1e-6  # fraction of the old medium left by a complete exchange
+SPECIES = ["Glc", "Gln"]
+#: Old spellings (unit in the key, numbers without unit), read with a RecipeSpellingWarning giving the new one.
+RECIPE_SPELLINGS = {
+    **culture_spellings({k: STATES[k] for k in CULTURE_STATES}, SPECIES),
+    "transfections.dna_pg_per_cell": ("dna", "pg/cell"),
+    "transfections.copies_per_cell": ("copies", "1/cell"),
+    "transfection_duration_h": ("transfection_duration", "h"),
+    "medium_exchanges.duration_h": ("duration", "h"),
+    "perfusion.rate": ("points", ""),
+    "growth_rate_1_per_h": ("growth_rate", "1/h"),
+}
+
+
+def transfection_item_config():
+    """One transfection: ``{time: 40, dna: 1.0 pg/cell}`` or ``{time: 0, copies: 7.6e4 1/cell}``."""
+    from pyomo.common.config import ConfigDict, ConfigValue
+
+    from biotwin.core.schema import Number, Quantity
+
+    tf = ConfigDict(description="a PEI/plasmid addition")
+    tf.declare("time", ConfigValue(domain=Number(non_negative=True), default=None, description="[time_unit]"))
+    tf.declare("dna", ConfigValue(domain=Quantity("pg/cell", positive=True), default=None, description="[pg/cell]"))
+    tf.declare("copies", ConfigValue(domain=Quantity("1/cell", positive=True), default=None, description="[1/cell]"))
+    return tf
+
+
+def exchange_item_config():
+    """One medium exchange: ``{time: 46, fraction: 1.0, duration: 0.1 h}``."""
+    from pyomo.common.config import ConfigDict, ConfigValue
+
+    from biotwin.core.schema import Number, Quantity
+
+    ex = ConfigDict(description="cells kept, medium replaced by fresh medium")
+    ex.declare("time", ConfigValue(domain=Number(non_negative=True), default=None, description="[time_unit]"))
+    ex.declare("fraction", ConfigValue(domain=Number(positive=True), default=1.0, description="replaced [-]"))
+    ex.declare("duration", ConfigValue(domain=Quantity("h", positive=True), default=f"{EXCHANGE_DURATION_H} h"))
+    return ex
+
+
+def transfection_config():
+    """The transfection operations of a HEK293 recipe (``pyomo.common.config``), beside the culture recipe."""
+    from pyomo.common.config import ConfigDict, ConfigValue
+
+    from biotwin.core.schema import Number, Points, Quantity
+
+    c = ConfigDict(description="transfection operations")
+    c.declare("transfections", ConfigValue(domain=list, default=[], description="each transfection_item_config"))
+    c.declare("pei_to_dna", ConfigValue(domain=Number(positive=True), default=None, description="PEI:DNA [w/w]"))
+    c.declare(
+        "transfection_duration",
+        ConfigValue(domain=Quantity("h", positive=True), default=f"{EXCHANGE_DURATION_H} h", description="pulses"),
+    )
+    c.declare("medium_exchanges", ConfigValue(domain=list, default=[], description="each exchange_item_config"))
+    perfusion = c.declare("perfusion", ConfigDict(description="vessel volumes of fresh medium per time"))
+    perfusion.declare("unit", ConfigValue(domain=str, default=None, description="e.g. 1/d"))
+    perfusion.declare("points", ConfigValue(domain=list, default=None, description="[[time, rate], ...]"))
+    c.declare("growth_rate", ConfigValue(domain=Points("1/h"), default=None, description="prescribed growth"))
+    return c
 
 
 def _exchange_program(exchanges, t_end):
@@ -452,25 +503,25 @@ def read_scenario(raw, where):
     Extra keys (times in the recipe's ``time_unit``)::
 
         transfections:                       # PEI/plasmid additions, 0.1 h pulses
-          - {time: 40, dna_pg_per_cell: 1.0}   # or copies_per_cell: 7.6e4; at time 0: the initial state
+          - {time: 40, dna: 1.0 pg/cell}       # or copies: 7.6e4 1/cell; at time 0: the initial state
         pei_to_dna: 2.0                      # PEI:DNA [w/w] of the transfections
-        transfection_duration_h: 0.1         # length of the plasmid pulses (default 0.1 h)
+        transfection_duration: 0.1 h         # length of the plasmid pulses (default 0.1 h)
         medium_exchanges:                    # cells kept, medium replaced by fresh medium
-          - {time: 46, fraction: 1.0}          # 1.0 leaves 1e-6 of the old medium (over duration_h, 0.1 h)
-        perfusion: {unit: 1/d, rate: [[0, 0], [100, 0.5]]}   # vessel volumes of fresh medium per time
-        growth_rate_1_per_h: [[0, 0.049], ...]               # prescribed growth (delivery studies)
+          - {time: 46, fraction: 1.0}          # 1.0 leaves 1e-6 of the old medium (over duration, 0.1 h)
+        perfusion: {unit: 1/d, points: [[0, 0], [100, 0.5]]}   # vessel volumes of fresh medium per time
+        growth_rate: {unit: 1/h, points: [[0, 0.049], ...]}    # prescribed growth (delivery studies)
     """
     import math
     from pathlib import Path
 
-    from biotwin.core.checks import number
     from biotwin.core.errors import ScenarioError
     from biotwin.core.parameters import default_values
+    from biotwin.core.schema import Points, validate
     from biotwin.core.units import convert_value
     from biotwin.processes.culture_recipes import check_overlaps, pulse_program
 
-    base = {k: v for k, v in raw.items() if k not in HEK_KEYS}
-    out = read_culture_scenario(base, where, {k: STATES[k] for k in CULTURE_STATES}, ["Glc", "Gln"])
+    out = read_culture_scenario(raw, where, {k: STATES[k] for k in CULTURE_STATES}, SPECIES, model_keys=HEK_KEYS)
+    cfg = validate(transfection_config(), {k: v for k, v in raw.items() if k in HEK_KEYS}, where)
     unit = raw.get("time_unit", "h")
     hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
     t_end = out["t_end"]
@@ -479,94 +530,65 @@ def read_scenario(raw, where):
     bp = float(params.get("plasmid_bp", defaults["plasmid_bp"]))
     copies_per_pg = AVOGADRO / (bp * BP_MOLAR_MASS) * 1e-12
 
-    tf_duration = number(
-        raw.get("transfection_duration_h", EXCHANGE_DURATION_H), f"{where}: transfection_duration_h", positive=True
-    )
+    tf_duration = cfg.transfection_duration
     pulses = []
-    for i, tf in enumerate(raw.get("transfections") or []):
+    for i, given in enumerate(cfg.transfections):
         label = f"{where}: transfection {i}"
-        if not isinstance(tf, dict) or set(tf) - {"time", "dna_pg_per_cell", "copies_per_cell"} or "time" not in tf:
-            raise ScenarioError(f"{label}: expected {{time, dna_pg_per_cell}} or {{time, copies_per_cell}}")
-        if ("dna_pg_per_cell" in tf) == ("copies_per_cell" in tf):
-            raise ScenarioError(
-                f"{label}: give exactly one of dna_pg_per_cell [pg/cell = ug per 1e6 cells] and copies_per_cell"
-            )
-        start = number(tf["time"], f"{label}: time", non_negative=True) * hours
-        dna = (
-            number(tf["dna_pg_per_cell"], f"{label}: dna_pg_per_cell", positive=True)
-            if "dna_pg_per_cell" in tf
-            else number(tf["copies_per_cell"], f"{label}: copies_per_cell", positive=True) / copies_per_pg
-        )
+        tf = validate(transfection_item_config(), given, label)
+        if tf.time is None:
+            raise ScenarioError(f"{label}: give its time [{unit}]")
+        if (tf.dna is None) == (tf.copies is None):
+            raise ScenarioError(f"{label}: give exactly one of dna (e.g. 1.0 pg/cell = 1 ug per 1e6 cells) and copies")
+        dna = tf.dna if tf.dna is not None else tf.copies / copies_per_pg
+        start = tf.time * hours
         if start + tf_duration > t_end + 1e-9:
-            raise ScenarioError(f"{label}: at {tf['time']} {unit}, after the end of the culture")
+            raise ScenarioError(f"{label}: at {tf.time:g} {unit}, after the end of the culture")
         if start == 0.0:  # at the start: the initial state, exactly (as Nguyen et al. 2021)
             if "DNA_med0" in params or "PEI_med0" in params:
                 raise ScenarioError(
                     f"{label}: at time 0 it sets DNA_med0 and PEI_med0; do not give them as parameters too"
                 )
             xv0 = float(params.get("Xv0", defaults["Xv0"]))  # [Mcell/mL]; pg/cell x Mcell/mL = ug/mL
+            ratio = cfg.pei_to_dna if cfg.pei_to_dna is not None else defaults["PEI_DNA_ratio"]
             params["DNA_med0"] = dna * xv0
-            params["PEI_med0"] = dna * xv0 * float(raw.get("pei_to_dna", defaults["PEI_DNA_ratio"]))
+            params["PEI_med0"] = dna * xv0 * float(ratio)
             continue
         pulses.append((start, start + tf_duration, dna / tf_duration))
     check_overlaps(pulses, "transfections", where, unit, hours)
     out["inputs"]["DNA_dose"] = {"unit": "pg/cell/h", "points": pulse_program(pulses, t_end)}
-    if "pei_to_dna" in raw:
-        params["PEI_DNA_ratio"] = number(raw["pei_to_dna"], f"{where}: pei_to_dna", positive=True)
+    if cfg.pei_to_dna is not None:
+        params["PEI_DNA_ratio"] = cfg.pei_to_dna
 
     exchanges = []
-    for i, ex in enumerate(raw.get("medium_exchanges") or []):
+    for i, given in enumerate(cfg.medium_exchanges):
         label = f"{where}: medium exchange {i}"
-        if not isinstance(ex, dict) or set(ex) - {"time", "fraction", "duration_h"} or "time" not in ex:
-            raise ScenarioError(
-                f"{label}: expected {{time, fraction, duration_h}} (fraction of the medium replaced, "
-                f"default 1; duration default {EXCHANGE_DURATION_H} h)"
-            )
-        duration = number(ex.get("duration_h", EXCHANGE_DURATION_H), f"{label}: duration_h", positive=True)
-        fraction = number(ex.get("fraction", 1.0), f"{label}: fraction", positive=True)
-        if fraction > 1:
-            raise ScenarioError(f"{label}: fraction {fraction} above 1")
-        residual = max(1 - fraction, COMPLETE_EXCHANGE_RESIDUAL)
-        start = number(ex["time"], f"{label}: time", non_negative=True) * hours
-        if start + duration > t_end + 1e-9:
-            raise ScenarioError(f"{label}: at {ex['time']} {unit}, after the end of the culture")
-        exchanges.append((start, start + duration, -math.log(residual) / duration))
+        ex = validate(exchange_item_config(), given, label)
+        if ex.time is None:
+            raise ScenarioError(f"{label}: give its time [{unit}] (fraction of the medium replaced, default 1)")
+        if ex.fraction > 1:
+            raise ScenarioError(f"{label}: fraction {ex.fraction} above 1")
+        residual = max(1 - ex.fraction, COMPLETE_EXCHANGE_RESIDUAL)
+        start = ex.time * hours
+        if start + ex.duration > t_end + 1e-9:
+            raise ScenarioError(f"{label}: at {ex.time:g} {unit}, after the end of the culture")
+        exchanges.append((start, start + ex.duration, -math.log(residual) / ex.duration))
     check_overlaps(exchanges, "medium exchanges", where, unit, hours)
     points = _exchange_program(exchanges, t_end)
-    perfusion = raw.get("perfusion")
-    if perfusion:
+    if cfg.perfusion.points is not None:
         if exchanges:
             raise ScenarioError(f"{where}: give medium_exchanges or perfusion, not both")
-        if not isinstance(perfusion, dict) or set(perfusion) - {"unit", "rate"} or "rate" not in perfusion:
-            raise ScenarioError(f"{where}: perfusion: expected {{unit: 1/d, rate: [[time, volumes per time], ...]}}")
+        if cfg.perfusion.unit is None:
+            raise ScenarioError(f"{where}: perfusion: give the rate's unit (unit: 1/d, vessel volumes per day)")
         try:
-            per_h = convert_value(1.0, parse_unit(str(perfusion.get("unit", "1/d"))), parse_unit("1/h"))
-        except Exception as exc:  # noqa: BLE001
-            raise ScenarioError(f"{where}: perfusion: unit {perfusion.get('unit')!r} is not a rate ({exc})") from None
-        points = []
-        for k, p in enumerate(perfusion["rate"]):
-            if not isinstance(p, (list, tuple)) or len(p) != 2:
-                raise ScenarioError(f"{where}: perfusion: rate point {k}: expected [time, value]")
-            value = number(p[1], f"{where}: perfusion: rate point {k}", non_negative=True)
-            points.append([number(p[0], f"{where}: perfusion: time {k}", non_negative=True) * hours, value * per_h])
+            rate = Points("1/h", non_negative=True)({"unit": cfg.perfusion.unit, "points": cfg.perfusion.points})
+        except ValueError as exc:
+            raise ScenarioError(f"{where}: perfusion: {exc}") from None
+        points = [[t * hours, v] for t, v in rate]
     out["inputs"]["D_ex"] = {"unit": "1/h", "points": points}
 
-    if "growth_rate_1_per_h" in raw:
+    if cfg.growth_rate is not None:
         out.setdefault("settings", {})["growth"] = "prescribed"
-        given = raw["growth_rate_1_per_h"]
-        if not isinstance(given, list):
-            raise ScenarioError(f"{where}: growth_rate_1_per_h: expected a list of [time, rate] points")
-        points = []
-        for k, p in enumerate(given):
-            if not isinstance(p, (list, tuple)) or len(p) != 2:
-                raise ScenarioError(f"{where}: growth_rate_1_per_h point {k}: expected [time, rate 1/h], got {p!r}")
-            points.append(
-                [
-                    number(p[0], f"{where}: growth_rate_1_per_h point {k} time", non_negative=True) * hours,
-                    number(p[1], f"{where}: growth_rate_1_per_h point {k} rate"),
-                ]
-            )
-        out["inputs"]["mu_in"] = {"unit": "1/h", "points": points}
+        out["inputs"]["mu_in"] = {"unit": "1/h", "points": [[t * hours, v] for t, v in cfg.growth_rate]}
     return out
 
 
@@ -601,7 +623,7 @@ def _explorer_dna(raw, value):
     return {
         **raw,
         "transfections": [
-            {k: v for k, v in tf.items() if k != "copies_per_cell"} | {"dna_pg_per_cell": value}
+            {k: v for k, v in tf.items() if k != "copies"} | {"dna": {"value": value, "unit": "pg/cell"}}
             for tf in raw["transfections"]
         ],
     }

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from biotwin.core.schema import quantity_in
+
 GRID_H = 2  # element length of the search, transfection-time granularity and plasmid-pulse length [h]
 OBJECTIVES = {
     "titer": "VLP titer at harvest [vp/mL]",
@@ -82,8 +84,8 @@ def _with_transfection(recipe, t_tf, dna):
     shift = t_tf - float(transfections[0]["time"])
     for tf in transfections:
         tf["time"] = float(tf["time"]) + shift
-        tf.pop("copies_per_cell", None)
-        tf["dna_pg_per_cell"] = dna
+        tf.pop("copies", None)
+        tf["dna"] = {"value": float(dna), "unit": "pg/cell"}
     for ex in out.get("medium_exchanges") or []:
         ex["time"] = float(ex["time"]) + shift
     return out
@@ -165,7 +167,7 @@ def optimize_transfection(
             return cache[key]
         recipe = _with_transfection(raw, float(t_tf), float(dna))
         recipe["duration"] = duration
-        recipe["transfection_duration_h"] = step_h
+        recipe["transfection_duration"] = {"value": float(step_h), "unit": "h"}
         try:
             # the grid as given (mesh_tol None): a grid refined per candidate (biotwin.engine.mesh) would rebuild
             # the model at every evaluation; on batch_transfection the fixed grid's final titer equals the
@@ -209,7 +211,8 @@ def optimize_transfection(
 
     # compass search: whole hours for the transfection time, halving steps for both decisions
     t0 = int(np.clip(round(float(raw["transfections"][0]["time"]) / step_h) * step_h, t_lo, t_hi))
-    d0 = float(np.clip(float(raw["transfections"][0].get("dna_pg_per_cell", 1.0)), d_lo, d_hi))
+    first = raw["transfections"][0]
+    d0 = float(np.clip(quantity_in(first["dna"], "pg/cell") if "dna" in first else 1.0, d_lo, d_hi))
     nominal = evaluate(t0, d0)
     best, x = nominal, (t0, d0)
     t_step, d_step = max(step_h, (t_hi - t_lo) // 4 // step_h * step_h), (d_hi - d_lo) / 4
@@ -236,7 +239,7 @@ def optimize_transfection(
         f"with {best['dna_pg_per_cell']:.2f} pg DNA/cell, harvest at {best['harvest_time_h']:.1f} h"
     )
     recipe["duration"] = float(best["harvest_time_h"])
-    recipe["transfection_duration_h"] = GRID_H
+    recipe["transfection_duration"] = {"value": float(GRID_H), "unit": "h"}
     nominal_out = (
         {
             k: nominal.get(k)

@@ -33,10 +33,6 @@ import pyomo.environ as pyo
 from biotwin.processes.freeze_drying import vapour_pressure_ice
 
 ZERO_CELSIUS = 273.15
-OPTIMIZE_KEYS = {"shelf_temperature_C", "chamber_pressure_mTorr", "constraints"}
-CONTROL_KEYS = {"min", "max", "ramp_C_per_min", "initial_C"}
-CONSTRAINT_KEYS = {"T_bottom_max_C", "margin_C", "equipment"}
-EQUIPMENT_KEYS = {"a_kg_per_h", "b_kg_per_h_per_Torr", "n_vials"}
 
 
 @dataclass
@@ -81,97 +77,109 @@ class CycleOptimizationResult:
             out["max_equipment_load_fraction"] = float(
                 (t["sublimation_kg_per_h"] / t["equipment_capacity_kg_per_h"]).max()
             )
-        out["shelf_temperature_C"] = self.recipe["shelf_temperature_C"]
-        out["chamber_pressure_mTorr"] = self.recipe["chamber_pressure_mTorr"]
+        out["shelf_temperature_C"] = self.recipe["shelf_temperature"]["points"]  # [[time_h, degC], ...]
+        out["chamber_pressure_mTorr"] = self.recipe["chamber_pressure"]["points"]  # [[time_h, mTorr], ...]
         out["verification"] = self.verification
         out["stats"] = self.stats
         return out
 
 
-def _number(value, where):
-    from biotwin.core.errors import ScenarioError
+def optimize_config():
+    """The recipe's ``optimize`` block (``pyomo.common.config``); every quantity a value with its unit::
 
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ScenarioError(f"{where} must be a finite number, got {value!r}")
-    return float(value)
+    optimize:
+      shelf_temperature: {min: -50 degC, max: 60 degC, ramp: 1 degC/min, initial: -35 degC}
+      chamber_pressure: {min: 50 mtorr, max: 2000 mtorr}      # optional: a free pressure program
+      constraints: {T_bottom_max: -5 degC, margin: 2 K, equipment: {a: -0.182 kg/h, b: 11.7 kg/h/torr, n_vials: 398}}
+    """
+    from pyomo.common.config import ConfigDict, ConfigValue
 
+    from biotwin.core.model import helper_module
+    from biotwin.core.schema import Quantity
 
-def _mapping(value, allowed, where, required=()):
-    from biotwin.core.errors import ScenarioError
-
-    if not isinstance(value, dict):
-        raise ScenarioError(f"{where} must be a mapping with keys {sorted(allowed)}")
-    unknown = set(value) - set(allowed)
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    missing = [k for k in required if k not in value]
-    if missing:
-        raise ScenarioError(f"{where}: missing {missing}")
-    return value
+    c = ConfigDict(description="minimum-time primary drying")
+    shelf = c.declare("shelf_temperature", ConfigDict(description="the shelf program the optimizer chooses"))
+    shelf.declare("min", ConfigValue(domain=Quantity("degC"), default=None, description="lowest shelf [degC]"))
+    shelf.declare("max", ConfigValue(domain=Quantity("degC"), default=None, description="highest shelf [degC]"))
+    shelf.declare(
+        "ramp",
+        ConfigValue(domain=Quantity("K/min", positive=True, difference=True), default=None, description="[K/min]"),
+    )
+    shelf.declare("initial", ConfigValue(domain=Quantity("degC"), default=None, description="start [degC]"))
+    pressure = c.declare("chamber_pressure", ConfigDict(description="free chamber pressure (optional)"))
+    pressure.declare("min", ConfigValue(domain=Quantity("mtorr", positive=True), default=None))
+    pressure.declare("max", ConfigValue(domain=Quantity("mtorr", positive=True), default=None))
+    limits = c.declare("constraints", ConfigDict())
+    limits.declare("T_bottom_max", ConfigValue(domain=Quantity("degC"), default=None, description="[degC]"))
+    # a safety margin below the limit (an average vial on the limit leaves none for the warmer ones)
+    limits.declare(
+        "margin",
+        ConfigValue(domain=Quantity("K", non_negative=True, difference=True), default="0 K", description="[K]"),
+    )
+    limits.declare("equipment", helper_module(__file__, "recipe").equipment_config())
+    return c
 
 
 def read_optimize_block(raw: dict, where: str) -> dict:
-    """Validate a scenario's ``optimize`` block; return controls and limits in model units (K, torr)."""
+    """Validate a scenario's ``optimize`` block (:func:`optimize_config`); return controls and limits in K, torr."""
     from biotwin.core.errors import ScenarioError
+    from biotwin.core.schema import quantity_in, validate
 
-    if "optimize" not in raw:
+    if raw.get("optimize") is None:
         raise ScenarioError(f"{where}: no 'optimize' block (which controls are free, and the constraints)")
-    block = _mapping(raw["optimize"], OPTIMIZE_KEYS, f"{where}: optimize", required=("shelf_temperature_C",))
+    block = raw["optimize"]
+    if not isinstance(block, dict) or "shelf_temperature" not in block:
+        raise ScenarioError(f"{where}: optimize: give at least shelf_temperature: {{min: ..., max: ...}}")
+    cfg = validate(optimize_config(), block, f"{where}: optimize")
     controls = {}
-    for key, name, scale, offset in (
-        ("shelf_temperature_C", "T_shelf", 1.0, ZERO_CELSIUS),
-        ("chamber_pressure_mTorr", "P_chamber", 1e-3, 0.0),
-    ):
-        if key not in block:
-            continue
-        spec = _mapping(block[key], CONTROL_KEYS, f"{where}: optimize.{key}", required=("min", "max"))
-        lo = _number(spec["min"], f"{where}: optimize.{key}.min")
-        hi = _number(spec["max"], f"{where}: optimize.{key}.max")
-        if lo >= hi:
-            raise ScenarioError(f"{where}: optimize.{key}: min {lo} must be below max {hi}")
-        if name == "P_chamber" and lo <= 0:
-            raise ScenarioError(f"{where}: optimize.{key}.min must be positive")
-        ramp = spec.get("ramp_C_per_min")
-        if ramp is not None:
-            if name != "T_shelf":
-                raise ScenarioError(f"{where}: optimize.{key}: ramp_C_per_min applies to the shelf temperature")
-            ramp = _number(ramp, f"{where}: optimize.{key}.ramp_C_per_min")
-            if ramp <= 0:
-                raise ScenarioError(f"{where}: optimize.{key}.ramp_C_per_min must be positive")
-        initial = spec.get("initial_C")
-        if initial is not None:
-            if name != "T_shelf":
-                raise ScenarioError(f"{where}: optimize.{key}: initial_C applies to the shelf temperature")
-            initial = _number(initial, f"{where}: optimize.{key}.initial_C")
-            if not lo <= initial <= hi:
-                raise ScenarioError(f"{where}: optimize.{key}.initial_C {initial} is outside [{lo}, {hi}]")
-            initial += ZERO_CELSIUS
-        controls[name] = {
-            "bounds": (lo * scale + offset, hi * scale + offset),
-            "ramp_K_per_h": ramp and ramp * 60,
-            "initial_K": initial,
-        }
-    constraints = _mapping(block.get("constraints") or {}, CONSTRAINT_KEYS, f"{where}: optimize.constraints")
-    t_max = constraints.get("T_bottom_max_C", (raw.get("product") or {}).get("T_critical_C"))
+    shelf = cfg.shelf_temperature
+    missing = [k for k in ("min", "max") if shelf[k] is None]
+    if missing:
+        raise ScenarioError(
+            f"{where}: optimize.shelf_temperature: missing {missing} (e.g. min: -50 degC, max: 60 degC)"
+        )
+    if shelf.max <= shelf.min:
+        raise ScenarioError(
+            f"{where}: optimize.shelf_temperature: min {shelf.min:g} degC must be below max {shelf.max:g}"
+        )
+    if shelf.initial is not None and not shelf.min <= shelf.initial <= shelf.max:
+        raise ScenarioError(
+            f"{where}: optimize.shelf_temperature.initial {shelf.initial:g} degC is outside "
+            f"[{shelf.min:g}, {shelf.max:g}]"
+        )
+    controls["T_shelf"] = {
+        "bounds": (shelf.min + ZERO_CELSIUS, shelf.max + ZERO_CELSIUS),
+        "ramp_K_per_h": shelf.ramp and shelf.ramp * 60,
+        "initial_K": None if shelf.initial is None else shelf.initial + ZERO_CELSIUS,
+    }
+    pressure = cfg.chamber_pressure
+    if "chamber_pressure" in block:
+        if pressure.min is None or pressure.max is None:
+            raise ScenarioError(f"{where}: optimize.chamber_pressure: give min and max (e.g. 50 mtorr, 2000 mtorr)")
+        if pressure.max <= pressure.min:
+            raise ScenarioError(
+                f"{where}: optimize.chamber_pressure: min {pressure.min:g} mTorr must be below max {pressure.max:g}"
+            )
+        controls["P_chamber"] = {"bounds": (pressure.min * 1e-3, pressure.max * 1e-3), "ramp_K_per_h": None,
+                                 "initial_K": None}  # fmt: skip
+    t_max = cfg.constraints.T_bottom_max
     if t_max is None:
-        raise ScenarioError(f"{where}: give optimize.constraints.T_bottom_max_C or product.T_critical_C")
-    t_max = _number(t_max, f"{where}: T_bottom_max_C")
-    # a safety margin below the limit (an average vial on the limit leaves none for the warmer ones)
-    margin = _number(constraints.get("margin_C", 0.0), f"{where}: optimize.constraints.margin_C")
-    if not 0.0 <= margin <= 20.0:
-        raise ScenarioError(f"{where}: optimize.constraints.margin_C must be in [0, 20] K, got {margin:g}")
+        critical = (raw.get("product") or {}).get("T_critical")
+        if critical is None:
+            raise ScenarioError(f"{where}: give optimize.constraints.T_bottom_max or product.T_critical")
+        t_max = quantity_in(critical, "degC")
+    margin = float(cfg.constraints.margin)
+    if margin > 20.0:
+        raise ScenarioError(f"{where}: optimize.constraints.margin must be in [0, 20] K, got {margin:g}")
     t_max -= margin
     equipment = None
-    if constraints.get("equipment") is not None:
-        eq = _mapping(
-            constraints["equipment"],
-            EQUIPMENT_KEYS,
-            f"{where}: optimize.constraints.equipment",
-            required=tuple(sorted(EQUIPMENT_KEYS)),
-        )
-        equipment = {k: _number(eq[k], f"{where}: equipment.{k}") for k in EQUIPMENT_KEYS}
-        if equipment["n_vials"] <= 0:
-            raise ScenarioError(f"{where}: equipment.n_vials must be positive")
+    eq = cfg.constraints.equipment
+    given = (block.get("constraints") or {}).get("equipment")
+    if given is not None:
+        missing = [k for k in ("a", "b", "n_vials") if eq[k] is None]
+        if missing:
+            raise ScenarioError(f"{where}: optimize.constraints.equipment: missing {missing}")
+        equipment = {"a_kg_per_h": float(eq.a), "b_kg_per_h_per_Torr": float(eq.b), "n_vials": float(eq.n_vials)}
     _check_sublimation_possible(raw, controls, t_max, where)
     return {"controls": controls, "T_bottom_max_C": t_max, "margin_C": margin, "equipment": equipment}
 
@@ -189,12 +197,14 @@ def _check_sublimation_possible(raw, controls, t_max_C, where):
     psub_mtorr = vapour_pressure_ice(t_max_C + ZERO_CELSIUS, ice["psub_A"], ice["psub_B"]) * 1e3
     if "P_chamber" in controls:
         p_min = controls["P_chamber"]["bounds"][0] * 1e3
-        what = "the lowest allowed chamber pressure (optimize.chamber_pressure_mTorr.min)"
+        what = "the lowest allowed chamber pressure (optimize.chamber_pressure.min)"
     else:
-        points = raw.get("chamber_pressure_mTorr") or []
-        values = [p[1] for p in points if isinstance(p, (list, tuple)) and len(p) == 2]
-        if not values:
-            return
+        from biotwin.core.schema import points_in
+
+        try:
+            values = [v for _, v in points_in(raw.get("chamber_pressure"), "mtorr")]
+        except ValueError:
+            return  # the recipe reader reports the program
         p_min = float(min(values))
         what = "the lowest chamber pressure of the recipe"
     if p_min >= psub_mtorr:
@@ -206,10 +216,12 @@ def _check_sublimation_possible(raw, controls, t_max_C, where):
 
 
 def _constant_recipe(raw, shelf_C, pressure_mTorr, hours):
-    recipe = {k: v for k, v in raw.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
-    recipe["shelf_temperature_C"] = [[0.0, shelf_C], [hours, shelf_C]]
-    recipe["chamber_pressure_mTorr"] = [[0.0, pressure_mTorr], [hours, pressure_mTorr]]
-    return recipe
+    from biotwin.core.model import helper_module
+
+    base = {k: v for k, v in raw.items() if k != "optimize"}
+    return helper_module(__file__, "recipe").with_programs(
+        base, [[0.0, shelf_C], [hours, shelf_C]], [[0.0, pressure_mTorr], [hours, pressure_mTorr]]
+    )
 
 
 def simulate_until_dry(model, raw, shelf_C, pressure_mTorr, nfe=60, max_hours=400.0):
@@ -253,6 +265,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     CycleOptimizationResult
     """
     from biotwin.core.errors import ScenarioError
+    from biotwin.core.model import helper_module
     from biotwin.core.scenario import Scenario
     from biotwin.engine.simulation import Simulation
     from biotwin.engine.solver import solve
@@ -265,7 +278,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     controls = spec["controls"]
     shelf_lo, shelf_hi = controls["T_shelf"]["bounds"]
     t_max_K = spec["T_bottom_max_C"] + ZERO_CELSIUS
-    pressure_points = np.asarray(raw["chamber_pressure_mTorr"], dtype=float)
+    pressure_points = np.asarray(model.module.recipe_programs(raw)[1], dtype=float)
     if "P_chamber" in controls:
         p_lo, p_hi = controls["P_chamber"]["bounds"]
         p0 = float(np.clip(pressure_points[0, 1] * 1e-3, p_lo, p_hi))
@@ -273,7 +286,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
         if np.ptp(pressure_points[:, 1]) > 0:
             raise ScenarioError(
                 f"{sc.source}: with a fixed chamber pressure the optimization needs a constant "
-                "chamber_pressure_mTorr program (or make the pressure a free control)"
+                "chamber_pressure program (or make the pressure a free control)"
             )
         p0 = float(pressure_points[0, 1]) * 1e-3
     # start: constant shelf at the critical temperature (within the bounds)
@@ -374,13 +387,10 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     if equipment:
         table["sublimation_kg_per_h"] = [n * pyo.value(m.sublimation_rate[t]) / 1000.0 for t in taus]
         table["equipment_capacity_kg_per_h"] = a + b * table["P_chamber_mTorr"] / 1000.0
-    recipe = {k: v for k, v in raw.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
-    recipe["shelf_temperature_C"] = [
-        [round(b_ * t_f, 6), round(float(pyo.value(m.T_shelf[b_])) - ZERO_CELSIUS, 4)] for b_ in boundaries
-    ]
-    recipe["chamber_pressure_mTorr"] = [
-        [round(b_ * t_f, 6), round(float(pyo.value(m.P_chamber[b_])) * 1e3, 4)] for b_ in boundaries
-    ]
+    recipe_mod = helper_module(__file__, "recipe")
+    shelf_points = [[round(b_ * t_f, 6), round(float(pyo.value(m.T_shelf[b_])) - ZERO_CELSIUS, 4)] for b_ in boundaries]
+    pressure_points = [[round(b_ * t_f, 6), round(float(pyo.value(m.P_chamber[b_])) * 1e3, 4)] for b_ in boundaries]
+    recipe = recipe_mod.with_programs({k: v for k, v in raw.items() if k != "optimize"}, shelf_points, pressure_points)
     recipe["description"] = f"optimized primary drying ({t_f:.3f} h) from {sc.source}"
     limits = {"T_bottom_max_C": spec["T_bottom_max_C"], "margin_C": spec["margin_C"], "equipment": equipment}
     wall_opt = time.perf_counter() - wall0
@@ -388,12 +398,11 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     # verification: the recipe, held at its last values for 10 % longer, on the simulator's own grid
     say("re-simulating the optimized recipe")
     hold = 0.1 * t_f
-    check = {
-        **recipe,
-        "shelf_temperature_C": recipe["shelf_temperature_C"] + [[t_f + hold, recipe["shelf_temperature_C"][-1][1]]],
-        "chamber_pressure_mTorr": recipe["chamber_pressure_mTorr"]
-        + [[t_f + hold, recipe["chamber_pressure_mTorr"][-1][1]]],
-    }
+    check = recipe_mod.with_programs(
+        recipe,
+        shelf_points + [[t_f + hold, shelf_points[-1][1]]],
+        pressure_points + [[t_f + hold, pressure_points[-1][1]]],
+    )
     resim = model.simulate(scenario=check, nfe=4 * nfe)
     t_check = model.module.primary_drying_end(resim)
     dry = resim.wide[resim.wide["time"] <= t_check]
@@ -432,7 +441,7 @@ def best_constant_shelf(model, scenario, tolerance_C=0.01, nfe=80, progress=None
     raw = sc.raw
     spec = read_optimize_block(raw, sc.source)
     lo, hi = (b - ZERO_CELSIUS for b in spec["controls"]["T_shelf"]["bounds"])
-    pressure = float(np.asarray(raw["chamber_pressure_mTorr"], dtype=float)[0, 1])
+    pressure = float(model.module.recipe_programs(raw)[1][0][1])  # [mTorr]
     equipment = spec["equipment"]
     say = progress or (lambda text: None)
 

@@ -97,10 +97,10 @@ def fit_kv_from_drying_time(model, scenario, t_dry_h, kv_range=(1e-4, 2e-3), nfe
     say = progress or (lambda text: None)
     raw = copy.deepcopy(model.load_scenario(scenario).raw)
     horizon = 3.0 * t_dry_h
-    for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
-        points = raw[key]
+    for key in ("shelf_temperature", "chamber_pressure"):
+        points = raw[key]["points"]
         if points[-1][0] < horizon:
-            raw[key] = [*points, [horizon, points[-1][1]]]
+            raw[key] = {"unit": raw[key]["unit"], "points": [*points, [horizon, points[-1][1]]]}
     history = []
 
     def drying_time(kv):
@@ -113,7 +113,7 @@ def fit_kv_from_drying_time(model, scenario, t_dry_h, kv_range=(1e-4, 2e-3), nfe
     # bracket the root from the recipe's own Kv (at its first chamber pressure), widening by 1.5x: every
     # simulation then starts near the previous one (the range's ends are slow to solve from far away)
     p = model.parameter_values(model.load_scenario(raw).parameters)
-    pressure = raw["chamber_pressure_mTorr"][0][1] * 1e-3  # [torr]
+    pressure = model.module.recipe_programs(raw)[1][0][1] * 1e-3  # [torr]
     k = min(max(vial_heat_transfer(pressure, p["KC"], p["KP"], p["KD"]), lo), hi)
     a, t_a = k, drying_time(k)
     factor = 1.5 if t_a > t_dry_h else 1 / 1.5

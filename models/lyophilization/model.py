@@ -46,6 +46,7 @@ from biotwin.core.units import parse_unit
 from biotwin.processes import freeze_drying as rel
 from biotwin.processes.kinetics import positive_part, smooth_switch
 
+_recipe = helper_module(__file__, "recipe")  # the recipe schema and reader, next to this file
 TIME_UNIT = "h"
 ZERO_CELSIUS = 273.15
 
@@ -132,7 +133,7 @@ def build(settings=None):
     return m
 
 
-DESORPTION_FORMS = ("during_primary", "after_primary")
+DESORPTION_FORMS = _recipe.DESORPTION_FORMS
 
 
 def _add_secondary_drying(m, desorption="during_primary"):
@@ -199,118 +200,15 @@ def _add_secondary_drying(m, desorption="during_primary"):
     m.T_product_init = pyo.Constraint(expr=m.T_product[m.t.first()] == m.T_shelf[m.t.first()])
 
 
-# -- scenario schema ---------------------------------------------------------------------------
-VIAL_KEYS = {"Av_cm2": "Av", "Ap_cm2": "Ap", "fill_mL": "Vfill"}
-PRODUCT_KEYS = {
-    "c_solid_g_per_mL": "c_solid",
-    "R0_cm2_h_Torr_per_g": "R0",
-    "A1_cm_h_Torr_per_g": "A1",
-    "A2_per_cm": "A2",
-}
-HEAT_KEYS = {"KC_cal_per_s_K_cm2": "KC", "KP_cal_per_s_K_cm2_Torr": "KP", "KD_per_Torr": "KD"}
-# the dryer's capability line a + b P [kg/h, P in Torr] and the vials loaded (LyoPRONTO's spelling)
-EQUIPMENT_KEYS = {"a_kg_per_h": "equipment_a", "b_kg_per_h_per_Torr": "equipment_b", "n_vials": "n_vials"}
-POSITIVE = {"Av", "Ap", "Vfill", "R0"}
-SCENARIO_KEYS = {
-    "description",
-    "vial",
-    "product",
-    "heat_transfer",
-    "shelf_temperature_C",
-    "chamber_pressure_mTorr",
-    "optimize",
-    "t_end_h",
-    "equipment",
-    "desorption",
-}
+# -- recipe (recipe.py: its keys, units, old spellings and reader) ------------------------------
+RECIPE_SPELLINGS = _recipe.RECIPE_SPELLINGS
+recipe_programs = _recipe.recipe_programs
+with_programs = _recipe.with_programs
 
 
 def read_scenario(raw, where):
-    """Translate the lyophilization recipe schema into the generic scenario form."""
-    from biotwin.core import checks
-    from biotwin.core.errors import ScenarioError
-    from biotwin.core.programs import Program
-
-    unknown = set(raw) - SCENARIO_KEYS
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SCENARIO_KEYS)}")
-    params = {}
-    for block, keys in (("vial", VIAL_KEYS), ("product", PRODUCT_KEYS), ("heat_transfer", HEAT_KEYS)):
-        given = raw.get(block) or {}
-        if not isinstance(given, dict):
-            raise ScenarioError(f"{where}: '{block}' must be a mapping")
-        allowed = set(keys) | ({"T_critical_C"} if block == "product" else set())
-        bad = set(given) - allowed
-        if bad:
-            raise ScenarioError(
-                f"{where}: {block}: unknown key(s) {sorted(bad)} (keys carry their unit, allowed: {sorted(allowed)})"
-            )
-        for key, name in keys.items():
-            if key in given:
-                # geometry, concentration, resistance and heat transfer are physical magnitudes: never negative
-                # (A2 and the Kv terms may be zero), fill and areas positive
-                params[name] = checks.number(
-                    given[key], f"{where}: {block}.{key}", positive=name in POSITIVE, non_negative=True
-                )
-    equipment = raw.get("equipment") or {}
-    if not isinstance(equipment, dict) or set(equipment) - set(EQUIPMENT_KEYS):
-        raise ScenarioError(
-            f"{where}: equipment: expected a mapping with any of {sorted(EQUIPMENT_KEYS)} (the capability line "
-            f"a + b P [kg/h, P in Torr] and the vials loaded), got {equipment!r}"
-        )
-    for key, name in EQUIPMENT_KEYS.items():
-        if key in equipment:  # a is negative for most dryers (no flow below a few mTorr)
-            params[name] = checks.number(equipment[key], f"{where}: equipment.{key}", positive=name == "n_vials")
-    for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
-        if key not in raw:
-            raise ScenarioError(f"{where}: '{key}' is required ([[time_h, value], ...])")
-    shelf = Program.from_points("shelf_temperature_C", raw["shelf_temperature_C"], where)
-    pressure = Program.from_points("chamber_pressure_mTorr", raw["chamber_pressure_mTorr"], where)
-    if (pressure.values <= 0).any():
-        raise ScenarioError(f"{where}: chamber_pressure_mTorr must be positive")
-    checks.in_range(shelf.values, "shelf_temperature", f"{where}: shelf_temperature_C", unit_given="degC")
-    checks.in_range(pressure.values, "chamber_pressure", f"{where}: chamber_pressure_mTorr", unit_given="mTorr")
-    if "t_end_h" in raw:
-        checks.number(raw["t_end_h"], f"{where}: t_end_h", positive=True)
-        checks.in_range(raw["t_end_h"], "lyophilization_duration", f"{where}: t_end_h", unit_given="h")
-    if raw.get("optimize") is not None:
-        helper_module(__file__, "cycle_optimization").read_optimize_block(raw, where)
-    t_end = float(raw.get("t_end_h", min(shelf.times[-1], pressure.times[-1])))
-    # nothing sublimes if the chamber pressure is above the ice vapour pressure at the shelf temperature
-    # at every moment (the product cannot be warmer than the shelf)
-    import numpy as np
-
-    grid = np.unique(np.concatenate([shelf.times, pressure.times, np.linspace(0.0, t_end, 200)]))
-    grid = grid[grid <= t_end]
-    from pathlib import Path
-
-    from biotwin.core.parameters import default_values
-
-    ice = default_values(Path(__file__).with_name("parameters.yaml"))  # psub_A [torr], psub_B [K]
-    psub_mtorr = rel.vapour_pressure_ice(shelf(grid) + ZERO_CELSIUS, ice["psub_A"], ice["psub_B"]) * 1000.0
-    if np.all(pressure(grid) >= psub_mtorr):
-        warmest = float(np.max(shelf(grid)))
-        raise ScenarioError(
-            f"{where}: the chamber pressure is above the ice vapour pressure at the shelf "
-            f"temperature throughout the recipe (warmest shelf {warmest:.1f} degC gives "
-            f"{float(np.max(psub_mtorr)):.1f} mTorr): nothing would sublime"
-        )
-    desorption = raw.get("desorption", "during_primary")
-    if desorption not in DESORPTION_FORMS:
-        raise ScenarioError(
-            f"{where}: desorption: {desorption!r} is not a form; use during_primary (bound water leaves the dried "
-            "layer as it forms, the default) or after_primary (only once the ice is gone)"
-        )
-    return {
-        "description": raw.get("description", ""),
-        "t_end": t_end,
-        "settings": {"desorption": desorption},
-        "parameters": params,
-        "inputs": {
-            "T_shelf": {"unit": "K", "points": [[t, v + ZERO_CELSIUS] for t, v in zip(shelf.times, shelf.values)]},
-            "P_chamber": {"unit": "mtorr", "points": [[t, v] for t, v in zip(pressure.times, pressure.values)]},
-        },
-    }
+    """Translate a lyophilization recipe (``recipe.py``) into the generic scenario form."""
+    return _recipe.read_scenario(raw, where)
 
 
 def optimize(model, scenario, nfe=40, progress=None):
@@ -452,14 +350,9 @@ def shelf_isotherm_recipe(base, shelf_setpoint_C, pressure_Torr, initial_shelf_C
     The form of LyoPRONTO's design-space "shelf isotherms".
     """
     ramp_h = abs(shelf_setpoint_C - initial_shelf_C) / ramp_C_per_min / 60.0
-    recipe = {k: v for k, v in base.items() if k not in ("shelf_temperature_C", "chamber_pressure_mTorr", "optimize")}
-    recipe["shelf_temperature_C"] = [
-        [0.0, initial_shelf_C],
-        [ramp_h, shelf_setpoint_C],
-        [ramp_h + hold_h, shelf_setpoint_C],
-    ]
-    recipe["chamber_pressure_mTorr"] = [[0.0, pressure_Torr * 1000.0], [ramp_h + hold_h, pressure_Torr * 1000.0]]
-    return recipe
+    shelf = [[0.0, initial_shelf_C], [ramp_h, shelf_setpoint_C], [ramp_h + hold_h, shelf_setpoint_C]]
+    pressure = [[0.0, pressure_Torr * 1000.0], [ramp_h + hold_h, pressure_Torr * 1000.0]]
+    return with_programs({k: v for k, v in base.items() if k != "optimize"}, shelf, pressure)
 
 
 def design_space(model, base_scenario, shelf_setpoints_C, pressures_Torr, nfe=200, progress=None):
@@ -554,31 +447,26 @@ def design_space_figure(grid, T_critical_C, equipment=None, value="primary_dryin
 def _explorer_shelf(raw, value):
     """The recipe with its shelf ramped at 1 degC/min from the recipe's own loading temperature to ``value``
     [degC] and held (a shelf isotherm), at the recipe's first chamber pressure."""
-    start = float(raw["shelf_temperature_C"][0][1])
+    shelf, pressure = recipe_programs(raw)
+    start = shelf[0][1]
     ramp_h = abs(value - start) / 60.0  # 1 degC/min
-    return {
-        **raw,
-        "shelf_temperature_C": [[0.0, start], [ramp_h, value], [40.0, value]],
-        "chamber_pressure_mTorr": [
-            [0.0, raw["chamber_pressure_mTorr"][0][1]],
-            [40.0, raw["chamber_pressure_mTorr"][0][1]],
-        ],
-    }
+    return with_programs(
+        raw, [[0.0, start], [ramp_h, value], [40.0, value]], [[0.0, pressure[0][1]], [40.0, pressure[0][1]]]
+    )
 
 
 def _explorer_pressure(raw, value):
-    return {**raw, "chamber_pressure_mTorr": [[0.0, value], [raw["chamber_pressure_mTorr"][-1][0], value]]}
+    shelf, pressure = recipe_programs(raw)
+    return with_programs(raw, shelf, [[0.0, value], [pressure[-1][0], value]])
 
 
 def _explorer_lengthen(raw, factor):
     """The explorer's recipe with its last hold ``factor`` times longer (a cold shelf or a high pressure dries
     slowly: at -25 degC and 400 mTorr primary drying takes 161 h)."""
-    out = dict(raw)
-    for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
-        points = [list(p) for p in raw[key]]
-        points[-1][0] = points[-1][0] * factor
-        out[key] = points
-    return out
+    shelf, pressure = recipe_programs(raw)
+    shelf[-1][0] *= factor
+    pressure[-1][0] *= factor
+    return with_programs(raw, shelf, pressure)
 
 
 def _explorer_readouts(result):

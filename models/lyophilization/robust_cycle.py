@@ -34,6 +34,7 @@ import numpy as np
 from scipy import stats
 
 from biotwin import ScenarioError
+from biotwin.core.schema import quantity_in
 
 #: Shelf and pressure programs are held this multiple of the edge vial's drying time (the slowest vial,
 #: with the largest resistance sampled, must finish primary drying inside the recipe).
@@ -88,12 +89,12 @@ def _held(recipe: dict, t_dry: float) -> dict:
     """The recipe's shelf and pressure programs cut at ``t_dry`` [h] and held to ``HOLD_FACTOR * t_dry``."""
     out = {k: v for k, v in copy.deepcopy(recipe).items() if k != "optimize"}
     end = HOLD_FACTOR * t_dry
-    for key in ("shelf_temperature_C", "chamber_pressure_mTorr"):
-        points = [list(map(float, p)) for p in out[key]]
+    for key in ("shelf_temperature", "chamber_pressure"):
+        points = [list(map(float, p)) for p in out[key]["points"]]
         t = [p[0] for p in points]
         last = float(np.interp(t_dry, t, [p[1] for p in points])) if t[-1] >= t_dry else points[-1][1]
         kept = [p for p in points if p[0] < t_dry] + [[t_dry, last]]
-        out[key] = kept + [[end, last]]
+        out[key] = {"unit": out[key]["unit"], "points": kept + [[end, last]]}
     return out
 
 
@@ -147,7 +148,7 @@ def robust_cycle(
     model : biotwin.Model
         The lyophilization model.
     scenario : str, path or dict
-        A scenario with an ``optimize`` block (its ``margin_C`` is replaced by the back-off).
+        A scenario with an ``optimize`` block (its ``margin`` is replaced by the back-off).
     uncertainty : dict
         ``{parameter: {"dist": "lognormal"|"normal", "rsd": relative sd}}`` around the recipe's values.
     risk : float
@@ -170,18 +171,21 @@ def robust_cycle(
     if "optimize" not in raw:
         raise ScenarioError(f"{sc.source}: a robust cycle needs a scenario with an optimize block")
     nominal = model.parameter_values(sc.parameters)
-    t_crit = float(raw["optimize"]["constraints"]["T_bottom_max_C"])
+    t_crit = opt.read_optimize_block(raw, sc.source)["T_bottom_max_C"] + quantity_in(
+        (raw["optimize"].get("constraints") or {}).get("margin", "0 K"), "K", difference=True
+    )  # the limit itself, before the recipe's own margin
     z = float(stats.norm.ppf(1.0 - risk))
 
     def optimized(margin, heat_factor):
         r = copy.deepcopy(raw)
-        r["optimize"]["constraints"]["margin_C"] = float(margin)
-        ht = r["heat_transfer"]
-        for key in ("KC_cal_per_s_K_cm2", "KP_cal_per_s_K_cm2_Torr"):
-            ht[key] = float(ht[key]) * heat_factor
+        r["optimize"].setdefault("constraints", {})["margin"] = {"value": float(margin), "unit": "K"}
+        ht = r.setdefault("heat_transfer", {})
+        for key, unit in (("KC", "cal/s/K/cm^2"), ("KP", "cal/s/K/cm^2/torr")):
+            value = quantity_in(ht[key], unit) if key in ht else nominal[key]
+            ht[key] = {"value": value * heat_factor, "unit": unit}
         result = opt.optimize_cycle(model, r, nfe=nfe)
         recipe = copy.deepcopy(result.recipe)
-        recipe["heat_transfer"] = copy.deepcopy(raw["heat_transfer"])  # the recipe runs every vial class
+        recipe["heat_transfer"] = copy.deepcopy(raw.get("heat_transfer") or {})  # the recipe runs every vial class
         return _held(recipe, result.drying_time_h), result.drying_time_h
 
     def summary(recipe, values):  # the key numbers of one simulated vial

@@ -70,7 +70,7 @@ import pyomo.environ as pyo
 
 from biotwin.core.dae import declare, time_set
 from biotwin.processes.cell_culture import FEED_INPUTS, add_uptake_and_dilution
-from biotwin.processes.culture_recipes import read_culture_scenario
+from biotwin.processes.culture_recipes import culture_spellings, read_culture_scenario
 from biotwin.processes.kinetics import monod, positive_part, smooth_switch, xing_death_rate, xing_growth_rate
 
 TIME_UNIT = "h"
@@ -213,107 +213,129 @@ def build(settings=None):
 CONTROL_WINDOW_H = 0.25  # default length of a glucose-control window [h]
 
 
+SPECIES = ["Glc", "Gln"]
+#: Old spellings (unit in the key, numbers without unit), read with a RecipeSpellingWarning giving the new one.
+RECIPE_SPELLINGS = {
+    **culture_spellings(STATES, SPECIES),
+    "glucose_control.target_mM": ("target", "mM"),
+    "glucose_control.stock_mM": ("stock", "mM"),
+    "glucose_control.window_h": ("window", "h"),
+    "optimize.glucose_target_mM": ("glucose_target", "mM"),
+    "optimize.tolerance_mM": ("tolerance", "mM"),
+    **{f"optimize.{side}.{name}": (name, unit) for side in ("max", "min") for name, unit in STATES.items()},
+}
+
+
+def glucose_control_config():
+    """The ``glucose_control`` block (``pyomo.common.config``)."""
+    from pyomo.common.config import ConfigDict, ConfigValue, ListOf
+
+    from biotwin.core.schema import Number, Quantity
+
+    c = ConfigDict(description="bring glucose to a target after each at-line measurement")
+    c.declare("target", ConfigValue(domain=Quantity("mM", positive=True), default=None, description="[mM]"))
+    c.declare("times", ConfigValue(domain=ListOf(float, Number(non_negative=True)), default=None, description="starts"))
+    c.declare("stock", ConfigValue(domain=Quantity("mM", positive=True), default=None, description="glucose stock"))
+    c.declare("window", ConfigValue(domain=Quantity("h", positive=True), default=f"{CONTROL_WINDOW_H} h"))
+    return c
+
+
+def optimize_config():
+    """The ``optimize`` block (``pyomo.common.config``)."""
+    from pyomo.common.config import ConfigDict, ConfigValue, ListOf
+
+    from biotwin.core.schema import Quantity
+
+    c = ConfigDict(description="the glucose target `biotwin optimize` chooses")
+    c.declare("glucose_target", ConfigValue(domain=ListOf(str, Quantity("mM", positive=True)), default=None))
+    c.declare("tolerance", ConfigValue(domain=Quantity("mM", positive=True), default="0.2 mM"))
+    c.declare("maximize", ConfigValue(domain=str, default="titer", description="a variable's final value"))
+    for side in ("max", "min"):
+        limits = c.declare(side, ConfigDict(description=f"{side}imum of a state over the whole run"))
+        for name, unit in STATES.items():
+            limits.declare(name, ConfigValue(domain=Quantity(unit), default=None, description=f"[{unit}]"))
+    return c
+
+
 def read_scenario(raw, where):
     """Translate this model's recipe schema (see :mod:`biotwin.processes.culture_recipes`) to the generic one.
 
-    Extra key (times in the recipe's ``time_unit``)::
+    Extra keys (times in the recipe's ``time_unit``)::
 
         glucose_control:              # bring glucose to a target after each at-line measurement
-          target_mM: 20
+          target: 20 mM
           times: [3.03, 4.03, ...]    # start of each window (after a sample)
-          stock_mM: 2775              # glucose stock (500 g/L); default parameters.yaml Glc_stock
-          window_h: 0.25              # length of each window (k_ctrl x window = 5 e-folds)
+          stock: 2775 mM              # glucose stock (500 g/L); default parameters.yaml Glc_stock
+          window: 0.25 h              # length of each window (k_ctrl x window = 5 e-folds)
         optimize:                     # with glucose_control: the target chosen by `biotwin optimize`
-          glucose_target_mM: [14, 26] # the range searched
-          tolerance_mM: 0.2
+          glucose_target: [14 mM, 26 mM]   # the range searched
+          tolerance: 0.2 mM
           maximize: titer             # a variable's final value
-          max: {Lac: 35}              # limits over the whole run, in the variables' units (mM)
+          max: {Lac: 35 mM}           # limits on states over the whole run
           min: {}
     """
-    from biotwin.core.checks import number
     from biotwin.core.errors import ScenarioError
+    from biotwin.core.schema import validate
     from biotwin.core.units import convert_value, parse_unit
     from biotwin.processes.culture_recipes import check_overlaps, pulse_program
 
-    base = {k: v for k, v in raw.items() if k not in ("glucose_control", "optimize")}
-    out = read_culture_scenario(base, where, STATES, ["Glc", "Gln"])
+    out = read_culture_scenario(raw, where, STATES, SPECIES, model_keys=("glucose_control", "optimize"))
     if raw.get("optimize") is not None:
         read_optimize_block(raw, where)
-    control = raw.get("glucose_control")
-    if control is None:
+    if raw.get("glucose_control") is None:
         return out
     label = f"{where}: glucose_control"
-    allowed = {"target_mM", "times", "stock_mM", "window_h"}
-    if not isinstance(control, dict) or set(control) - allowed or not {"target_mM", "times"} <= set(control):
-        raise ScenarioError(
-            f"{label}: expected {{target_mM: 20, times: [3.03, 4.03], stock_mM: 2775, window_h: 0.25}} "
-            f"(target and times required), got {control!r}"
-        )
+    control = validate(glucose_control_config(), raw["glucose_control"], label)
+    if control.target is None or not control.times:
+        raise ScenarioError(f"{label}: give target and times (e.g. target: 20 mM, times: [3.03, 4.03])")
     unit = raw.get("time_unit", "h")
     hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
-    window = number(control.get("window_h", CONTROL_WINDOW_H), f"{label}: window_h", positive=True)
-    target = number(control["target_mM"], f"{label}: target_mM", positive=True)
+    window = control.window
     out.setdefault("settings", {})["glucose_control"] = True
     params = out["parameters"]
-    params["Glc_target"] = target
+    params["Glc_target"] = float(control.target)
     params["k_ctrl"] = 5.0 / window
-    if "stock_mM" in control:
-        params["Glc_stock"] = number(control["stock_mM"], f"{label}: stock_mM", positive=True)
-    if not isinstance(control["times"], list) or not control["times"]:
-        raise ScenarioError(f"{label}: times: expected a list of window start times [{unit}]")
+    if control.stock is not None:
+        params["Glc_stock"] = float(control.stock)
     windows = []
-    for k, value in enumerate(control["times"]):
-        start = number(value, f"{label}: time {k} [{unit}]", non_negative=True) * hours
+    for value in control.times:
+        start = value * hours
         if start + window > out["t_end"] + 1e-9:
-            raise ScenarioError(f"{label}: window at {value} {unit} ends after the culture")
+            raise ScenarioError(f"{label}: window at {value:g} {unit} ends after the culture")
         windows.append((start, start + window, 1.0))
     check_overlaps(windows, "glucose-control windows", where, unit, hours)
     out["inputs"]["Glc_window"] = {"unit": "dimensionless", "points": pulse_program(windows, out["t_end"])}
     return out
 
 
-OPTIMIZE_KEYS = {"glucose_target_mM", "tolerance_mM", "maximize", "max", "min"}
-
-
 def read_optimize_block(raw, where) -> dict:
     """The recipe's ``optimize`` block, checked: ``{bounds, xtol, objective, limits}`` (see :func:`read_scenario`)."""
-    from biotwin.core.checks import number
     from biotwin.core.errors import ScenarioError
+    from biotwin.core.schema import validate
 
     label = f"{where}: optimize"
-    block = raw.get("optimize")
-    example = "{glucose_target_mM: [14, 26], tolerance_mM: 0.2, maximize: titer, max: {Lac: 35}}"
-    if not isinstance(block, dict) or set(block) - OPTIMIZE_KEYS or "glucose_target_mM" not in block:
-        raise ScenarioError(f"{label}: expected {example} (glucose_target_mM required), got {block!r}")
     if raw.get("glucose_control") is None:
         raise ScenarioError(
             f"{label}: the recipe feeds no glucose to a target; add a glucose_control block (the target it searches)"
         )
-    bounds = block["glucose_target_mM"]
-    if not isinstance(bounds, list) or len(bounds) != 2:
-        raise ScenarioError(f"{label}: glucose_target_mM: expected [lowest, highest] [mM], got {bounds!r}")
-    lo, hi = (number(b, f"{label}: glucose_target_mM", positive=True) for b in bounds)
+    block = validate(optimize_config(), raw.get("optimize"), label)
+    bounds = block.glucose_target
+    if bounds is None or len(bounds) != 2:
+        raise ScenarioError(f"{label}: glucose_target: expected [lowest, highest], e.g. [14 mM, 26 mM], got {bounds!r}")
+    lo, hi = (float(b) for b in bounds)
     if not lo < hi:
-        raise ScenarioError(f"{label}: glucose_target_mM: expected lowest < highest, got {bounds!r}")
-    xtol = number(block.get("tolerance_mM", 0.2), f"{label}: tolerance_mM", positive=True)
+        raise ScenarioError(f"{label}: glucose_target: expected lowest < highest, got {lo:g} and {hi:g} mM")
+    xtol = float(block.tolerance)
     if xtol >= hi - lo:
-        raise ScenarioError(f"{label}: tolerance_mM {xtol:g} must be below the range searched ({hi - lo:g} mM)")
-    objective = block.get("maximize", "titer")
-    if not isinstance(objective, str):
-        raise ScenarioError(f"{label}: maximize: expected a variable name (e.g. titer), got {objective!r}")
+        raise ScenarioError(f"{label}: tolerance {xtol:g} mM must be below the range searched ({hi - lo:g} mM)")
     limits = {}
-    for side in ("max", "min"):
-        given = block.get(side) or {}
-        if not isinstance(given, dict):
-            raise ScenarioError(f"{label}: {side}: expected {{variable: value}}, got {given!r}")
-        for var, value in given.items():
-            bound = number(value, f"{label}: {side}: {var}")
-            lo_hi = limits.get(var, (None, None))
-            limits[var] = (lo_hi[0], bound) if side == "max" else (bound, lo_hi[1])
-    for var, (vlo, vhi) in limits.items():
+    for var, unit in STATES.items():
+        vlo, vhi = block.min[var], block.max[var]
         if vlo is not None and vhi is not None and vlo > vhi:
-            raise ScenarioError(f"{label}: {var}: min {vlo:g} is above max {vhi:g}")
-    return {"bounds": (lo, hi), "xtol": xtol, "objective": objective, "limits": limits}
+            raise ScenarioError(f"{label}: {var}: min {vlo:g} is above max {vhi:g} {unit}")
+        if vlo is not None or vhi is not None:
+            limits[var] = (None if vlo is None else float(vlo), None if vhi is None else float(vhi))
+    return {"bounds": (lo, hi), "xtol": xtol, "objective": block.maximize, "limits": limits}
 
 
 def optimize(model, scenario, nfe=40, progress=None):
@@ -329,7 +351,7 @@ def optimize(model, scenario, nfe=40, progress=None):
     if sc.raw.get("optimize") is None:
         raise ScenarioError(
             f"{sc.source}: this scenario has no optimize block; glucose_target_14d has one "
-            "(optimize: {glucose_target_mM: [14, 26], tolerance_mM: 0.2, maximize: titer, max: {Lac: 35}})"
+            "(optimize: {glucose_target: [14 mM, 26 mM], tolerance: 0.2 mM, maximize: titer, max: {Lac: 35 mM}})"
         )
     spec = read_optimize_block(sc.raw, sc.source)
     return optimize_setpoint(
@@ -347,11 +369,16 @@ def optimize(model, scenario, nfe=40, progress=None):
 
 # -- interactive explorer (biotwin.explore) -------------------------------------------------------
 def _set_seeding(raw, value):
-    return {**raw, "initial": {**(raw.get("initial") or {}), "Xv": value}}
+    return {**raw, "initial": {**(raw.get("initial") or {}), "Xv": {"value": value, "unit": "Mcell/mL"}}}
 
 
 def _scale_feeds(raw, factor):
-    boluses = [{**b, "volume_L": b["volume_L"] * factor} for b in raw.get("boluses") or []]
+    from biotwin.core.schema import quantity_in
+
+    boluses = [
+        {**b, "volume": {"value": quantity_in(b["volume"], "L") * factor, "unit": "L"}}
+        for b in raw.get("boluses") or []
+    ]
     return {**raw, "boluses": boluses}
 
 

@@ -22,8 +22,8 @@ def test_reused_model_does_not_keep_an_input_of_the_previous_recipe():
     fed = yaml.safe_load(MAB_NOMINAL.read_text())
     fed["continuous_feed"] = {
         "unit": "L/d",
-        "rate": [[0, 0], [3, 0], [3, 0.03], [14, 0.03]],
-        "composition": {"Glc": 400, "Gln": 40},
+        "points": [[0, 0], [3, 0], [3, 0.03], [14, 0.03]],
+        "composition": {"Glc": "400 mM", "Gln": "40 mM"},
     }
     model.simulate(scenario=fed)
     reused = model.simulate(scenario="nominal_14d").final()
@@ -79,7 +79,7 @@ def test_covariance_is_infinite_along_an_uninformed_direction():
     "change, message",
     [
         ({"duration": 336}, "outside the plausible range"),
-        ({"samples": {"times": [1, 2, 3, 4, 5], "volume_L": 0.4}}, "breaks physics"),
+        ({"samples": {"times": [1, 2, 3, 4, 5], "volume": "0.4 L"}}, "breaks physics"),
     ],
 )
 def test_culture_recipe_mistakes_are_errors(change, message):
@@ -91,10 +91,11 @@ def test_culture_recipe_mistakes_are_errors(change, message):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"shelf_temperature_C": [[0, 238], [1, 293], [12, 293]]}, "plausible range"),
-        ({"chamber_pressure_mTorr": [[0, 0.15], [12, 0.15]]}, "plausible range"),
-        ({"chamber_pressure_mTorr": [[0, 20000], [12, 20000]]}, "plausible range"),
-        ({"vial": {"Av_cm2": 3.8, "Ap_cm2": 3.14, "fill_mL": -2.0}}, "fill_mL: must be positive"),
+        ({"shelf_temperature": {"unit": "degC", "points": [[0, 238], [1, 293], [12, 293]]}}, "plausible range"),
+        ({"chamber_pressure": {"unit": "mtorr", "points": [[0, 0.15], [12, 0.15]]}}, "plausible range"),
+        ({"chamber_pressure": {"unit": "mtorr", "points": [[0, 20000], [12, 20000]]}}, "plausible range"),
+        ({"vial": {"Av": "3.8 cm^2", "Ap": "3.14 cm^2", "Vfill": "-2 mL"}}, "Vfill: must be positive"),
+        ({"vial": {"Vfill": "2 cm^2"}}, "Vfill: 'cm\\^2' is not a unit of the same kind as 'mL'"),
     ],
 )
 def test_lyophilization_unit_mistakes_are_errors(change, message):
@@ -172,7 +173,10 @@ def test_t_end_past_the_recipe_names_the_recipe_not_an_internal_input():
 def test_overlapping_boluses_are_quoted_in_the_recipe_unit():
     raw = {
         **yaml.safe_load(MAB_NOMINAL.read_text()),
-        "boluses": [{"time": 3, "volume_L": 0.03, "Glc": 400}, {"time": 3.001, "volume_L": 0.03, "Glc": 400}],
+        "boluses": [
+            {"time": 3, "volume": "30 mL", "Glc": "400 mM"},
+            {"time": 3.001, "volume": "30 mL", "Glc": "400 mM"},
+        ],
     }
     with pytest.raises(ScenarioError, match=r"at 3 d and 3.001 d overlap"):
         biotwin.load_model("mab_fedbatch").load_scenario(raw)
@@ -180,8 +184,8 @@ def test_overlapping_boluses_are_quoted_in_the_recipe_unit():
 
 def test_hek_growth_rate_point_with_one_value():
     raw = yaml.safe_load((ROOT / "models" / "hek293_vlp" / "scenarios" / "batch_transfection.yaml").read_text())
-    raw["growth_rate_1_per_h"] = [[0, 0.03], [10]]
-    with pytest.raises(ScenarioError, match=r"growth_rate_1_per_h point 1: expected \[time, rate"):
+    raw["growth_rate"] = {"unit": "1/h", "points": [[0, 0.03], [10]]}
+    with pytest.raises(ScenarioError, match=r"growth_rate: points\[1\]: expected \[time, value\]"):
         biotwin.load_model("hek293_vlp").load_scenario(raw)
 
 
@@ -229,8 +233,8 @@ def test_parameter_missing_from_parameters_yaml_is_named(tmp_path):
 
 def test_infeasible_optimize_limit_is_named():
     raw = yaml.safe_load((ROOT / "models" / "lyophilization" / "scenarios" / "optimize_case1.yaml").read_text())
-    raw.setdefault("optimize", {}).setdefault("constraints", {})["T_bottom_max_C"] = -60
-    with pytest.raises(ScenarioError, match="infeasible optimization.*raise T_bottom_max_C"):
+    raw.setdefault("optimize", {}).setdefault("constraints", {})["T_bottom_max"] = "-60 degC"
+    with pytest.raises(ScenarioError, match="infeasible optimization.*raise T_bottom_max"):
         biotwin.load_model("lyophilization").load_scenario(raw)
 
 

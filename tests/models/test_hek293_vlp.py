@@ -31,9 +31,9 @@ def nguyen_recipe(shared_data):
         "description": "Nguyen et al. 2021 E3 delivery",
         "time_unit": "h",
         "duration": info["tEnd_h"],
-        "transfections": [{"time": 0, "copies_per_cell": info["x0_copies_per_cell_each_plasmid"]}],
-        "medium_exchanges": [{"time": info["media_exchange_hpt"], "fraction": 1.0, "duration_h": 0.01}],
-        "growth_rate_1_per_h": [[float(t), float(v)] for t, v in zip(times, mu)],
+        "transfections": [{"time": 0, "copies": {"value": info["x0_copies_per_cell_each_plasmid"], "unit": "1/cell"}}],
+        "medium_exchanges": [{"time": info["media_exchange_hpt"], "fraction": 1.0, "duration": "0.01 h"}],
+        "growth_rate": {"unit": "1/h", "points": [[float(t), float(v)] for t, v in zip(times, mu)]},
         "settings": {"plasmid_medium": "per_cell"},  # their form: medium plasmid per cell, no growth term
         "parameters": {
             "k_uptake": k["kUptake"],
@@ -176,13 +176,14 @@ def test_nominal_batch_lands_in_published_ranges(model):
     "change, message",
     [
         ({"transfections": [{"time": 40}]}, "exactly one of"),
-        ({"transfections": [{"time": 40, "dna_pg_per_cell": -1}]}, "positive"),
-        ({"transfections": [{"time": 400, "dna_pg_per_cell": 1}]}, "after the end"),
+        ({"transfections": [{"time": 40, "dna": "-1 pg/cell"}]}, "transfection 0: dna: must be positive"),
+        ({"transfections": [{"time": 40, "dna": 1}]}, "transfection 0: dna: 1 has no unit"),
+        ({"transfections": [{"time": 400, "dna": "1 pg/cell"}]}, "after the end"),
         ({"medium_exchanges": [{"time": 46, "fraction": 1.5}]}, "above 1"),
-        ({"medium_exchanges": [{"time": 46, "when": 1}]}, "expected"),
+        ({"medium_exchanges": [{"time": 46, "when": 1}]}, "medium exchange 0: unknown key 'when'"),
         ({"pei_to_dna": 0}, "positive"),
-        ({"initial": {"VLP": 1}}, "unknown state"),
-        ({"transfection": []}, "unknown scenario key"),
+        ({"initial": {"VLP": "1 Gvp/mL"}}, "initial: unknown key 'VLP'"),
+        ({"transfection": []}, "unknown key 'transfection'; allowed: .*transfections"),
     ],
 )
 def test_bad_recipes(model, change, message):
@@ -217,3 +218,35 @@ def test_matches_independent_scipy_implementation(model):
     assert set(tiny) <= {"DNA_med", "DNA_endo", "PEI_med"}
     assert max(diff.values()) < 1e-5
     assert max(residue.values()) < 1e-9
+
+
+def test_a_recipe_in_the_old_spelling_still_loads_with_a_note(model):
+    """Issue #13: dna_pg_per_cell, duration_h, growth_rate_1_per_h and unit-less initial values keep loading,
+    with one note giving the new spelling, and read exactly as the new spelling does."""
+    from biotwin.core.schema import RecipeSpellingWarning
+
+    common = {"time_unit": "h", "duration": 136, "pei_to_dna": 2.0}
+    old = {
+        **common,
+        "initial": {"Xv": 0.65, "V": 1.0},
+        "transfections": [{"time": 40, "dna_pg_per_cell": 1.0}],
+        "transfection_duration_h": 0.1,
+        "medium_exchanges": [{"time": 46, "fraction": 1.0, "duration_h": 0.1}],
+        "growth_rate_1_per_h": [[0, 0.03], [136, 0.02]],
+    }
+    new = {
+        **common,
+        "initial": {"Xv": "0.65 Mcell/mL", "V": "1 L"},
+        "transfections": [{"time": 40, "dna": "1 pg/cell"}],
+        "transfection_duration": "6 min",
+        "medium_exchanges": [{"time": 46, "fraction": 1.0, "duration": "0.1 h"}],
+        "growth_rate": {"unit": "1/d", "points": [[0, 0.72], [136, 0.48]]},
+    }
+    with pytest.warns(RecipeSpellingWarning) as notes:
+        a = model.load_scenario(old)
+    assert len(notes) == 1 and "dna_pg_per_cell: 1.0 -> dna: 1.0 pg/cell" in str(notes[0].message)
+    b = model.load_scenario(new)
+    assert a.t_end == b.t_end and a.settings == b.settings
+    assert a.parameters == pytest.approx(b.parameters, rel=1e-12)
+    for name, program in a.inputs.items():
+        assert np.asarray(program["points"]) == pytest.approx(np.asarray(b.inputs[name]["points"]), rel=1e-12)

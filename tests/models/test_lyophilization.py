@@ -62,7 +62,7 @@ def test_the_shelf_knob_ramps_from_the_recipes_loading_temperature(model):
     # the explorer's and the sweeps' shelf knob: a shelf isotherm reached at 1 degC/min from the recipe's own
     # loading temperature (case 2 loads at -45 degC; the knob used to start every recipe at -35 degC)
     raw = model.load_scenario("case2_10R_sucrose").raw
-    shelf = model.module._explorer_shelf(raw, -25.0)["shelf_temperature_C"]
+    shelf = model.module._explorer_shelf(raw, -25.0)["shelf_temperature"]["points"]
     assert shelf[0] == [0.0, -45.0]
     assert shelf[1] == pytest.approx([20.0 / 60.0, -25.0])  # 20 K at 1 K/min
     assert shelf[-1][1] == -25.0
@@ -85,9 +85,9 @@ def test_the_equipment_load_against_lyopronto_capability_line(model, shared_data
 
 
 def test_recipe_shorter_than_drying_is_an_error(model):
-    recipe = dict(model.load_scenario("case1_standard").raw)
-    recipe["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [5, 20]]
-    recipe["chamber_pressure_mTorr"] = [[0, 150], [5, 150]]
+    recipe = model.module.with_programs(
+        model.load_scenario("case1_standard").raw, [[0, -35], [0.9166667, 20], [5, 20]], [[0, 150], [5, 150]]
+    )
     result = model.simulate(scenario=recipe, nfe=60)
     with pytest.raises(ScenarioError, match="before primary drying does"):
         model.output_table(result)
@@ -96,13 +96,20 @@ def test_recipe_shorter_than_drying_is_an_error(model):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"vial": {"Av": 3.8}}, r"vial: unknown key\(s\) \['Av'\] \(keys carry their unit"),
-        ({"shelf": [[0, -35]]}, r"unknown key\(s\) \['shelf'\]"),
+        ({"vial": {"Av": 3.8}}, r"vial.Av: 3.8 has no unit; write it with its unit, e.g. '3.8 cm\^2'"),
+        ({"vial": {"Av": "3.8 mL"}}, r"vial.Av: 'mL' is not a unit of the same kind as 'cm\^2'"),
+        ({"vial": {"Av_cm2": 3.8, "Av": "3.8 cm^2"}}, "vial.Av_cm2 and Av both given; keep Av"),
+        ({"shelf": [[0, -35]]}, "unknown key 'shelf'; allowed: chamber_pressure, description"),
         ({"equipment": {"n_vials": 0}}, "equipment.n_vials: must be positive, got 0"),
-        ({"equipment": {"vials": 400}}, r"equipment: expected a mapping with any of \['a_kg_per_h'"),
-        ({"chamber_pressure_mTorr": [[0, -5], [30, -5]]}, "must be positive"),
+        ({"equipment": {"vials": 400}}, "equipment: unknown key 'vials'; allowed: a, b, n_vials"),
+        ({"chamber_pressure": {"unit": "mtorr", "points": [[0, -5], [30, -5]]}}, "must be positive"),
+        ({"chamber_pressure": [[0, 150], [30, 150]]}, r"expected \{unit: mtorr, points: "),
+        ({"shelf_temperature": {"unit": "degC", "points": [[1, -35], [0, 20]]}}, "before the previous 1; sort"),
         (
-            {"shelf_temperature_C": [[0, -45], [30, -45]], "chamber_pressure_mTorr": [[0, 150], [30, 150]]},
+            {
+                "shelf_temperature": {"unit": "degC", "points": [[0, -45], [30, -45]]},
+                "chamber_pressure": {"unit": "mtorr", "points": [[0, 150], [30, 150]]},
+            },
             "above the ice vapour pressure .* nothing would sublime",
         ),
     ],
@@ -213,9 +220,8 @@ def _scipy_programs(model, scenario):
 def test_secondary_drying_matches_independent_scipy_integration(model):
     """Primary then secondary drying (shelf raised to 40 degC) against scipy with an exact phase switch; the
     dried layer desorbing from the start of primary drying (the default form)."""
-    recipe = dict(model.load_scenario("case1_standard").raw)
-    recipe["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [7.5, 20], [7.9, 40], [16, 40]]
-    recipe["chamber_pressure_mTorr"] = [[0, 150], [16, 150]]
+    shelf_C = [[0, -35], [0.9166667, 20], [7.5, 20], [7.9, 40], [16, 40]]
+    recipe = model.module.with_programs(model.load_scenario("case1_standard").raw, shelf_C, [[0, 150], [16, 150]])
     shelf, pressure, t_end = _scipy_programs(model, recipe)
     ref = lyophilization_scipy.simulate(model.parameter_values(), shelf, pressure, t_end)
     result = model.simulate(scenario=recipe, nfe=160)
@@ -271,7 +277,7 @@ def test_desorption_only_after_the_ice_is_gone_is_still_available(model):
     assert (
         model.summary(early)["final_residual_moisture_percent"] < model.summary(late)["final_residual_moisture_percent"]
     )
-    with pytest.raises(ScenarioError, match="desorption: 'before' is not a form"):
+    with pytest.raises(ScenarioError, match="desorption: 'before' is not one of the options; use during_primary"):
         model.simulate(scenario={**model.load_scenario("case1_standard").raw, "desorption": "before"})
 
 
@@ -333,16 +339,16 @@ def test_equipment_capability_limits_the_optimized_cycle(model):
     """With 1500 vials the dryer's sublimation capability, not the product temperature, limits drying."""
     recipe = dict(model.load_scenario("optimize_case1_lyopronto").raw)
     recipe["optimize"] = {
-        "shelf_temperature_C": {"min": -45, "max": 120, "ramp_C_per_min": 1.0},
+        "shelf_temperature": {"min": "-45 degC", "max": "120 degC", "ramp": "1 degC/min"},
         "constraints": {
-            "T_bottom_max_C": -5,
-            "equipment": {"a_kg_per_h": -0.182, "b_kg_per_h_per_Torr": 11.7, "n_vials": 1500},
+            "T_bottom_max": "-5 degC",
+            "equipment": {"a": "-0.182 kg/h", "b": "11.7 kg/h/torr", "n_vials": 1500},
         },
     }
     result = model.module.optimize(model, recipe)
     table = result.table
     load = table["sublimation_kg_per_h"] / table["equipment_capacity_kg_per_h"]
-    ramps = np.abs(np.diff(result.recipe["shelf_temperature_C"], axis=0))
+    ramps = np.abs(np.diff(result.recipe["shelf_temperature"]["points"], axis=0))
     print(
         f"\n1500 vials: {result.drying_time_h:.4f} h, max load {load.max():.5f}, max T_bottom "
         f"{table['T_bottom_C'].max():.4f} degC, steepest ramp {(ramps[:, 1] / ramps[:, 0]).max() / 60:.4f} degC/min"
@@ -355,17 +361,21 @@ def test_equipment_capability_limits_the_optimized_cycle(model):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"optimize": {"shelf_temperature_C": {"min": 10, "max": -10}}}, "must be below max"),
-        ({"optimize": {"shelf_temperature_C": {"min": -40, "max": 40}, "speed": 1}}, "unknown key"),
-        ({"optimize": {"shelf_temperature_C": {"min": -40}}}, "missing"),
+        ({"optimize": {"shelf_temperature": {"min": "10 degC", "max": "-10 degC"}}}, "must be below max"),
+        (
+            {"optimize": {"shelf_temperature": {"min": "-40 degC", "max": "40 degC"}, "speed": 1}},
+            "optimize: unknown key 'speed'; allowed: chamber_pressure, constraints, shelf_temperature",
+        ),
+        ({"optimize": {"shelf_temperature": {"min": "-40 degC"}}}, r"shelf_temperature: missing \['max'\]"),
+        ({"optimize": {"shelf_temperature": {"min": "-40 degC", "max": "40 mtorr"}}}, "not a unit of the same kind"),
         (
             {
                 "optimize": {
-                    "shelf_temperature_C": {"min": -40, "max": 40},
-                    "constraints": {"equipment": {"a_kg_per_h": 0.1}},
+                    "shelf_temperature": {"min": "-40 degC", "max": "40 degC"},
+                    "constraints": {"equipment": {"a": "0.1 kg/h"}},
                 }
             },
-            "missing",
+            r"equipment: missing \['b', 'n_vials'\]",
         ),
     ],
 )
@@ -376,10 +386,10 @@ def test_bad_optimize_blocks(model, change, message):
 
 
 def test_a_margin_keeps_the_optimum_below_the_critical_temperature(model):
-    """optimize.constraints.margin_C (issue #16): the optimum rode exactly on T_critical with no option.
+    """optimize.constraints.margin (issue #16): the optimum rode exactly on T_critical with no option.
     On LyoPRONTO's example bounds, where the product limit is what binds."""
     recipe = dict(model.load_scenario("optimize_case1_lyopronto").raw)
-    recipe["optimize"] = {**recipe["optimize"], "constraints": {**recipe["optimize"]["constraints"], "margin_C": 2.0}}
+    recipe["optimize"] = {**recipe["optimize"], "constraints": {**recipe["optimize"]["constraints"], "margin": "2 K"}}
     opt = model.module.optimize(model, recipe, nfe=40)
     summary = opt.summary()
     print(
@@ -389,8 +399,8 @@ def test_a_margin_keeps_the_optimum_below_the_critical_temperature(model):
     assert summary["T_bottom_max_C"] == -7.0 and summary["margin_C"] == 2.0
     assert summary["max_T_bottom_C"] <= -7.0 + 1e-3
     assert summary["verification"]["max_T_bottom_C"] <= -7.0 + 0.05
-    recipe["optimize"]["constraints"]["margin_C"] = -1
-    with pytest.raises(biotwin.ScenarioError, match="margin_C must be in"):
+    recipe["optimize"]["constraints"]["margin"] = "-1 K"
+    with pytest.raises(biotwin.ScenarioError, match="constraints.margin: must not be negative"):
         model.module.optimize(model, recipe, nfe=40)
 
 
@@ -439,9 +449,9 @@ def test_kv_from_a_measured_drying_time(model, shared_data):
     t_meas, kv_range = case["t_dry_exp"], case["Kv_range"]
     fit = model.submodule("kv_fit").fit_kv_from_drying_time(model, "case1_standard", t_meas, kv_range=kv_range)
 
-    recipe = dict(model.load_scenario("case1_standard").raw)
-    recipe["shelf_temperature_C"] = [*recipe["shelf_temperature_C"], [20.0, 20.0]]
-    recipe["chamber_pressure_mTorr"] = [*recipe["chamber_pressure_mTorr"], [20.0, 150.0]]
+    base = model.load_scenario("case1_standard").raw
+    shelf_C, pressure_mTorr = model.module.recipe_programs(base)
+    recipe = model.module.with_programs(base, [*shelf_C, [20.0, 20.0]], [*pressure_mTorr, [20.0, 150.0]])
     shelf, pressure, t_end = _scipy_programs(model, recipe)
     reference = lyophilization_scipy
 
@@ -590,3 +600,40 @@ def test_desorption_constants_fitted_to_karl_fischer_points_hold_the_truth(model
     for name, value in truth.items():
         assert shipped.loc[name, "ci95_low"] < value < shipped.loc[name, "ci95_high"], name
         assert abs(clean.loc[name, "value"] - value) < 0.25 * shipped.loc[name, "std_error"], name
+
+
+OLD_CASE1 = """
+vial: {Av_cm2: 3.80, Ap_cm2: 3.14, fill_mL: 2.0}
+product: {c_solid_g_per_mL: 0.05, R0_cm2_h_Torr_per_g: 1.4, A1_cm_h_Torr_per_g: 16.0, A2_per_cm: 0.0, T_critical_C: -5}
+heat_transfer: {KC_cal_per_s_K_cm2: 2.75e-4, KP_cal_per_s_K_cm2_Torr: 8.93e-4, KD_per_Torr: 0.46}
+shelf_temperature_C: [[0, -35], [0.9166667, 20], [12, 20]]
+chamber_pressure_mTorr: [[0, 150], [12, 150]]
+optimize:
+  shelf_temperature_C: {min: -50, max: 60, ramp_C_per_min: 1.0, initial_C: -35}
+  constraints: {T_bottom_max_C: -5, margin_C: 2.0, equipment: {a_kg_per_h: -0.182, b_kg_per_h_per_Torr: 11.7, n_vials: 398}}
+"""
+
+
+def test_a_recipe_in_the_old_spelling_still_loads_with_a_note(model, tmp_path):
+    """Issue #13: recipes written with the unit in the key keep loading (the file untouched), with one note
+    giving the new spelling, and read exactly as the shipped recipe in the new spelling."""
+    from biotwin.core.schema import RecipeSpellingWarning
+
+    path = tmp_path / "old_case1.yaml"
+    path.write_text(OLD_CASE1)
+    with pytest.warns(RecipeSpellingWarning) as notes:
+        old = model.load_scenario(path)
+    assert path.read_text() == OLD_CASE1
+    note = str(notes[0].message)
+    assert len(notes) == 1 and str(path) in note
+    for spelled in ("R0: 1.4 cm^2*h*torr/g", "Vfill: 2.0 mL", "shelf_temperature: {unit: degC", "margin: 2.0 K"):
+        assert spelled in note
+    new = model.load_scenario("optimize_case1")
+    assert (old.parameters, old.inputs, old.t_end, old.settings) == (
+        new.parameters,
+        new.inputs,
+        new.t_end,
+        new.settings,
+    )
+    opt = model.submodule("cycle_optimization")
+    assert opt.read_optimize_block(old.raw, "old") == opt.read_optimize_block(new.raw, "new")

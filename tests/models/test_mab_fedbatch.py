@@ -156,18 +156,21 @@ def test_glucose_exhaustion_is_resolved_by_the_refined_grid(model):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"initial": {"V": -1.0}}, "must not be negative"),
-        ({"boluses": [{"time": 20, "volume_L": 0.01, "Glc": 100}]}, "after the end of the culture"),
-        ({"boluses": [{"time": 3, "volume_L": -0.01}]}, "volume_L must be positive"),
-        ({"boluses": [{"time": 3, "volume_L": 0.01, "Sucrose": 10}]}, r"unknown species or key\(s\) \['Sucrose'\]"),
-        ({"initial": {"Biomass": 1.0}}, "unknown state 'Biomass'"),
-        ({"samples": {"times": [3, 3.001], "volume_L": 0.002}}, "overlap"),
+        ({"initial": {"V": "-1 L"}}, "initial.V: must not be negative"),
+        ({"initial": {"Xv": "0.3 g/L"}}, "initial.Xv: 'g/L' is not a unit of the same kind as 'Mcell/mL'"),
+        ({"boluses": [{"time": 20, "volume": "10 mL", "Glc": "100 mM"}]}, "after the end of the culture"),
+        ({"boluses": [{"time": 3, "volume": "-10 mL"}]}, "bolus 0: volume: must be positive"),
+        ({"boluses": [{"time": 3, "volume": "10 mL", "Sucrose": "10 mM"}]}, "bolus 0: unknown key 'Sucrose'; allowed"),
+        ({"boluses": [{"time": 3, "volume": 0.01}]}, "bolus 0: volume: 0.01 has no unit; write it with its unit"),
+        ({"initial": {"Biomass": "1 Mcell/mL"}}, "initial: unknown key 'Biomass'; allowed: Amm, Glc"),
+        ({"samples": {"times": [3, 3.001], "volume": "2 mL"}}, "overlap"),
         ({"duration": -1}, "must be positive"),
-        ({"feeds": []}, "unknown scenario key"),
+        ({"feeds": []}, "unknown key 'feeds'; allowed: bolus_duration, boluses"),
+        ({"continuous_feed": {"unit": "g/d", "points": [[0, 0]]}}, "'g/d' is not a unit of the same kind as 'L/h'"),
     ],
 )
 def test_bad_recipes(model, change, message):
-    recipe = {"time_unit": "d", "duration": 14, "initial": {"Xv": 0.3}, **change}
+    recipe = {"time_unit": "d", "duration": 14, "initial": {"Xv": "0.3 Mcell/mL"}, **change}
     with pytest.raises(ScenarioError, match=message):
         model.simulate(scenario=recipe, nfe=20)
 
@@ -274,11 +277,14 @@ def test_glucose_target_feeding_beats_fixed_top_ups(model):
 @pytest.mark.parametrize(
     "control, message",
     [
-        ({"times": [3.03]}, "target and times required"),
-        ({"target_mM": -5, "times": [3.03]}, "positive"),
-        ({"target_mM": 20, "times": [13.99]}, "ends after the culture"),
-        ({"target_mM": 20, "times": [3.0, 3.005]}, "overlap"),
-        ({"target_mM": 20, "times": [3.03], "gain": 2}, "expected"),
+        ({"times": [3.03]}, "give target and times"),
+        ({"target": "-5 mM", "times": [3.03]}, "target: must be positive"),
+        ({"target": "20 mM", "times": [13.99]}, "ends after the culture"),
+        ({"target": "20 mM", "times": [3.0, 3.005]}, "overlap"),
+        (
+            {"target": "20 mM", "times": [3.03], "gain": 2},
+            "glucose_control: unknown key 'gain'; allowed: stock, target",
+        ),
     ],
 )
 def test_bad_glucose_control(model, control, message):
@@ -308,12 +314,17 @@ def test_the_glucose_target_search_stops_on_the_lactate_limit(model):
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"tolerance_mM": 0.2}, "glucose_target_mM required"),
-        ({"glucose_target_mM": [26, 14]}, "lowest < highest"),
-        ({"glucose_target_mM": [14, 26], "max": {"Lac": "a lot"}}, "Lac"),
-        ({"glucose_target_mM": [14, 26], "target": 3}, "expected"),
-        ({"glucose_target_mM": [14, 16], "tolerance_mM": 2}, "must be below the range searched"),
-        ({"glucose_target_mM": [14, 26], "max": {"Lac": 30}, "min": {"Lac": 40}}, "min 40 is above max 30"),
+        ({"tolerance": "0.2 mM"}, r"glucose_target: expected \[lowest, highest\]"),
+        ({"glucose_target": ["26 mM", "14 mM"]}, "lowest < highest"),
+        ({"glucose_target": ["14 mM", "26 mM"], "max": {"Lac": "a lot"}}, "max.Lac: 'a lot' is not a number"),
+        ({"glucose_target": ["14 mM", "26 mM"], "max": {"Lac": "35 g/L"}}, "max.Lac: 'g/L' is not a unit of the same"),
+        ({"glucose_target": ["14 mM", "26 mM"], "max": {"pH": "7"}}, "max: unknown key 'pH'; allowed: Amm"),
+        ({"glucose_target": ["14 mM", "26 mM"], "target": 3}, "optimize: unknown key 'target'"),
+        ({"glucose_target": ["14 mM", "16 mM"], "tolerance": "2 mM"}, "must be below the range searched"),
+        (
+            {"glucose_target": ["14 mM", "26 mM"], "max": {"Lac": "30 mM"}, "min": {"Lac": "40 mM"}},
+            "min 40 is above max 30",
+        ),
     ],
 )
 def test_bad_optimize_block(model, block, message):
@@ -331,3 +342,55 @@ def test_an_optimize_block_needs_glucose_control(model):
     recipe = {k: v for k, v in model.load_scenario("glucose_target_14d").raw.items() if k != "glucose_control"}
     with pytest.raises(ScenarioError, match="add a glucose_control block"):
         model.simulate(scenario=recipe, nfe=20)
+
+
+def test_a_recipe_in_the_old_spelling_still_loads_with_a_note(model):
+    """Issue #13: the unit in the key (volume_L, target_mM) and concentrations without a unit keep loading,
+    with one note giving the new spelling, and read exactly as the new spelling does."""
+    from biotwin.core.schema import RecipeSpellingWarning
+
+    old = {
+        "time_unit": "d",
+        "duration": 14,
+        "initial": {"Xv": 0.3, "Glc": 35.0, "V": 1.0},
+        "boluses": [{"time": 3, "volume_L": 0.03, "Glc": 400, "Gln": 40}],
+        "samples": {"times": [1.02, 2.02], "volume_L": 0.002},
+        "continuous_feed": {
+            "unit": "L/d",
+            "rate": [[0, 0], [3, 0], [3, 0.03], [14, 0.03]],
+            "composition": {"Glc": 400},
+        },
+        "bolus_duration_h": 0.1,
+        "settings": {"metabolism": "platform"},
+        "glucose_control": {"target_mM": 22, "times": [3.03, 4.03], "stock_mM": 2775, "window_h": 0.25},
+        "optimize": {"glucose_target_mM": [14, 26], "tolerance_mM": 0.2, "max": {"Lac": 35}},
+    }
+    new = {
+        "time_unit": "d",
+        "duration": 14,
+        "initial": {"Xv": "0.3 Mcell/mL", "Glc": "35 mM", "V": "1000 mL"},
+        "boluses": [{"time": 3, "volume": "30 mL", "Glc": "400 mM", "Gln": "40 mM"}],
+        "samples": {"times": [1.02, 2.02], "volume": "2 mL"},
+        "continuous_feed": {
+            "unit": "L/d",
+            "points": [[0, 0], [3, 0], [3, 0.03], [14, 0.03]],
+            "composition": {"Glc": "400 mM"},
+        },
+        "bolus_duration": "6 min",
+        "settings": {"metabolism": "platform"},
+        "glucose_control": {"target": "22 mM", "times": [3.03, 4.03], "stock": "2775 mM", "window": "15 min"},
+        "optimize": {"glucose_target": ["14 mM", "26 mM"], "tolerance": "0.2 mM", "max": {"Lac": "35 mM"}},
+    }
+    with pytest.warns(RecipeSpellingWarning) as notes:
+        a = model.load_scenario(old)
+    assert len(notes) == 1
+    for spelled in ("volume_L: 0.03 -> volume: 0.03 L", "Glc: 400 -> Glc: 400 mM", "target_mM: 22 -> target: 22 mM"):
+        assert spelled in str(notes[0].message)
+    b = model.load_scenario(new)
+    assert a.t_end == b.t_end and a.settings == b.settings
+    assert a.parameters == pytest.approx(b.parameters, rel=1e-12)
+    for name, program in a.inputs.items():
+        other = b.inputs[name]
+        assert program["unit"] == other["unit"]
+        assert np.asarray(program["points"]) == pytest.approx(np.asarray(other["points"]), rel=1e-12)
+    assert model.module.read_optimize_block(a.raw, "a") == model.module.read_optimize_block(b.raw, "b")

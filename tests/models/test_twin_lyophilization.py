@@ -29,7 +29,7 @@ import biotwin
 from biotwin.core.data import Experiment
 from biotwin.processes.freeze_drying import fill_height, parameters_of
 
-RECIPE = {"t_end_h": 9.0, "shelf_temperature_C": [[0, -35], [55 / 60, 20], [9, 20]]}
+RECIPE = {"t_end": "9 h", "shelf_temperature": {"unit": "degC", "points": [[0, -35], [55 / 60, 20], [9, 20]]}}
 
 
 def test_the_twin_on_the_measured_record_forecasts_the_end_of_drying(shared_data):
@@ -40,7 +40,7 @@ def test_the_twin_on_the_measured_record_forecasts_the_end_of_drying(shared_data
     recipe = {
         **model.load_scenario("case1_standard").raw,
         **RECIPE,
-        "chamber_pressure_mTorr": [[0, 150], [9, 150]],
+        "chamber_pressure": {"unit": "mtorr", "points": [[0, 150], [9, 150]]},
     }
     p = model.parameter_values()
     L0 = fill_height(*parameters_of(p, "Vfill Ap c_solid rho_solution rho_ice rho_solute"))  # [cm]
@@ -67,7 +67,7 @@ def test_the_twin_on_the_measured_record_forecasts_the_end_of_drying(shared_data
         Experiment.from_frame(
             record.rename(columns={"T_product": "T_bottom"}).drop(columns="T_product_sigma"),
             "thermocouple",
-            scenario={**recipe, "t_end_h": float(record["time"].iloc[-1])},
+            scenario={**recipe, "t_end": {"value": float(record["time"].iloc[-1]), "unit": "h"}},
         ),
         ["R0", "A1"],
         nfe=100,

@@ -251,8 +251,8 @@ def test_with_zero_variance_the_probability_map_is_lyopronto_case_6(tmp_path, sh
     ref = pd.read_csv(shared_data / "lyophilization" / "case6_design_space_shelf_isotherms.csv")
     base = {
         **model.load_scenario("case1_standard").raw,
-        "shelf_temperature_C": [[0, -5], [40, -5]],
-        "chamber_pressure_mTorr": [[0, 150], [40, 150]],
+        "shelf_temperature": {"unit": "degC", "points": [[0, -5], [40, -5]]},
+        "chamber_pressure": {"unit": "mtorr", "points": [[0, 150], [40, 150]]},
     }
     spec = read_sweep(
         {

@@ -65,10 +65,10 @@ def recipe_for(run, t_tf, dna, exchange, sample_times):
         ", medium exchange 6 h later" if exchange else ""
     )
     recipe["duration"] = DURATION_H
-    recipe["transfections"] = [{"time": t_tf, "dna_pg_per_cell": dna}]
+    recipe["transfections"] = [{"time": t_tf, "dna": f"{dna} pg/cell"}]
     if exchange:
         recipe["medium_exchanges"] = [{"time": t_tf + 6.0, "fraction": 1.0}]
-    recipe["samples"] = {"times": [t for t in sample_times if 0 < t < DURATION_H], "volume_L": 0.002}
+    recipe["samples"] = {"times": [t for t in sample_times if 0 < t < DURATION_H], "volume": "0.002 L"}
     return recipe
 
 
@@ -91,7 +91,10 @@ def main():
         table.loc[table["time"] < t_tf + 12.0, ["VLP", "VLP_sigma"]] = np.nan
         table.to_csv(HERE / f"{run}.csv", index=False)
         (HERE / f"{run}.yaml").write_text(
-            "# SYNTHETIC: recipe of " + run + " (see README.md)\n" + yaml.safe_dump(recipe, sort_keys=False, width=120)
+            "# SYNTHETIC: recipe of "
+            + run
+            + " (see README.md)\n"
+            + yaml.safe_dump(recipe, sort_keys=False, default_flow_style=None, width=200)
         )
         print(f"wrote {run}.csv ({len(times)} samples) and {run}.yaml")
 

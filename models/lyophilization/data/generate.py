@@ -46,9 +46,8 @@ def recipe(model) -> dict:
         "SYNTHETIC Karl Fischer example: LyoPRONTO case 1, then the shelf at 40 degC from 7.9 h to 16 h "
         "(models/lyophilization/data/generate.py)"
     )
-    raw["shelf_temperature_C"] = [[0, -35], [0.9166667, 20], [7.5, 20], [7.9, 40], [16, 40]]
-    raw["chamber_pressure_mTorr"] = [[0, 150], [16, 150]]
-    return raw
+    shelf = [[0, -35], [0.9166667, 20], [7.5, 20], [7.9, 40], [16, 40]]  # [h, degC]
+    return model.module.with_programs(raw, shelf, [[0, 150], [16, 150]])  # pressure [h, mTorr]
 
 
 def exact_moisture(model, cycle, truth=TRUE_PARAMETERS, nfe=240) -> np.ndarray:
@@ -97,7 +96,7 @@ def main():
     frame = karl_fischer(exact_moisture(model, cycle))
     frame.round(4).to_csv(HERE / "karl_fischer_synthetic.csv", index=False)
     text = "# SYNTHETIC: the cycle of karl_fischer_synthetic.csv (see generate.py)\n" + yaml.safe_dump(
-        cycle, sort_keys=False
+        cycle, sort_keys=False, default_flow_style=None, width=120
     )
     (HERE / "karl_fischer_synthetic.yaml").write_text(text)
     print(frame.to_string(index=False))

@@ -64,7 +64,7 @@ def main():
         recipe = yaml.safe_load((HERE.parent / "scenarios" / f"{scenario_name}.yaml").read_text())
         recipe = copy.deepcopy(recipe)
         recipe["description"] = f"SYNTHETIC run {run}: {scenario_name} seeded at {xv0} Mcell/mL"
-        recipe["initial"]["Xv"] = xv0
+        recipe["initial"]["Xv"] = f"{xv0} Mcell/mL"
         sample_days = [0.0] + [float(t) for t in recipe["samples"]["times"]] + [14.0]
         times_h = [24.0 * d for d in sample_days]
         result = model.simulate(scenario=recipe, params=TRUE_PARAMETERS, times=times_h[1:], nfe=400)
@@ -79,7 +79,10 @@ def main():
             table.loc[0, [var, f"{var}_sigma"]] = np.nan
         table.to_csv(HERE / f"{run}.csv", index=False)
         (HERE / f"{run}.yaml").write_text(
-            "# SYNTHETIC: recipe of " + run + " (see README.md)\n" + yaml.safe_dump(recipe, sort_keys=False, width=120)
+            "# SYNTHETIC: recipe of "
+            + run
+            + " (see README.md)\n"
+            + yaml.safe_dump(recipe, sort_keys=False, default_flow_style=None, width=200)
         )
         print(f"wrote {run}.csv ({len(times_h)} samples) and {run}.yaml")
 

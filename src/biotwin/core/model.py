@@ -114,6 +114,7 @@ HOOKS = {
     "optimize": ("function", ("model", "scenario"), "the optimization behind `biotwin optimize`"),
     "EXPLORER": ("mapping", None, "knobs, panels and readouts of biotwin.explore"),
     "SIGNED_STATES": ("names", None, "states allowed below zero by the physics check"),
+    "RECIPE_SPELLINGS": ("mapping", None, "old recipe keys -> (new key, unit), read with a note"),
 }
 
 
@@ -392,15 +393,16 @@ class Model:
         empty scenario.
         """
         translate = self.hook("read_scenario")
+        spellings = self.hook("RECIPE_SPELLINGS")
         if isinstance(scenario, scenario_mod.Scenario):
             return scenario
         if scenario is None:
             default = self.folder / "scenarios" / "default.yaml"
             if not default.is_file():
-                return scenario_mod.from_dict({}, "default", "<no scenario>", translate)
+                return scenario_mod.from_dict({}, "default", "<no scenario>", translate, spellings)
             scenario = default
         if isinstance(scenario, dict):
-            return scenario_mod.from_dict(scenario, "custom", "<dict>", translate)
+            return scenario_mod.from_dict(scenario, "custom", "<dict>", translate, spellings)
         path = Path(scenario)
         if not path.is_file() and path.suffix == "" and len(path.parts) == 1:
             candidate = self.folder / "scenarios" / f"{path.name}.yaml"
@@ -413,7 +415,7 @@ class Model:
                 )
             path = candidate
         raw = scenario_mod.read_yaml(path)
-        return scenario_mod.from_dict(raw, path.stem, str(path), translate)
+        return scenario_mod.from_dict(raw, path.stem, str(path), translate, spellings)
 
     # -- rates ----------------------------------------------------------------
     def rates(

@@ -48,7 +48,7 @@ class Scenario:
     source : str
         Where the scenario came from (file path or ``"<dict>"``).
     raw : dict
-        The scenario as given, before any model-specific translation.
+        The scenario as given (old key spellings rewritten), before any model-specific translation.
     allow_unusual : bool
         The recipe says ``allow_unusual: true``: values outside the plausible ranges
         (:mod:`biotwin.core.checks`) and parameters outside their bounds are intended.
@@ -80,8 +80,16 @@ def read_yaml(path: Path) -> dict:
     return raw
 
 
-def from_dict(raw: dict, name: str, source: str, translate=None) -> Scenario:
-    """Build a :class:`Scenario` from a mapping, translating a model-specific schema first."""
+def from_dict(raw: dict, name: str, source: str, translate=None, spellings=None) -> Scenario:
+    """Build a :class:`Scenario` from a mapping, translating a model-specific schema first.
+
+    ``spellings`` (the model's ``RECIPE_SPELLINGS``) rewrites old key spellings first
+    (:func:`biotwin.core.schema.modernize`, with a note); :attr:`Scenario.raw` holds the new spelling.
+    """
+    if spellings:
+        from biotwin.core.schema import modernize
+
+        raw = modernize(raw, spellings, source)
     original = dict(raw)
     raw = dict(raw)
     allow = raw.pop("allow_unusual", False)

@@ -19,7 +19,9 @@ units = pyo.units
 #: yields [cell/mmol] and specific rates [mmol/cell/h] are checked, and "Mcell/mL"
 #: (1e6 cells/mL, the usual viable-cell-density unit) converts exactly. Virus and virus-like
 #: particles ("vp", as in vp/mL titers) likewise: "Gvp/mL" is 1e9 particles per mL.
-EXTRA_DEFINITIONS = ["cell = [cell_count]", "vp = [particle_count]"]
+#: "Torr" as written on freeze-dryer gauges and in LyoPRONTO (pint knows only lower-case "torr"), so that
+#: "mTorr" and "cm^2*h*Torr/g" read as they are written.
+EXTRA_DEFINITIONS = ["cell = [cell_count]", "vp = [particle_count]", "Torr = torr"]
 
 
 def _add_definitions():

@@ -69,8 +69,14 @@ class FeedOptimizationResult:
         for _, row in self.boluses.iterrows():
             if row["optimal_volume_L"] <= 0:
                 continue
-            entry = {"time": row["time_h"] / per_unit, "volume_L": float(row["optimal_volume_L"])}
-            entry.update({c[:-3]: float(row[c]) for c in self.boluses.columns if c.endswith("_mM") and row[c] > 0})
+            entry = {"time": row["time_h"] / per_unit, "volume": {"value": float(row["optimal_volume_L"]), "unit": "L"}}
+            entry.update(
+                {
+                    c[:-3]: {"value": float(row[c]), "unit": "mM"}
+                    for c in self.boluses.columns
+                    if c.endswith("_mM") and row[c] > 0
+                }
+            )
             boluses.append(entry)
         raw["boluses"] = boluses
         raw["description"] = f"feed-optimized version of: {raw.get('description', '').strip()}"

@@ -1,45 +1,99 @@
 """Cell-culture operating recipes: initial state, bolus feeds, samples, continuous feed.
 
-Shared by the cell-culture models. Schema (times in ``time_unit``)::
+Shared by the cell-culture models. Every quantity is a value with its unit
+(:mod:`biotwin.core.schema`); times are numbers in the recipe's ``time_unit``::
 
     description: Nominal 14-day platform fed-batch
-    time_unit: d                    # h (default) or d
+    time_unit: d                    # of every time below (h, the default, or d)
     duration: 14
-    initial: {Xv: 0.3, Glc: 35}     # state -> value in the state's unit; the rest from parameters.yaml
-    parameters: {beta_P: 30}
+    initial: {Xv: 0.3 Mcell/mL, Glc: 35 mM, V: 1 L}   # the rest from parameters.yaml
+    parameters: {beta_P: 30}        # the generic form: in the parameter's unit, or {value, unit}
     boluses:                        # shot additions of a feed solution
-      - {time: 3, volume_L: 0.03, Glc: 400, Gln: 40}
-    samples: {times: [1, 2, 3], volume_L: 0.002}   # broth withdrawn
-    continuous_feed: {unit: L/d, rate: [[0, 0], [14, 0]], composition: {Glc: 400}}
-    bolus_duration_h: 0.1
+      - {time: 3, volume: 30 mL, Glc: 400 mM, Gln: 40 mM}
+    samples: {times: [1, 2, 3], volume: 2 mL}   # broth withdrawn
+    continuous_feed: {unit: L/d, points: [[0, 0], [14, 0]], composition: {Glc: 400 mM}}
+    bolus_duration: 0.1 h
 
-A bolus or sample is applied as a rectangular pulse of ``bolus_duration_h``
+A bolus or sample is applied as a rectangular pulse of ``bolus_duration``
 (default 0.1 h) that delivers exactly its volume: collocation needs continuous
 states, and a 6-minute pulse is as short as a real shot addition. Boluses at the
 same time are merged into one of the summed volume and volume-weighted
 composition, which adds exactly the same amounts.
+
+Recipes written before (``volume_L: 0.03``, ``Glc: 400`` meaning mM, ``bolus_duration_h``,
+``continuous_feed.rate``) still load, with a note giving the new spelling
+(:func:`culture_spellings`).
 """
 
 from __future__ import annotations
 
 import itertools
 
+from pyomo.common.config import ConfigDict, ConfigValue, ListOf
+
 from biotwin.core import checks
 from biotwin.core.errors import ScenarioError
+from biotwin.core.schema import Number, Points, Quantity, validate
 from biotwin.core.units import convert_value, parse_unit
 
-KEYS = {
-    "description",
-    "time_unit",
-    "duration",
-    "initial",
-    "parameters",
-    "boluses",
-    "samples",
-    "continuous_feed",
-    "bolus_duration_h",
-    "settings",
-}
+
+def culture_spellings(states: dict, species: list[str]) -> dict:
+    """Old recipe spellings (unit in the key, concentrations without unit) -> new, for a model's ``RECIPE_SPELLINGS``."""
+    out = {f"initial.{name}": (name, unit) for name, unit in states.items()}
+    out.update({f"boluses.{sp}": (sp, "mM") for sp in species})
+    out.update({f"continuous_feed.composition.{sp}": (sp, "mM") for sp in species})
+    out.update(
+        {
+            "boluses.volume_L": ("volume", "L"),
+            "samples.volume_L": ("volume", "L"),
+            "continuous_feed.rate": ("points", ""),
+            "bolus_duration_h": ("bolus_duration", "h"),
+        }
+    )
+    return out
+
+
+def _time_unit(text) -> str:
+    try:
+        convert_value(1.0, parse_unit(str(text), "time_unit"), parse_unit("h"))
+    except Exception as exc:  # noqa: BLE001 (any unit text that is not a time)
+        raise ValueError(f"{text!r} is not a time unit ({exc})") from None
+    return str(text)
+
+
+def bolus_config(species: list[str]) -> ConfigDict:
+    """One bolus: ``{time: 3, volume: 30 mL, Glc: 400 mM}`` (species not given: none in the feed)."""
+    bolus = ConfigDict(description="a shot addition")
+    bolus.declare("time", ConfigValue(domain=Number(non_negative=True), default=None, description="[time_unit]"))
+    bolus.declare("volume", ConfigValue(domain=Quantity("L", positive=True), default=None, description="[L]"))
+    for sp in species:
+        bolus.declare(sp, ConfigValue(domain=Quantity("mM", non_negative=True), default="0 mM", description="[mM]"))
+    return bolus
+
+
+def culture_config(states: dict, species: list[str]) -> ConfigDict:
+    """The cell-culture recipe schema (``pyomo.common.config``) for a model's states and feed species."""
+    c = ConfigDict(description="a cell-culture recipe")
+    c.declare("description", ConfigValue(domain=str, default=""))
+    c.declare("time_unit", ConfigValue(domain=_time_unit, default="h", description="unit of every time"))
+    c.declare("duration", ConfigValue(domain=Number(positive=True), default=None, description="[time_unit]"))
+    initial = c.declare("initial", ConfigDict(description="initial state; the rest from parameters.yaml"))
+    for name, unit in states.items():
+        initial.declare(name, ConfigValue(domain=Quantity(unit, non_negative=True), default=None, description=unit))
+    c.declare("parameters", ConfigValue(domain=dict, default={}, description="overrides, the generic form"))
+    c.declare("boluses", ConfigValue(domain=list, default=[], description="bolus feeds, each bolus_config"))
+    samples = c.declare("samples", ConfigDict(description="broth withdrawn"))
+    samples.declare("times", ConfigValue(domain=ListOf(float, Number(non_negative=True)), default=[]))
+    samples.declare("volume", ConfigValue(domain=Quantity("L", positive=True), default=None, description="[L]"))
+    feed = c.declare("continuous_feed", ConfigDict(description="a continuous feed"))
+    feed.declare("unit", ConfigValue(domain=str, default=None, description="of the feed rate, e.g. L/d"))
+    feed.declare("points", ConfigValue(domain=list, default=None, description="[[time, rate], ...]"))
+    composition = feed.declare("composition", ConfigDict(description="the feed's concentrations"))
+    for sp in species:
+        composition.declare(sp, ConfigValue(domain=Quantity("mM", non_negative=True), default=None))
+    c.declare("bolus_duration", ConfigValue(domain=Quantity("h", positive=True), default="0.1 h"))
+    c.declare("settings", ConfigValue(domain=dict, default={}, description="passed to build(settings)"))
+    return c
 
 
 def pulse_program(pulses, t_end):
@@ -67,8 +121,8 @@ def check_overlaps(pulses, what, where, unit="h", hours=1.0):
             )
 
 
-def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str]) -> dict:
-    """Translate a cell-culture recipe into the generic scenario form (times in hours).
+def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str], model_keys=()) -> dict:
+    """Translate a cell-culture recipe (:func:`culture_config`) into the generic scenario form (times in hours).
 
     Parameters
     ----------
@@ -81,73 +135,64 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
     species : list of str
         Species a bolus or the continuous feed may carry (e.g. ``["Glc", "Gln"]``); the
         model has inputs ``<species>_bolus`` and parameters ``<species>_feed``.
+    model_keys : iterable of str
+        The model's own recipe keys (read by its ``read_scenario``): left out here, listed as allowed.
     """
-    unknown = set(raw) - KEYS
+    schema = culture_config(states, species)
+    unknown = sorted(set(raw) - set(schema.keys()) - set(model_keys))
     if unknown:
-        raise ScenarioError(f"{where}: unknown scenario key(s) {sorted(unknown)}; allowed: {sorted(KEYS)}")
-    unit = raw.get("time_unit", "h")
-    try:
-        hours = convert_value(1.0, parse_unit(str(unit), f"{where}: time_unit"), parse_unit("h"))
-    except Exception as exc:  # noqa: BLE001
-        raise ScenarioError(f"{where}: time_unit {unit!r} is not a time unit ({exc})") from None
-    if "duration" not in raw:
+        allowed = ", ".join(sorted(set(schema.keys()) | set(model_keys)))
+        raise ScenarioError(f"{where}: unknown key {unknown[0]!r}; allowed: {allowed}")
+    cfg = validate(schema, {k: v for k, v in raw.items() if k not in model_keys}, where)
+    unit = cfg.time_unit
+    hours = convert_value(1.0, parse_unit(unit), parse_unit("h"))
+    if cfg.duration is None:
         raise ScenarioError(f"{where}: 'duration' (culture length in {unit}) is required")
-    t_end = checks.number(raw["duration"], f"{where}: duration", positive=True) * hours
-    checks.in_range(t_end, "culture_duration", f"{where}: duration {raw['duration']} {unit}")
-    dur = checks.number(raw.get("bolus_duration_h", 0.1), f"{where}: bolus_duration_h", positive=True)
+    t_end = cfg.duration * hours
+    checks.in_range(t_end, "culture_duration", f"{where}: duration {cfg.duration:g} {unit}")
+    dur = cfg.bolus_duration
 
-    parameters = dict(raw.get("parameters") or {})
-    for name, value in (raw.get("initial") or {}).items():
-        if name not in states:
-            raise ScenarioError(f"{where}: initial: unknown state '{name}'; states: {', '.join(states)}")
+    parameters = dict(cfg.parameters)
+    for name in states:
+        value = cfg.initial[name]
+        if value is None:
+            continue
         if f"{name}0" in parameters:
             raise ScenarioError(f"{where}: initial '{name}' is also given as parameter '{name}0'")
-        value = checks.number(value, f"{where}: initial {name} [{states[name]}]", non_negative=True)
         if name == "V" and value <= 0:
             raise ScenarioError(f"{where}: initial volume V must be positive, got {value} L")
-        parameters[f"{name}0"] = value
+        parameters[f"{name}0"] = float(value)
 
     # boluses
     merged = {}
-    for i, bolus in enumerate(raw.get("boluses") or []):
+    for i, given in enumerate(cfg.boluses):
         label = f"{where}: bolus {i}"
-        if not isinstance(bolus, dict):
-            raise ScenarioError(f"{label}: expected a mapping with time, volume_L and species")
-        extra = set(bolus) - {"time", "volume_L"} - set(species)
-        if extra:
-            raise ScenarioError(
-                f"{label}: unknown species or key(s) {sorted(extra)}; "
-                f"a bolus has time, volume_L and any of {', '.join(species)} [mM]"
-            )
-        if "time" not in bolus or "volume_L" not in bolus:
-            raise ScenarioError(f"{label}: needs 'time' [{unit}] and 'volume_L'")
-        start = checks.number(bolus["time"], f"{label}: time", non_negative=True) * hours
-        volume = checks.number(bolus["volume_L"], f"{label}: volume_L")
-        if volume <= 0:
-            raise ScenarioError(f"{label}: volume_L must be positive, got {volume}")
+        bolus = validate(bolus_config(species), given, label)
+        if bolus.time is None or bolus.volume is None:
+            raise ScenarioError(f"{label}: needs 'time' [{unit}] and 'volume' (e.g. 30 mL)")
+        start = bolus.time * hours
+        volume = bolus.volume
         if start + dur > t_end + 1e-9:
             raise ScenarioError(
-                f"{label}: feed at {bolus['time']} {unit} is after the end of the culture "
-                f"({raw['duration']} {unit}, the pulse lasts {dur} h)"
+                f"{label}: feed at {bolus.time:g} {unit} is after the end of the culture "
+                f"({cfg.duration:g} {unit}, the pulse lasts {dur:g} h)"
             )
-        amounts = {s: checks.number(bolus.get(s, 0.0), f"{label}: {s}", non_negative=True) * volume for s in species}
+        amounts = {s: bolus[s] * volume for s in species}
         vol0, am0 = merged.get(start, (0.0, {s: 0.0 for s in species}))
         merged[start] = (vol0 + volume, {s: am0[s] + amounts[s] for s in species})
     bolus_pulses = [(s, s + dur, vol / dur, {sp: am[sp] / vol for sp in species}) for s, (vol, am) in merged.items()]
     check_overlaps(bolus_pulses, "boluses", where, unit, hours)
 
     # samples
-    samples = raw.get("samples") or {}
     sample_pulses = []
-    if samples:
-        if not isinstance(samples, dict) or set(samples) - {"times", "volume_L"}:
-            raise ScenarioError(f"{where}: samples: expected {{times: [...], volume_L: v}}")
-        volume = checks.number(samples.get("volume_L"), f"{where}: samples: volume_L", positive=True)
-        for j, t in enumerate(samples.get("times") or []):
-            start = checks.number(t, f"{where}: samples: time {j}", non_negative=True) * hours
+    if cfg.samples.times:
+        if cfg.samples.volume is None:
+            raise ScenarioError(f"{where}: samples: give the volume withdrawn (e.g. volume: 2 mL)")
+        for t in cfg.samples.times:
+            start = t * hours
             if start + dur > t_end + 1e-9:
-                raise ScenarioError(f"{where}: sample at {t} {unit} is after the end of the culture")
-            sample_pulses.append((start, start + dur, volume / dur))
+                raise ScenarioError(f"{where}: sample at {t:g} {unit} is after the end of the culture")
+            sample_pulses.append((start, start + dur, cfg.samples.volume / dur))
         check_overlaps(sample_pulses, "samples", where, unit, hours)
 
     inputs = {
@@ -160,33 +205,24 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
             "points": pulse_program([(s, e, comp[sp]) for s, e, _, comp in bolus_pulses], t_end),
         }
 
-    feed = raw.get("continuous_feed")
-    if feed:
-        if not isinstance(feed, dict) or set(feed) - {"unit", "rate", "composition"} or "rate" not in feed:
-            raise ScenarioError(f"{where}: continuous_feed: expected {{unit, rate: [[time, value], ...], composition}}")
-        rate_unit = feed.get("unit", "L/h")
-        points = feed["rate"]
-        if not isinstance(points, list):
-            raise ScenarioError(f"{where}: continuous_feed: rate must be a list of [time, value]")
-        scaled = []
-        for k, p in enumerate(points):
-            if not isinstance(p, (list, tuple)) or len(p) != 2:
-                raise ScenarioError(f"{where}: continuous_feed: rate point {k}: expected [time, value]")
-            t = checks.number(p[0], f"{where}: continuous_feed: rate point {k} time") * hours
-            r = checks.number(p[1], f"{where}: continuous_feed: rate point {k} value")
-            if r < 0:
-                raise ScenarioError(f"{where}: continuous_feed: rate point {k} is negative ({r} {rate_unit})")
-            scaled.append([t, r])
-        inputs["F_cont"] = {"unit": rate_unit, "points": scaled}
-        for sp, conc in (feed.get("composition") or {}).items():
-            if sp not in species:
-                raise ScenarioError(f"{where}: continuous_feed: unknown species '{sp}'; allowed: {', '.join(species)}")
-            parameters[f"{sp}_feed"] = checks.number(conc, f"{where}: continuous_feed: {sp}", non_negative=True)
+    feed = cfg.continuous_feed
+    if feed.points is not None:
+        label = f"{where}: continuous_feed"
+        if feed.unit is None:
+            raise ScenarioError(f"{label}: give the rate's unit (unit: L/d)")
+        try:  # checked as a flow rate; passed on in its own unit (the engine converts it)
+            Points("L/h", non_negative=True)({"unit": feed.unit, "points": feed.points})
+        except ValueError as exc:
+            raise ScenarioError(f"{label}: {exc}") from None
+        inputs["F_cont"] = {"unit": feed.unit, "points": [[float(t) * hours, float(r)] for t, r in feed.points]}
+        for sp in species:
+            if feed.composition[sp] is not None:
+                parameters[f"{sp}_feed"] = float(feed.composition[sp])
 
     return {
-        "description": raw.get("description", ""),
+        "description": cfg.description,
         "t_end": t_end,
         "parameters": parameters,
         "inputs": inputs,
-        "settings": dict(raw.get("settings") or {}),
+        "settings": dict(cfg.settings),
     }
