@@ -148,6 +148,13 @@ class CalibrationResult:
                     if se is not None
                     else f"  {label:24s} {p['value']:.6g} {p['unit']}"
                 )
+        d = self.diagnostics
+        if d.get("residual_model") == "ar1":
+            lines.append(
+                f"  intervals for AR(1) errors: residual lag-1 autocorrelation {d['residual_autocorrelation_lag1']:.3f}, "
+                f"variance x {d['variance_inflation']:.3g}, effective observations {d['n_effective']:.0f} of "
+                f"{self.n_observations}"
+            )
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         for label, p in self.parameters.items():

@@ -445,6 +445,7 @@ def _calibrate(args) -> int:
         profile=_names(args.profile),
         options=options or None,
         progress=lambda s: _stderr(f"[biotwin] {s}"),
+        residual_model=args.residual_model,
     )
     return _save_calibration(result, out, args.overwrite)
 
@@ -876,6 +877,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--multistart", type=int, default=0, help="Latin-hypercube starts solved in parallel first")
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start design")
     p.add_argument("--profile", help="comma-separated parameters to profile (likelihood intervals)")
+    p.add_argument(
+        "--residual-model",
+        choices=["independent", "ar1"],
+        default="independent",
+        help="measurement errors independent (default) or AR(1) within each series: intervals widened by "
+        "(1+rho)/(1-rho) for densely sampled records the model does not follow exactly",
+    )
     p.add_argument("--out", required=True, help="JSON file for the result")
     _add_overwrite(p, "replace an existing result file")
     _add_run_options(p)
