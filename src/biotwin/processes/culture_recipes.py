@@ -27,6 +27,7 @@ Recipes written before (``volume_L: 0.03``, ``Glc: 400`` meaning mM, ``bolus_dur
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from pyomo.common.config import ConfigDict, ConfigValue, ListOf
@@ -54,6 +55,11 @@ def culture_spellings(states: dict, species: list[str]) -> dict:
 
 
 def _time_unit(text) -> str:
+    return _checked_time_unit(str(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_time_unit(text: str) -> str:
     try:
         convert_value(1.0, parse_unit(str(text), "time_unit"), parse_unit("h"))
     except Exception as exc:  # noqa: BLE001 (any unit text that is not a time)
