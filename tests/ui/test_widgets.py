@@ -146,6 +146,19 @@ def test_design_space_view_maps_and_loads_a_point(lyo):
     assert lyo.values()["shelf_C"] == 0.0 and lyo.values()["pressure_mTorr"] == 100.0
     assert lyo.last_readouts["max product temperature [degC]"] == pytest.approx(z[0, 0], abs=1e-6)
     lyo.set(shelf_C=20.0, pressure_mTorr=150.0)
+    # issue #18 item 5: probability contours (a sweep's probability_map) over the map, replaced when redrawn
+    cells = [(x, y) for x in (0.0, 10.0, 20.0) for y in (100.0, 125.0, 150.0)]
+    table = pd.DataFrame(cells, columns=["shelf_C", "pressure_mTorr"])
+    table["probability"] = 1.0 - (table["shelf_C"] / 20.0) * (table["pressure_mTorr"] / 150.0)
+    for _ in range(2):
+        grid = view.show_probability(table, levels=(0.5, 0.9))
+    contours = [t for t in view.figure.data if (t.name or "").startswith("P(all limits hold)")]
+    assert [t.name for t in contours] == ["P(all limits hold) = 0.5", "P(all limits hold) = 0.9"]
+    assert grid.shape == (3, 3) and np.array(contours[0].z)[2][2] == pytest.approx(0.0)
+    with pytest.raises(biotwin.core.errors.BiotwinError, match="no column \\['probability'\\]"):
+        view.show_probability(table.drop(columns="probability"))
+    with pytest.raises(biotwin.core.errors.BiotwinError, match="levels must be probabilities"):
+        view.show_probability(table, levels=(0.5, 99))
 
 
 def test_calibration_view_fits_the_ticked_parameters():

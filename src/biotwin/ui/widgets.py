@@ -407,7 +407,8 @@ def _design_point(folder, scenario, values, readout, nfe):
 
 
 class DesignSpaceView:
-    """A map of one readout over two knobs of an explorer, with a pass/fail contour.
+    """A map of one readout over two knobs of an explorer, with a pass/fail contour (and, from a sweep with
+    uncertain parameters, contours of the probability that every limit holds: :meth:`show_probability`).
 
     Parameters
     ----------
@@ -482,6 +483,7 @@ class DesignSpaceView:
         self.button.on_click(lambda _: self.compute())
         self.widget = w.VBox([w.HBox([self.button, self.progress]), self.figure])
         self.values = None
+        self.probability = None  # the probability grid of show_probability
 
     def compute(self):
         """Evaluate the grid (in parallel processes) and draw the map; returns the grid as an array."""
@@ -515,6 +517,61 @@ class DesignSpaceView:
             self.figure.data[1].z = z
             self.figure.data[2].z = pale_cells(fails)
         return z
+
+    def show_probability(self, probability, levels=(0.5, 0.9, 0.99)):
+        """Draw probability contours (from a sweep with uncertain parameters) over the map.
+
+        Parameters
+        ----------
+        probability : biotwin.sweep.SweepResult or pandas.DataFrame
+            A sweep over this view's two knobs with sampled parameters (its
+            :func:`~biotwin.sweep.analysis.probability_map`), or such a table: columns ``x``, ``y`` and
+            ``probability`` [-] (that every limit holds in a cell).
+        levels : sequence of float
+            Probabilities to draw, each in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The probability grid drawn (rows ``y``, columns ``x``).
+        """
+        import pandas as pd
+        import plotly.graph_objects as go
+
+        from biotwin.sweep.analysis import probability_map
+
+        table = probability if isinstance(probability, pd.DataFrame) else probability_map(probability)
+        missing = [c for c in (self.x, self.y, "probability") if c not in table.columns]
+        if missing:
+            raise BiotwinError(
+                f"probability contours: the table has no column {missing}; it needs the view's knobs "
+                f"{self.x}, {self.y} and 'probability' (a sweep over these knobs with sampled parameters)"
+            )
+        bad = [lv for lv in levels if not (isinstance(lv, (int, float)) and 0 < lv < 1)]
+        if bad or not levels:
+            raise BiotwinError(f"probability contours: levels must be probabilities in (0, 1), got {list(levels)}")
+        grid = table.pivot_table(index=self.y, columns=self.x, values="probability")
+        if grid.shape[0] < 2 or grid.shape[1] < 2:
+            raise BiotwinError("probability contours need at least 2 x 2 cells of the sweep's grid")
+        styles = ["dot", "dash", "solid"]
+        self.figure.data = [t for t in self.figure.data if not (t.name or "").startswith("P(all limits hold)")]
+        with self.figure.batch_update():
+            for k, level in enumerate(sorted(levels)):
+                self.figure.add_trace(
+                    go.Contour(
+                        x=list(grid.columns),
+                        y=list(grid.index),
+                        z=grid.to_numpy(dtype=float),
+                        showscale=False,
+                        contours={"coloring": "none", "start": level, "end": level, "size": 1.0, "showlabels": True},
+                        line={"color": "#1f3a93", "width": 2, "dash": styles[k % len(styles)]},
+                        name=f"P(all limits hold) = {level:g}",
+                        showlegend=True,
+                        hoverinfo="skip",
+                    )
+                )
+        self.probability = grid
+        return grid
 
     def passing(self):
         """Boolean grid: which points pass the limit (a point without a value does not)."""
