@@ -423,7 +423,7 @@ RECIPE_SPELLINGS = {
     "transfections.copies_per_cell": ("copies", "1/cell"),
     "transfection_duration_h": ("transfection_duration", "h"),
     "medium_exchanges.duration_h": ("duration", "h"),
-    "perfusion.rate": ("points", ""),
+    "perfusion.rate": ("points", "", {"unit": "1/d"}),  # the old reader's default unit
     "growth_rate_1_per_h": ("growth_rate", "1/h"),
 }
 
@@ -574,6 +574,8 @@ def read_scenario(raw, where):
         exchanges.append((start, start + ex.duration, -math.log(residual) / ex.duration))
     check_overlaps(exchanges, "medium exchanges", where, unit, hours)
     points = _exchange_program(exchanges, t_end)
+    if raw.get("perfusion") and cfg.perfusion.points is None:
+        raise ScenarioError(f"{where}: perfusion: give its points, [[time, vessel volumes per time], ...]")
     if cfg.perfusion.points is not None:
         if exchanges:
             raise ScenarioError(f"{where}: give medium_exchanges or perfusion, not both")

@@ -250,10 +250,8 @@ def optimize_config():
     c.declare("glucose_target", ConfigValue(domain=ListOf(str, Quantity("mM", positive=True)), default=None))
     c.declare("tolerance", ConfigValue(domain=Quantity("mM", positive=True), default="0.2 mM"))
     c.declare("maximize", ConfigValue(domain=str, default="titer", description="a variable's final value"))
-    for side in ("max", "min"):
-        limits = c.declare(side, ConfigDict(description=f"{side}imum of a state over the whole run"))
-        for name, unit in STATES.items():
-            limits.declare(name, ConfigValue(domain=Quantity(unit), default=None, description=f"[{unit}]"))
+    for side in ("max", "min"):  # a state with its unit, or any other variable as a number in its own unit
+        c.declare(side, ConfigValue(domain=dict, default={}, description=f"{side}imum of a variable over the run"))
     return c
 
 
@@ -271,7 +269,8 @@ def read_scenario(raw, where):
           glucose_target: [14 mM, 26 mM]   # the range searched
           tolerance: 0.2 mM
           maximize: titer             # a variable's final value
-          max: {Lac: 35 mM}           # limits on states over the whole run
+          max: {Lac: 35 mM}           # limits over the whole run: a state with its unit, another
+          min: {viability: 80}        #   variable as a number in its own unit (viability [%])
           min: {}
     """
     from biotwin.core.errors import ScenarioError
@@ -311,7 +310,7 @@ def read_scenario(raw, where):
 def read_optimize_block(raw, where) -> dict:
     """The recipe's ``optimize`` block, checked: ``{bounds, xtol, objective, limits}`` (see :func:`read_scenario`)."""
     from biotwin.core.errors import ScenarioError
-    from biotwin.core.schema import validate
+    from biotwin.core.schema import Number, Quantity, validate
 
     label = f"{where}: optimize"
     if raw.get("glucose_control") is None:
@@ -328,13 +327,19 @@ def read_optimize_block(raw, where) -> dict:
     xtol = float(block.tolerance)
     if xtol >= hi - lo:
         raise ScenarioError(f"{label}: tolerance {xtol:g} mM must be below the range searched ({hi - lo:g} mM)")
+    bounds_of = {}
+    for side in ("min", "max"):
+        for var, value in block[side].items():
+            try:  # a state carries its unit; another variable (viability [%]) is a number in its own unit
+                bounds_of.setdefault(var, {})[side] = Quantity(STATES[var])(value) if var in STATES else Number()(value)
+            except ValueError as exc:
+                raise ScenarioError(f"{label}: {side}.{var}: {exc}") from None
     limits = {}
-    for var, unit in STATES.items():
-        vlo, vhi = block.min[var], block.max[var]
+    for var, b in bounds_of.items():
+        vlo, vhi = b.get("min"), b.get("max")
         if vlo is not None and vhi is not None and vlo > vhi:
-            raise ScenarioError(f"{label}: {var}: min {vlo:g} is above max {vhi:g} {unit}")
-        if vlo is not None or vhi is not None:
-            limits[var] = (None if vlo is None else float(vlo), None if vhi is None else float(vhi))
+            raise ScenarioError(f"{label}: {var}: min {vlo:g} is above max {vhi:g} {STATES.get(var, '')}".rstrip())
+        limits[var] = (None if vlo is None else float(vlo), None if vhi is None else float(vhi))
     return {"bounds": (lo, hi), "xtol": xtol, "objective": block.maximize, "limits": limits}
 
 

@@ -167,6 +167,8 @@ def test_glucose_exhaustion_is_resolved_by_the_refined_grid(model):
         ({"duration": -1}, "must be positive"),
         ({"feeds": []}, "unknown key 'feeds'; allowed: bolus_duration, boluses"),
         ({"continuous_feed": {"unit": "g/d", "points": [[0, 0]]}}, "'g/d' is not a unit of the same kind as 'L/h'"),
+        ({"continuous_feed": {"unit": "L/d", "composition": {"Glc": "400 mM"}}}, "continuous_feed: give its points"),
+        ({"initial": {"Xv": None}}, "initial.Xv: no value given"),
     ],
 )
 def test_bad_recipes(model, change, message):
@@ -318,7 +320,7 @@ def test_the_glucose_target_search_stops_on_the_lactate_limit(model):
         ({"glucose_target": ["26 mM", "14 mM"]}, "lowest < highest"),
         ({"glucose_target": ["14 mM", "26 mM"], "max": {"Lac": "a lot"}}, "max.Lac: 'a lot' is not a number"),
         ({"glucose_target": ["14 mM", "26 mM"], "max": {"Lac": "35 g/L"}}, "max.Lac: 'g/L' is not a unit of the same"),
-        ({"glucose_target": ["14 mM", "26 mM"], "max": {"pH": "7"}}, "max: unknown key 'pH'; allowed: Amm"),
+        ({"glucose_target": ["14 mM", "26 mM"], "min": {"viability": "high"}}, "min.viability: 'high' is not a finite"),
         ({"glucose_target": ["14 mM", "26 mM"], "target": 3}, "optimize: unknown key 'target'"),
         ({"glucose_target": ["14 mM", "16 mM"], "tolerance": "2 mM"}, "must be below the range searched"),
         (
@@ -394,3 +396,18 @@ def test_a_recipe_in_the_old_spelling_still_loads_with_a_note(model):
         assert program["unit"] == other["unit"]
         assert np.asarray(program["points"]) == pytest.approx(np.asarray(other["points"]), rel=1e-12)
     assert model.module.read_optimize_block(a.raw, "a") == model.module.read_optimize_block(b.raw, "b")
+
+
+def test_old_defaults_and_limits_on_other_variables(model):
+    """The old reader's default rate unit (L/h) still applies to an old continuous feed; a limit on a
+    variable that is not a state (viability [%]) is a number in that variable's unit."""
+    from biotwin.core.schema import RecipeSpellingWarning
+
+    old = {"time_unit": "d", "duration": 14, "continuous_feed": {"rate": [[0, 0.001], [14, 0.001]]}}
+    with pytest.warns(RecipeSpellingWarning, match="unit: L/h"):
+        sc = model.load_scenario(old)
+    assert sc.inputs["F_cont"]["unit"] == "L/h" and sc.inputs["F_cont"]["points"][-1] == [336.0, 0.001]
+    raw = {**model.load_scenario("glucose_target_14d").raw}
+    raw["optimize"] = {**raw["optimize"], "min": {"viability": 80}}
+    spec = model.module.read_optimize_block(raw, "r")
+    assert spec["limits"] == {"Lac": (None, 35.0), "viability": (80.0, None)}

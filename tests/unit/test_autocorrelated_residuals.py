@@ -80,3 +80,19 @@ def test_series_are_separate_and_in_time_order():
             res.append((-1.0) ** k)
     rho, pairs = st.residual_autocorrelation(obs, np.array(res), np.ones(len(res)))
     assert pairs == 38 and rho == pytest.approx(-19 / 20)
+
+
+def test_a_series_in_large_units_does_not_outweigh_the_others():
+    # one white-noise series in vp/mL (1e9) and one perfectly alternating series in mM: pooled by pairs
+    rng = np.random.default_rng(0)
+    obs, res = [], []
+    for k, r in enumerate(rng.normal(0, 1e9, 101)):
+        obs.append(Observation(0, "VLP", float(k), 0.0, None))
+        res.append(r)
+    for k in range(101):
+        obs.append(Observation(0, "Glc", float(k), 0.0, None))
+        res.append((-1.0) ** k)
+    rho, pairs = st.residual_autocorrelation(obs, np.array(res), np.ones(len(res)))
+    white, _ = st.residual_autocorrelation(obs[:101], np.array(res[:101]), np.ones(101))
+    assert pairs == 200 and rho == pytest.approx((white + (-100 / 101)) / 2)
+    assert np.isnan(st.residual_autocorrelation(obs[:5], np.array(res[:5]), np.ones(5))[0])  # too few pairs

@@ -177,3 +177,38 @@ def test_every_shipped_recipe_is_in_the_new_spelling_and_reads_to_plain_numbers(
             values = list(sc.parameters.values()) + [v for p in sc.inputs.values() for pt in p["points"] for v in pt]
             assert all(type(v) in (float, int) for v in values), path  # no domain's float subclass leaks out
             yaml.safe_dump({"parameters": sc.parameters, "inputs": sc.inputs})
+
+
+def test_a_temperature_difference_in_any_spelling_and_units_pint_cannot_read():
+    for text in ("2 degC", "2 celsius", "2 degree_Celsius", "3.6 degF", "2 K"):
+        assert quantity_in(text, "K", difference=True) == pytest.approx(2.0), text
+    assert quantity_in("0.46 /torr", "1/torr") == pytest.approx(0.46)
+    with pytest.raises(ValueError, match="is not a unit pint understands"):
+        quantity_in("2 \u2103", "K")  # the one-character degree Celsius sign
+    with pytest.raises(ValueError, match="'2' has no unit; write it with its unit, e.g. '2 h'"):
+        quantity_in("2", "h")
+
+
+def test_a_key_without_a_value_is_an_empty_list_or_block_and_an_error_for_a_quantity():
+    c = _config()
+    c.declare("boluses", ConfigValue(domain=list, default=[]))
+    assert validate(c, {"boluses": None, "vial": None}, "r.yaml").boluses == []
+    with pytest.raises(ScenarioError, match="r.yaml: vial.Vfill: no value given; write it"):
+        validate(c, {"vial": {"Vfill": None}}, "r.yaml")
+
+
+def test_an_unknown_key_in_a_nested_block_lists_that_blocks_keys():
+    c = ConfigDict()
+    c.declare("optimize", ConfigDict()).declare("constraints", ConfigDict()).declare("margin", ConfigValue())
+    with pytest.raises(ScenarioError, match="optimize.constraints: unknown key 'gap'; allowed: margin$"):
+        validate(c, {"optimize": {"constraints": {"gap": 1}}}, "r.yaml")
+
+
+def test_an_old_default_is_written_out_when_the_key_is_renamed():
+    spellings = {"continuous_feed.rate": ("points", "", {"unit": "L/h"})}
+    with pytest.warns(RecipeSpellingWarning, match="unit: L/h"):
+        new = modernize({"continuous_feed": {"rate": [[0, 0.001]]}}, spellings, "old.yaml")
+    assert new == {"continuous_feed": {"points": [[0, 0.001]], "unit": "L/h"}}
+    with pytest.warns(RecipeSpellingWarning):
+        kept = modernize({"continuous_feed": {"rate": [[0, 0.03]], "unit": "L/d"}}, spellings, "old.yaml")
+    assert kept["continuous_feed"]["unit"] == "L/d"

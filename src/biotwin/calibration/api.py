@@ -129,8 +129,8 @@ def calibrate(
         ``"independent"``: the measurement errors are independent (the Gauss-Newton covariance).
         ``"ar1"``: each measured series' errors follow an AR(1) process; the covariance (and the
         intervals and bands) is inflated by ``(1 + rho)/(1 - rho)``, ``rho`` the residuals' lag-1
-        autocorrelation (:func:`biotwin.calibration.statistics.ar1_variance_inflation`), and the
-        t quantile uses the effective number of observations. For densely sampled records (a
+        autocorrelation (:func:`biotwin.calibration.statistics.ar1_variance_inflation`), and, when the
+        sigmas are estimated from the residuals, the t quantile uses the effective number of observations. For densely sampled records (a
         thermocouple every minute) that the model does not follow exactly. Not with ``profile``.
 
     Returns
@@ -214,6 +214,11 @@ def calibrate(
     se, lo, hi, quantile = st.wald_intervals(values, cov, max(int(n_effective), q + 1), q, problem.weighted)
     corr = st.correlation(cov)
     result_warnings = []
+    if residual_model == "ar1" and not np.isfinite(rho):
+        result_warnings.append(
+            f"residual_model='ar1': only {pairs} consecutive residual pairs, too few to measure their "
+            "autocorrelation; the intervals are not widened"
+        )
     if residual_model == "independent" and rho > st.AUTOCORRELATION_WARNING:
         result_warnings.append(
             f"the residuals are autocorrelated (lag-1 {rho:.2f} over {pairs} pairs): intervals that assume "
@@ -347,7 +352,7 @@ def calibrate(
         units=units,
     )
     for w in result_warnings:
-        if "correlated" in w or "near-null" in w or "NOT IDENTIFIABLE" in w or "autocorrelated" in w:
+        if "correlated" in w or "near-null" in w or "NOT IDENTIFIABLE" in w or "autocorrelat" in w:
             warnings.warn(w, stacklevel=2)
     result._problem = problem  # in-memory only: the solved Pyomo problem, for further analysis
     say(f"done in {result.wall_time_s:.2f} s: {result.objective_kind} {objective:.6g}")

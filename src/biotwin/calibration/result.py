@@ -149,7 +149,7 @@ class CalibrationResult:
                     else f"  {label:24s} {p['value']:.6g} {p['unit']}"
                 )
         d = self.diagnostics
-        if d.get("residual_model") == "ar1":
+        if d.get("residual_model") == "ar1" and d.get("residual_autocorrelation_lag1") is not None:
             lines.append(
                 f"  intervals for AR(1) errors: residual lag-1 autocorrelation {d['residual_autocorrelation_lag1']:.3f}, "
                 f"variance x {d['variance_inflation']:.3g}, effective observations {d['n_effective']:.0f} of "

@@ -121,12 +121,14 @@ AUTOCORRELATION_WARNING = 0.5
 
 
 def residual_autocorrelation(observations, residuals, weights) -> tuple[float, int]:
-    """Pooled lag-1 autocorrelation of the normalized residuals within each measured series.
+    """Lag-1 autocorrelation of the normalized residuals within each measured series, pooled.
 
-    A series is one variable of one experiment, in time order; ``rho = sum r_t r_(t-1) / sum r_t^2``
-    over all series (the Yule-Walker estimate of an AR(1) coefficient). Independent errors give
-    ``rho`` near 0 (within about ``2/sqrt(n)``); a model that misses a slow feature of a densely
-    sampled record leaves runs of same-signed residuals and ``rho`` near 1.
+    A series is one variable of one experiment, in time order (replicates at one time in the order
+    given); its ``rho_s = sum r_t r_(t-1) / sum r_t^2`` (not centred: a constant offset of the model
+    counts as correlated error, which it is); the pooled value is the mean of the ``rho_s`` weighted by
+    their pairs, so a series in large units (titer in vp/mL) does not outweigh one in small units.
+    Independent errors give ``rho`` near 0 (within about ``2/sqrt(n)``); a model that misses a slow
+    feature of a densely sampled record leaves runs of same-signed residuals and ``rho`` near 1.
 
     Returns
     -------
@@ -137,18 +139,18 @@ def residual_autocorrelation(observations, residuals, weights) -> tuple[float, i
     series = {}
     for k, o in enumerate(observations):
         series.setdefault((o.experiment, o.variable), []).append((o.time, z[k]))
-    num = den = 0.0
+    weighted = 0.0
     pairs = 0
     for rows in series.values():
-        r = np.array([v for _, v in sorted(rows)])
-        if len(r) < 2:
+        r = np.array([v for _, v in sorted(rows, key=lambda row: row[0])])
+        den = float(np.sum(r**2))
+        if len(r) < 2 or den <= 0:
             continue
-        num += float(np.sum(r[1:] * r[:-1]))
-        den += float(np.sum(r**2))
+        weighted += (len(r) - 1) * float(np.sum(r[1:] * r[:-1])) / den
         pairs += len(r) - 1
-    if pairs < 10 or den <= 0:
+    if pairs < 10:
         return float("nan"), pairs
-    return num / den, pairs
+    return weighted / pairs, pairs
 
 
 def ar1_variance_inflation(rho: float) -> float:

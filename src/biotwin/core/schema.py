@@ -32,8 +32,6 @@ from biotwin.core.checks import is_number
 from biotwin.core.errors import ScenarioError, config_error_text
 
 _VALUE_AND_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
-#: offset temperature units and the difference units they mean in a temperature difference or rate
-_DELTA = {"degC": "delta_degC", "degF": "delta_degF", "°C": "delta_degC"}
 
 
 class RecipeSpellingWarning(UserWarning):
@@ -46,17 +44,24 @@ def _registry():
     return units.pint_registry
 
 
-def _pint_unit(text: str, difference: bool):
+def _pint_unit(text: str):
     import pint
 
     text = text.strip()
-    if difference:
-        for offset, delta in _DELTA.items():
-            text = re.sub(rf"(?<![\w_]){re.escape(offset)}(?![\w])", delta, text)
+    if text.startswith("/"):  # "/torr" as in "0.46 /torr"
+        text = "1" + text
     try:
         return _registry().parse_units(text)
-    except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError, TypeError) as exc:
-        raise ValueError(f"{text!r} is not a unit ({exc})") from None
+    except (
+        pint.errors.UndefinedUnitError,
+        pint.errors.DefinitionSyntaxError,
+        pint.errors.OffsetUnitCalculusError,
+        AssertionError,
+        AttributeError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        raise ValueError(f"{text!r} is not a unit pint understands ({str(exc) or type(exc).__name__})") from None
 
 
 def split_quantity(value) -> tuple[float, str]:
@@ -83,7 +88,7 @@ def split_quantity(value) -> tuple[float, str]:
         number = float(match.group(1))
         if not math.isfinite(number):
             raise ValueError(f"{value!r} is not finite")
-        return number, match.group(2) or "dimensionless"
+        return number, match.group(2)
     raise ValueError(f"{value!r} has no unit; write the value with its unit, e.g. '2 mL' or {{value: 2, unit: mL}}")
 
 
@@ -97,13 +102,20 @@ def _affine(given: str, unit: str, difference: bool) -> tuple[float, float]:
     """
     import pint
 
-    source, target = _pint_unit(given, difference), _pint_unit(unit, difference)
+    source, target = _pint_unit(given), _pint_unit(unit)
+    q = _registry().Quantity
     try:
-        at0 = float(_registry().Quantity(0.0, source).to(target).magnitude)
-        at1 = float(_registry().Quantity(1.0, source).to(target).magnitude)
+        if difference:  # a temperature difference or rate: pint's difference of two values, whatever the spelling
+            return float((q(1.0, source) - q(0.0, source)).to(target).magnitude), 0.0
+        at0 = float(q(0.0, source).to(target).magnitude)
+        scale = float(q(1.0, source).to(target).magnitude) - at0
+        if at0 == 0.0:
+            scale = float(q(1.0, source).to(target).magnitude)
+        return scale, at0
     except pint.errors.DimensionalityError:
         raise ValueError(f"{given!r} is not a unit of the same kind as {unit!r}") from None
-    return at1 - at0, at0
+    except pint.errors.OffsetUnitCalculusError as exc:
+        raise ValueError(f"{given!r} cannot be converted to {unit!r} ({exc})") from None
 
 
 def to_unit(number: float, given: str, unit: str, *, difference: bool = False) -> float:
@@ -154,6 +166,10 @@ class Quantity:
             raise ValueError(f"{value} has no unit; write it with its unit, e.g. '{value} {self.unit}'")
         else:
             number, given = split_quantity(value)
+            if not given and self.unit in ("", "dimensionless"):
+                given = "dimensionless"
+            elif not given:
+                raise ValueError(f"{value!r} has no unit; write it with its unit, e.g. '{number:g} {self.unit}'")
         out = to_unit(number, given, self.unit, difference=self.difference)
         if self.positive and not out > 0:
             raise ValueError(f"must be positive, got {value!r}")
@@ -254,13 +270,37 @@ def quantity_in(value, unit: str, **kw) -> float:
 
 
 def validate(config: ConfigDict, raw: dict, where: str):
-    """``config(raw)``, a rejected value raised as a :class:`ScenarioError` naming ``where`` and the key."""
+    """``config(raw)``, a rejected value raised as a :class:`ScenarioError` naming ``where`` and the key.
+
+    A key written without a value (``boluses:`` in YAML, read as null) means an empty block or list
+    where the key holds one; for a quantity it is an error (pyomo.common.config would keep the default).
+    """
     if not isinstance(raw, dict):
         raise ScenarioError(f"{where}: expected a mapping, got {raw!r}")
+    raw = _without_empty(config, raw, where, "")
     try:
         return config(raw)
     except ValueError as exc:
         raise ScenarioError(f"{where}: {_readable(config, config_error_text(exc))}") from None
+
+
+def _without_empty(config, raw: dict, where: str, path: str) -> dict:
+    out = {}
+    for key, value in raw.items():
+        item = config.get(key) if key in config else None
+        label = f"{path}{key}"
+        if value is None:
+            if item is None:
+                out[key] = value  # an unknown key: the schema names it
+            elif isinstance(item, ConfigDict) or getattr(item, "_domain", None) in (list, dict):
+                continue  # an empty block or list
+            else:
+                raise ScenarioError(f"{where}: {label}: no value given; write it (with its unit) or delete the key")
+        elif isinstance(value, dict) and isinstance(item, ConfigDict):
+            out[key] = _without_empty(item, value, where, f"{label}.")
+        else:
+            out[key] = value
+    return out
 
 
 def _readable(config: ConfigDict, text: str) -> str:
@@ -270,18 +310,13 @@ def _readable(config: ConfigDict, text: str) -> str:
     unknown = re.match(r"key '(.+?)' not defined for ConfigDict '(.*?)'", text)
     if unknown:
         key, block = unknown.groups()
-        found = [config] if not block else [c for c in _blocks(config) if c.name() == block]
-        allowed = sorted(found[0].keys()) if found else []
+        found = config
+        for part in block.split(".") if block else []:
+            found = found.get(part) if isinstance(found, ConfigDict) and part in found else None
+        allowed = sorted(found.keys()) if isinstance(found, ConfigDict) else []
         where = f"{block}: " if block else ""
         return f"{where}unknown key {key!r}; allowed: {', '.join(allowed)}"
     return text
-
-
-def _blocks(config: ConfigDict):
-    for value in config.values():
-        if isinstance(value, ConfigDict):
-            yield value
-            yield from _blocks(value)
 
 
 def modernize(raw: dict, spellings: dict, where: str) -> dict:
@@ -294,7 +329,8 @@ def modernize(raw: dict, spellings: dict, where: str) -> dict:
     spellings : dict
         ``{"path.old_key": ("new_key", "unit")}``, the path in the new spelling (``"vial.fill_mL"``,
         ``"optimize.constraints.T_bottom_max_C"``; items of a list share the list's path:
-        ``"boluses.volume_L"``). A list of ``[time, value]`` pairs becomes a program ``{unit,
+        ``"boluses.volume_L"``); an optional third item ``{key: value}`` adds keys the old reader
+        defaulted when the mapping lacks them (``"continuous_feed.rate": ("points", "", {"unit": "L/h"})``). A list of ``[time, value]`` pairs becomes a program ``{unit,
         points}``; a number becomes ``"value unit"``, a list of numbers a list of those; with unit ``""``
         only the key is renamed.
     where : str
@@ -308,7 +344,7 @@ def modernize(raw: dict, spellings: dict, where: str) -> dict:
             spelled = spellings.get(f"{path}.{key}" if path else key)
             if spelled is None:
                 continue
-            new, unit = spelled
+            new, unit, *default = spelled
             if new == key and not is_number(mapping[key]):
                 continue  # the key is unchanged and its value already carries its unit
             if new != key and new in mapping:
@@ -326,6 +362,10 @@ def modernize(raw: dict, spellings: dict, where: str) -> dict:
             else:
                 mapping[new] = value
                 notes.append(f"{key} -> {new}")
+            for name, old_default in (default[0] if default else {}).items():
+                if name not in mapping:  # the old reader's default, now written out
+                    mapping[name] = old_default
+                    notes.append(f"{name}: {old_default} (the old default, now required)")
         for key, value in mapping.items():
             inner = f"{path}.{key}" if path else key
             if isinstance(value, dict):

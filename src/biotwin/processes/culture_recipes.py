@@ -47,7 +47,7 @@ def culture_spellings(states: dict, species: list[str]) -> dict:
         {
             "boluses.volume_L": ("volume", "L"),
             "samples.volume_L": ("volume", "L"),
-            "continuous_feed.rate": ("points", ""),
+            "continuous_feed.rate": ("points", "", {"unit": "L/h"}),  # the old reader's default unit
             "bolus_duration_h": ("bolus_duration", "h"),
         }
     )
@@ -212,6 +212,8 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
         }
 
     feed = cfg.continuous_feed
+    if raw.get("continuous_feed") and feed.points is None:
+        raise ScenarioError(f"{where}: continuous_feed: give its points, [[time, rate], ...] in its unit")
     if feed.points is not None:
         label = f"{where}: continuous_feed"
         if feed.unit is None:

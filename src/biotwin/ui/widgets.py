@@ -547,9 +547,14 @@ class DesignSpaceView:
                 f"probability contours: the table has no column {missing}; it needs the view's knobs "
                 f"{self.x}, {self.y} and 'probability' (a sweep over these knobs with sampled parameters)"
             )
-        bad = [lv for lv in levels if not (isinstance(lv, (int, float)) and 0 < lv < 1)]
-        if bad or not levels:
-            raise BiotwinError(f"probability contours: levels must be probabilities in (0, 1), got {list(levels)}")
+        levels = [float(lv) for lv in np.atleast_1d(np.asarray(levels, dtype=float))]
+        if not levels or not all(0 < lv < 1 for lv in levels):
+            raise BiotwinError(f"probability contours: levels must be probabilities in (0, 1), got {levels}")
+        if table.duplicated([self.x, self.y]).any():
+            raise BiotwinError(
+                f"probability contours: several rows per ({self.x}, {self.y}) cell - a sweep over more knobs than "
+                "the view's two; select one value of the others first"
+            )
         grid = table.pivot_table(index=self.y, columns=self.x, values="probability")
         if grid.shape[0] < 2 or grid.shape[1] < 2:
             raise BiotwinError("probability contours need at least 2 x 2 cells of the sweep's grid")
