@@ -197,6 +197,7 @@ def test_a_failing_criterion_lowers_the_supported_tier(model, runs):
         ({"data_kind": "simulated"}, "not in domain"),
         ({"requalification": {"false_alarm_rate": 1.5}}, "strictly between 0 and 1"),
         ({"tier": 7}, "not in domain"),
+        ({"residual_model": "arma"}, "residual_model.*not in domain"),
         ({"speed": 1}, "key 'speed' not defined"),
         ({"estimate": ["mu_maxx"]}, r"unknown parameters \['mu_maxx'\]"),
         ({"model": "mab_fedbatch"}, "is for model 'mab_fedbatch'"),

@@ -11,6 +11,7 @@ A protocol is a YAML file (``validation.yaml`` next to the model, or any file)::
     calibration: [data/run1.csv, data/run2.csv]    # paths relative to the protocol file
     validation: [data/run4.csv]       # held-out runs, never in calibration
     nfe: 40                           # collocation elements per experiment (default 40)
+    residual_model: independent       # or ar1: intervals for autocorrelated errors (biotwin.calibrate)
     criteria:
       - {metric: rmse_sd, variable: titer, threshold: 2.0, on: validation}
       - {metric: coverage95, variable: titer, threshold: 0.8, on: validation}
@@ -102,6 +103,14 @@ def protocol_config() -> ConfigDict:
     c.declare("calibration", ConfigValue(domain=ListOf(str), description="calibration data files"))
     c.declare("validation", ConfigValue(domain=ListOf(str), description="held-out data files"))
     c.declare("nfe", ConfigValue(domain=PositiveInt, default=40, description="collocation elements per experiment"))
+    c.declare(
+        "residual_model",
+        ConfigValue(
+            domain=In(["independent", "ar1"]),
+            default="independent",
+            description="the calibration's measurement errors: independent, or AR(1) within each series",
+        ),
+    )
     c.declare("criteria", ConfigList(domain=_criterion_config(), description="acceptance criteria"))
     st = ConfigDict(description="recipe ranges over which the model must stay solvable and physical")
     st.declare("recipe", ConfigValue(default=None, description="base recipe (default: the explorer's)"))
@@ -166,6 +175,7 @@ class Protocol:
     max_rmse_sd: float
     false_alarm_rate: float = 0.01
     stress: dict | None = None  # {recipe, grid, output}
+    residual_model: str = "independent"  # what the calibration assumes of its errors (biotwin.calibrate)
 
 
 def variable_unit(model, name: str) -> str:
@@ -303,6 +313,7 @@ def read_protocol(source, model) -> Protocol:
         calibration=calibration,
         validation=validation,
         nfe=cfg.nfe,
+        residual_model=cfg.residual_model,
         criteria=criteria,
         max_rmse_sd=cfg.requalification.max_rmse_sd,
         false_alarm_rate=cfg.requalification.false_alarm_rate,

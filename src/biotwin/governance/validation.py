@@ -244,7 +244,14 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
     model = model if isinstance(model, Model) else load_model(model)
     proto: Protocol = read_protocol(protocol, model)
     say(f"calibrating {', '.join(proto.estimate)} on {len(proto.calibration)} run(s)")
-    fit = calibrate(model, [str(p) for p in proto.calibration], proto.estimate, nfe=proto.nfe, bands=False)
+    fit = calibrate(
+        model,
+        [str(p) for p in proto.calibration],
+        proto.estimate,
+        nfe=proto.nfe,
+        bands=False,
+        residual_model=proto.residual_model,
+    )
     estimates = {k: float(v["value"]) for k, v in fit.parameters.items()}
     labels = list(fit.covariance["labels"])
     # a direction the calibration data cannot inform has an infinite variance in the covariance; it stays
@@ -296,6 +303,8 @@ def validate(model, protocol, registry=None, user=None, progress=None) -> Valida
         "versions": fit.provenance.get("versions", {}),
         "solver_options": fit.provenance.get("solver_options", {}),
         "nfe": proto.nfe,
+        "residual_model": proto.residual_model,
+        "residual_autocorrelation_lag1": fit.diagnostics.get("residual_autocorrelation_lag1"),
         "calibration_chi2": fit.diagnostics.get("chi2"),
         "uncertainty": "linearized: J C J' from forward differences (relative step 1e-4) plus the measurement sd",
         "data_kind": proto.data_kind,
