@@ -517,13 +517,12 @@ def read_scenario(raw, where):
     from biotwin.core.errors import ScenarioError
     from biotwin.core.parameters import default_values
     from biotwin.core.schema import Points, validate
-    from biotwin.core.units import convert_value
-    from biotwin.processes.culture_recipes import check_overlaps, pulse_program
+    from biotwin.processes.culture_recipes import check_overlaps, hours_per, pulse_program
 
     out = read_culture_scenario(raw, where, {k: STATES[k] for k in CULTURE_STATES}, SPECIES, model_keys=HEK_KEYS)
     cfg = validate(transfection_config(), {k: v for k, v in raw.items() if k in HEK_KEYS}, where)
     unit = raw.get("time_unit", "h")
-    hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
+    hours = hours_per(str(unit))
     t_end = out["t_end"]
     params = out["parameters"]
     defaults = default_values(Path(__file__).with_name("parameters.yaml"))

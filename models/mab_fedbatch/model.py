@@ -275,8 +275,7 @@ def read_scenario(raw, where):
     """
     from biotwin.core.errors import ScenarioError
     from biotwin.core.schema import validate
-    from biotwin.core.units import convert_value, parse_unit
-    from biotwin.processes.culture_recipes import check_overlaps, pulse_program
+    from biotwin.processes.culture_recipes import check_overlaps, hours_per, pulse_program
 
     out = read_culture_scenario(raw, where, STATES, SPECIES, model_keys=("glucose_control", "optimize"))
     if raw.get("optimize") is not None:
@@ -288,7 +287,7 @@ def read_scenario(raw, where):
     if control.target is None or not control.times:
         raise ScenarioError(f"{label}: give target and times (e.g. target: 20 mM, times: [3.03, 4.03])")
     unit = raw.get("time_unit", "h")
-    hours = convert_value(1.0, parse_unit(str(unit)), parse_unit("h"))
+    hours = hours_per(str(unit))
     window = control.window
     out.setdefault("settings", {})["glucose_control"] = True
     params = out["parameters"]

@@ -97,12 +97,20 @@ def is_number(x) -> bool:
     return not isinstance(x, bool) and isinstance(x, numbers.Real) and math.isfinite(x)
 
 
+def sign_problem(x: float, *, positive: bool = False, non_negative: bool = False) -> str | None:
+    """``"must be positive"`` or ``"must not be negative"`` when ``x`` breaks the sign asked for, else None."""
+    if positive and not x > 0:
+        return "must be positive"
+    if non_negative and x < 0:
+        return "must not be negative"
+    return None
+
+
 def number(x, where: str, *, positive: bool = False, non_negative: bool = False) -> float:
     """A finite real number, optionally positive or non-negative; else a :class:`ScenarioError` naming ``where``."""
     if not is_number(x):
         raise ScenarioError(f"{where}: expected a finite number, got {x!r}")
-    if positive and x <= 0:
-        raise ScenarioError(f"{where}: must be positive, got {x}")
-    if non_negative and x < 0:
-        raise ScenarioError(f"{where}: must not be negative, got {x}")
+    problem = sign_problem(x, positive=positive, non_negative=non_negative)
+    if problem:
+        raise ScenarioError(f"{where}: {problem}, got {x}")
     return float(x)

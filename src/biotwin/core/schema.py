@@ -28,7 +28,7 @@ import warnings
 
 from pyomo.common.config import ConfigDict
 
-from biotwin.core.checks import is_number
+from biotwin.core.checks import is_number, sign_problem
 from biotwin.core.errors import ScenarioError, config_error_text
 
 _VALUE_AND_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
@@ -108,10 +108,8 @@ def _affine(given: str, unit: str, difference: bool) -> tuple[float, float]:
         if difference:  # a temperature difference or rate: pint's difference of two values, whatever the spelling
             return float((q(1.0, source) - q(0.0, source)).to(target).magnitude), 0.0
         at0 = float(q(0.0, source).to(target).magnitude)
-        scale = float(q(1.0, source).to(target).magnitude) - at0
-        if at0 == 0.0:
-            scale = float(q(1.0, source).to(target).magnitude)
-        return scale, at0
+        at1 = float(q(1.0, source).to(target).magnitude)
+        return (at1 if at0 == 0.0 else at1 - at0), at0  # a pure scale taken as pint gives it, unrounded
     except pint.errors.DimensionalityError:
         raise ValueError(f"{given!r} is not a unit of the same kind as {unit!r}") from None
     except pint.errors.OffsetUnitCalculusError as exc:
@@ -121,8 +119,6 @@ def _affine(given: str, unit: str, difference: bool) -> tuple[float, float]:
 def to_unit(number: float, given: str, unit: str, *, difference: bool = False) -> float:
     """``number`` [``given``] in ``unit``; offset units (degC) read as differences when ``difference``."""
     scale, offset = _affine(given.strip(), unit.strip(), bool(difference))
-    if offset == 0.0:
-        return float(number) * scale  # exactly pint's multiplication for a pure scale
     return float(number) * scale + offset
 
 
@@ -171,10 +167,9 @@ class Quantity:
             elif not given:
                 raise ValueError(f"{value!r} has no unit; write it with its unit, e.g. '{number:g} {self.unit}'")
         out = to_unit(number, given, self.unit, difference=self.difference)
-        if self.positive and not out > 0:
-            raise ValueError(f"must be positive, got {value!r}")
-        if self.non_negative and out < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
+        problem = sign_problem(out, positive=self.positive, non_negative=self.non_negative)
+        if problem:
+            raise ValueError(f"{problem}, got {value!r}")
         return Converted(out)
 
 
@@ -190,10 +185,9 @@ class Number:
     def __call__(self, value) -> float:
         if not is_number(value):
             raise ValueError(f"{value!r} is not a finite number")
-        if self.positive and not value > 0:
-            raise ValueError(f"must be positive, got {value!r}")
-        if self.non_negative and value < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
+        problem = sign_problem(value, positive=self.positive, non_negative=self.non_negative)
+        if problem:
+            raise ValueError(f"{problem}, got {value!r}")
         return float(value)
 
 

@@ -61,10 +61,10 @@ class FeedOptimizationResult:
         """The nominal recipe with the optimized bolus volumes (boluses of zero volume dropped)."""
         import copy
 
-        from biotwin.core.units import convert_value, parse_unit
+        from biotwin.processes.culture_recipes import hours_per
 
         raw = copy.deepcopy(self.nominal_scenario.raw)
-        per_unit = convert_value(1.0, parse_unit(str(raw.get("time_unit", "h"))), parse_unit("h"))
+        per_unit = hours_per(str(raw.get("time_unit", "h")))
         boluses = []
         for _, row in self.boluses.iterrows():
             if row["optimal_volume_L"] <= 0:

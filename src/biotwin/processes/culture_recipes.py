@@ -55,16 +55,17 @@ def culture_spellings(states: dict, species: list[str]) -> dict:
 
 
 def _time_unit(text) -> str:
-    return _checked_time_unit(str(text))
+    hours_per(str(text))  # refuses a unit that is not a time
+    return str(text)
 
 
 @functools.lru_cache(maxsize=64)
-def _checked_time_unit(text: str) -> str:
+def hours_per(time_unit: str) -> float:
+    """Hours in one ``time_unit`` of a recipe (``"d"`` -> 24); ValueError for a unit that is not a time."""
     try:
-        convert_value(1.0, parse_unit(str(text), "time_unit"), parse_unit("h"))
+        return convert_value(1.0, parse_unit(str(time_unit), "time_unit"), parse_unit("h"))
     except Exception as exc:  # noqa: BLE001 (any unit text that is not a time)
-        raise ValueError(f"{text!r} is not a time unit ({exc})") from None
-    return str(text)
+        raise ValueError(f"{time_unit!r} is not a time unit ({exc})") from None
 
 
 def bolus_config(species: list[str]) -> ConfigDict:
@@ -151,7 +152,7 @@ def read_culture_scenario(raw: dict, where: str, states: dict, species: list[str
         raise ScenarioError(f"{where}: unknown key {unknown[0]!r}; allowed: {allowed}")
     cfg = validate(schema, {k: v for k, v in raw.items() if k not in model_keys}, where)
     unit = cfg.time_unit
-    hours = convert_value(1.0, parse_unit(unit), parse_unit("h"))
+    hours = hours_per(unit)
     if cfg.duration is None:
         raise ScenarioError(f"{where}: 'duration' (culture length in {unit}) is required")
     t_end = cfg.duration * hours
