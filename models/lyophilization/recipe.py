@@ -25,7 +25,12 @@ from biotwin.core.model import helper_module
 from biotwin.processes import freeze_drying as rel
 
 ZERO_CELSIUS = 273.15
-DESORPTION_FORMS = ("during_primary", "after_primary")
+#: the forms of desorption a recipe may choose, and what each means
+DESORPTION = {
+    "during_primary": "bound water leaves the dried layer as it forms, the default",
+    "after_primary": "only once the ice is gone",
+}
+DESORPTION_FORMS = tuple(DESORPTION)
 # Every quantity is a value with its unit (biotwin.core.schema): ``Vfill: 2 mL``, programs as
 # ``{unit: degC, points: [[time_h, value], ...]}``. Block keys are the parameters they set.
 VIAL = {"Av": ("cm^2", "outer cross-section area of the vial"), "Ap": ("cm^2", "inner cross-section area"),
@@ -112,13 +117,7 @@ def recipe_config():
     c.declare("shelf_temperature", ConfigValue(domain=Points("degC"), description="shelf program, times [h]"))
     c.declare("chamber_pressure", ConfigValue(domain=Points("mtorr", positive=True), description="times [h]"))
     c.declare("t_end", ConfigValue(domain=Quantity("h", positive=True), default=None, description="end [h]"))
-    forms = Choice(
-        {
-            "during_primary": "bound water leaves the dried layer as it forms, the default",
-            "after_primary": "only once the ice is gone",
-        }
-    )
-    c.declare("desorption", ConfigValue(domain=forms, default="during_primary", description="desorption form"))
+    c.declare("desorption", ConfigValue(domain=Choice(DESORPTION), default="during_primary", description="form"))
     c.declare("optimize", ConfigValue(domain=dict, default=None, description="see cycle_optimization.py"))
     return c
 
