@@ -42,7 +42,7 @@ import pyomo.environ as pyo
 
 from biotwin.core.dae import derivative, time_set
 from biotwin.core.model import helper_module
-from biotwin.core.units import parse_unit
+from biotwin.core.units import conversion, parse_unit
 from biotwin.processes import freeze_drying as rel
 from biotwin.processes.kinetics import positive_part, smooth_switch
 
@@ -93,9 +93,8 @@ def build(settings=None):
         rule=lambda m, t: m.Ap * positive_part(m.P_sub[t] - m.P_chamber[t], eps) / m.Rp[t],
         doc="sublimation rate per vial [g/h]",
     )
-    m.heat_sublimation = pyo.Expression(
-        m.t, rule=lambda m, t: u.convert(m.dHs * m.sublimation_rate[t], to_units=u.cal / u.s)
-    )
+    to_cal_per_s = conversion(m.dHs * m.sublimation_rate[m.t.first()], u.cal / u.s)
+    m.heat_sublimation = pyo.Expression(m.t, rule=lambda m, t: to_cal_per_s * m.dHs * m.sublimation_rate[t])
     # frozen-layer thickness; its smooth positive part (eps 1e-5 cm) keeps the equations regular after
     # the ice is gone, when the simulation runs on to the end of the recipe (results stop at the end)
     m.frozen_thickness = pyo.Expression(m.t, rule=lambda m, t: positive_part(m.Lpr0 - m.Lck[t], 1e-5 * u.cm))
@@ -116,9 +115,10 @@ def build(settings=None):
     )
     m.cake_growth = pyo.Constraint(m.t, rule=lambda m, t: m.dLck[t] == m.cake_growth_rate[t])
     m.Lck_init = pyo.Constraint(expr=m.Lck[m.t.first()] == 0.0 * u.cm)
+    to_flux_unit = conversion(m.sublimation_rate[m.t.first()] / m.Ap, u.kg / u.h / u.m**2)
     m.flux = pyo.Expression(
         m.t,
-        rule=lambda m, t: u.convert(m.sublimation_rate[t] / m.Ap, to_units=u.kg / u.h / u.m**2),
+        rule=lambda m, t: to_flux_unit * m.sublimation_rate[t] / m.Ap,
         doc="sublimation flux per product area [kg/h/m^2]",
     )
     # capped at 100 % (smoothly, by the frozen thickness): the run goes on past the end of primary drying,
@@ -152,12 +152,10 @@ def _add_secondary_drying(m, desorption="during_primary"):
         doc="0 during primary drying, 1 once the ice is gone",
     )
     gas_constant = GAS_CONSTANT * u.J / u.mol / u.K
+    activation_temperature = u.convert(m.Ea_des / gas_constant, to_units=u.K)  # one expression for all times
     m.k_desorption = pyo.Expression(
         m.t,
-        rule=lambda m, t: (
-            m.k_des
-            * pyo.exp(-u.convert(m.Ea_des / gas_constant, to_units=u.K) * (1 / m.T_product[t] - 1 / m.T_des_ref))
-        ),
+        rule=lambda m, t: m.k_des * pyo.exp(-activation_temperature * (1 / m.T_product[t] - 1 / m.T_des_ref)),
     )
     if desorption == "during_primary":
         m.dried_share = pyo.Expression(
@@ -179,10 +177,12 @@ def _add_secondary_drying(m, desorption="during_primary"):
     m.desorption = pyo.Constraint(m.t, rule=lambda m, t: m.dCs[t] == -m.desorption_rate[t])
     heat_capacity = m.solid_mass * m.cp_solid + m.C_vial
     tracking = TRACKING_TIME_H * u.h
+    first = m.t.first()
+    to_cal_per_h = conversion(m.Kv[first] * m.Av * (m.T_shelf[first] - m.T_product[first]), u.cal / u.h)
 
     def heat_balance(m, t):
         heating = (
-            u.convert(m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_product[t]), to_units=u.cal / u.h)
+            to_cal_per_h * m.Kv[t] * m.Av * (m.T_shelf[t] - m.T_product[t])
             - m.dH_des * m.solid_mass * m.desorption_rate[t]
         )
         return m.dT_product[t] == (

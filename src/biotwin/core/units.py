@@ -105,6 +105,22 @@ def convert_value(value: float, from_unit, to_unit) -> float:
     return units.convert_value(value, from_units=from_unit, to_units=to_unit)
 
 
+def conversion(example, to_units):
+    """The constant that converts an expression in the units of ``example`` to ``to_units``
+    [``to_units`` / units of ``example``].
+
+    ``conversion(m.dHs * m.sublimation_rate[t0], u.cal / u.s) * m.dHs * m.sublimation_rate[t]`` is what
+    ``pyo.units.convert(m.dHs * m.sublimation_rate[t], to_units=u.cal / u.s)`` gives, with the units read
+    once instead of at every time point (Pyomo finds an expression's units by walking it; at every
+    collocation point of the lyophilization model that was about a tenth of a cold simulation).
+    Raises ``UnitsError`` if the units are of different kinds.
+    """
+    source = units.get_units(example)
+    if source is None:
+        source = units.dimensionless
+    return convert_value(1.0, source, to_units) * to_units / source
+
+
 def same_unit(a, b) -> bool:
     """True when two Pyomo units are identical (same dimension and scale)."""
     try:

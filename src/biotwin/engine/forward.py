@@ -3,7 +3,8 @@
 Collocation problems converge in a handful of Ipopt iterations when started
 from a forward simulation (DESIGN.md: 20 iterations vs 157 from flat guesses).
 This module turns the model's equations at one template time point into
-compiled NumPy functions (through sympy), integrates them with
+compiled NumPy functions (through sympy; kept on disk by :mod:`biotwin.engine.compile_cache`),
+integrates them with
 ``scipy.integrate.solve_ivp`` segment by segment between the input programs'
 corners, and loads the trajectory into the discretized model.
 
@@ -28,9 +29,11 @@ import itertools
 import numpy as np
 import pyomo.environ as pyo
 from pyomo import dae
+from pyomo.core.expr.visitor import identify_variables
 from scipy.integrate import solve_ivp
 
 from biotwin.core.dae import time_indexed as _time_indexed
+from biotwin.engine import compile_cache
 
 
 class UnsupportedStructure(Exception):
@@ -94,9 +97,6 @@ class ForwardIntegrator:
     """
 
     def __init__(self, model, time_set):
-        import sympy
-        from pyomo.core.expr.sympy_tools import sympyify_expression
-
         self.time_set = time_set
         self.pyomo_model = model
         t0, tstar = min(time_set), max(time_set)
@@ -117,65 +117,147 @@ class ForwardIntegrator:
             if not _time_indexed(var, time_set):
                 raise UnsupportedStructure(f"variable {var.name} is indexed by something other than time alone")
             (self.inputs if var[tstar].fixed else self.algebraic).append(var)
+        self.n_x, self.n_z = len(self.states), len(self.algebraic)
+        self.params = []
+        self._symbols = None
 
-        x = sympy.symbols(f"x0:{len(self.states)}")
-        dx = sympy.symbols(f"dx0:{len(self.states)}")
-        z = sympy.symbols(f"z0:{len(self.algebraic)}")
-        u = sympy.symbols(f"u0:{len(self.inputs)}")
+        # the equations: each time-indexed equality at the template time (and at the first time, to find
+        # rules that use the time index as a number), and the initial conditions (scalar equations on
+        # the states at the first time)
+        equations = []
+        for con in model.component_objects(pyo.Constraint, active=True, descend_into=True):
+            if not _time_indexed(con, time_set):
+                continue
+            if tstar not in con or not con[tstar].active or not con[tstar].equality:
+                continue
+            first = con[t0] if t0 in con and con[t0].active and con[t0].equality else None
+            equations.append((con, con[tstar], first))
+        self.x0_unknown = [i for i, s in enumerate(self.states) if not s[t0].fixed]
+        init_ids = {id(s[t0]) for s in self.states}
+        initial = []
+        for con in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
+            if con.parent_component().is_indexed() and _time_indexed(con.parent_component(), time_set):
+                continue
+            if any(id(v) in init_ids for v in identify_variables(con.body)):
+                initial.append(con)
 
-        def roles_at(t):
-            """Each state, derivative, output and input at time ``t`` -> its symbol."""
-            role = {}
-            for i, s in enumerate(self.states):
-                role[id(s[t])] = x[i]
-                role[id(self.derivs[i][t])] = dx[i]
-            for j, a in enumerate(self.algebraic):
-                role[id(a[t])] = z[j]
-            for k, v in enumerate(self.inputs):
-                role[id(v[t])] = u[k]
-            return role
+        key = compile_cache.key("forward", self._structure_text(equations, initial))
+        payload = compile_cache.get(key)
+        if payload is None or not self._load(payload):
+            payload = self._compile(equations, initial)
+            if payload:
+                compile_cache.put(key, payload)
 
-        role = roles_at(tstar)
-        self.params, param_symbols = [], {}
+    # ------------------------------------------------------------------
+    # compiling the equations (sympy), and loading what an earlier process compiled
 
-        def convert(expr, local_role):
-            bimap, sexpr = sympyify_expression(expr)
-            subs = {}
-            for sym in bimap.sympyVars():
-                obj = bimap.getPyomoSymbol(sym)
-                if id(obj) in local_role:
-                    subs[sym] = local_role[id(obj)]
-                elif not obj.parent_component().is_indexed():
-                    key = id(obj)
-                    if key not in param_symbols:
-                        param_symbols[key] = sympy.Symbol(f"p{len(self.params)}")
-                        self.params.append(obj)
-                    subs[sym] = param_symbols[key]
-                else:
-                    raise UnsupportedStructure(
-                        f"{obj.name} appears in an equation at time {tstar} "
-                        "but is not a state, derivative, output or input at that time"
-                    )
-            return sexpr.xreplace(subs)
+    def _roles(self, t, prefix="") -> dict:
+        """Each state, derivative, output and input at time ``t`` -> the name of its symbol."""
+        role = {}
+        for i, s in enumerate(self.states):
+            role[id(s[t])] = f"{prefix}x{i}"
+            role[id(self.derivs[i][t])] = f"{prefix}dx{i}"
+        for j, a in enumerate(self.algebraic):
+            role[id(a[t])] = f"{prefix}z{j}"
+        for k, v in enumerate(self.inputs):
+            role[id(v[t])] = f"{prefix}u{k}"
+        return role
 
-        # the same symbols for the components at the first time: an equation that reads differently there
-        # depends on time explicitly (the rule used the time index as a number)
-        role0 = roles_at(t0)
+    def _initial_roles(self) -> dict:
+        t0 = min(self.time_set)
+        role = {id(s[t0]): f"xinit{i}" for i, s in enumerate(self.states)}
+        role.update({id(v[t0]): f"uinit{k}" for k, v in enumerate(self.inputs)})
+        return role
+
+    def _structure_text(self, equations, initial) -> str:
+        """What the compiled functions depend on, as text (the key of the compile cache)."""
+        t0, tstar = min(self.time_set), max(self.time_set)
+        role, role0, init_role = self._roles(tstar), self._roles(t0), self._initial_roles()
+        lines = [
+            "states " + " ".join(s.name for s in self.states),
+            "outputs " + " ".join(a.name for a in self.algebraic),
+            "inputs " + " ".join(v.name for v in self.inputs),
+            f"unknown initial states {self.x0_unknown}",
+        ]
+        for con, c, first in equations:
+            lines.append(f"{con.name}: {compile_cache.expression_text(c.body - c.upper, role)}")
+            if first is not None:
+                lines.append(f"{con.name} first: {compile_cache.expression_text(first.body - first.upper, role0)}")
+        for con in initial:
+            lines.append(f"{con.name} initial: {compile_cache.expression_text(con.body - con.upper, init_role)}")
+        return "\n".join(lines)
+
+    def _symbolic(self):
+        """The sympy symbols and the conversion of Pyomo expressions to them (built on first use)."""
+        if self._symbols is None:
+            import sympy
+            from pyomo.core.expr.sympy_tools import sympyify_expression
+
+            t0, tstar = min(self.time_set), max(self.time_set)
+            x = sympy.symbols(f"x0:{self.n_x}")
+            dx = sympy.symbols(f"dx0:{self.n_x}")
+            z = sympy.symbols(f"z0:{self.n_z}")
+            u = sympy.symbols(f"u0:{len(self.inputs)}")
+            params, param_symbols = self.params, {}
+            for i, v in enumerate(params):
+                param_symbols[id(v)] = sympy.Symbol(f"p{i}")
+
+            def symbols_of(names):
+                return {key: sympy.Symbol(name) for key, name in names.items()}
+
+            def convert(expr, local_role):
+                bimap, sexpr = sympyify_expression(expr)
+                subs = {}
+                for sym in bimap.sympyVars():
+                    obj = bimap.getPyomoSymbol(sym)
+                    if id(obj) in local_role:
+                        subs[sym] = local_role[id(obj)]
+                    elif not obj.parent_component().is_indexed():
+                        key = id(obj)
+                        if key not in param_symbols:
+                            param_symbols[key] = sympy.Symbol(f"p{len(params)}")
+                            params.append(obj)
+                        subs[sym] = param_symbols[key]
+                    else:
+                        raise UnsupportedStructure(
+                            f"{obj.name} appears in an equation at time {tstar} "
+                            "but is not a state, derivative, output or input at that time"
+                        )
+                return sexpr.xreplace(subs)
+
+            self._symbols = {
+                "sympy": sympy,
+                "x": x,
+                "dx": dx,
+                "z": z,
+                "u": u,
+                "role": symbols_of(self._roles(tstar)),
+                "role0": symbols_of(self._roles(t0)),
+                "init_role": symbols_of(self._initial_roles()),
+                "convert": convert,
+                "param_symbols": param_symbols,
+            }
+        return self._symbols
+
+    def _args(self):
+        s = self._symbolic()
+        p = s["sympy"].symbols(f"p0:{len(self.params)}") if self.params else ()
+        return list(s["x"]) + list(s["z"]) + list(s["u"]) + list(p)
+
+    def _compile(self, equations, initial) -> dict:
+        """Convert the equations to sympy, generate their functions; returns what the cache keeps."""
+        s = self._symbolic()
+        sympy, convert, dx = s["sympy"], s["convert"], s["dx"]
         differential, algebraic = [], []
         #: names of the equations whose form changes with time (see :meth:`require_autonomous`)
         self.time_explicit = []
         try:
-            for con in model.component_objects(pyo.Constraint, active=True, descend_into=True):
-                if not _time_indexed(con, time_set):
-                    continue
-                if tstar not in con or not con[tstar].active or not con[tstar].equality:
-                    continue
-                c = con[tstar]
-                resid = convert(c.body - c.upper, role)
+            for con, c, first_data in equations:
+                resid = convert(c.body - c.upper, s["role"])
                 (differential if resid.free_symbols & set(dx) else algebraic).append(resid)
-                if t0 in con and con[t0].active and con[t0].equality:
+                if first_data is not None:
                     try:
-                        first = convert(con[t0].body - con[t0].upper, role0)
+                        first = convert(first_data.body - first_data.upper, s["role0"])
                     except UnsupportedStructure:
                         continue
                     same_kind = bool(first.free_symbols & set(dx)) == bool(resid.free_symbols & set(dx))
@@ -185,55 +267,69 @@ class ForwardIntegrator:
             raise
         except Exception as exc:  # sympy cannot represent some expression  # noqa: BLE001
             raise UnsupportedStructure(f"equation not convertible to sympy: {exc}") from None
-        if len(differential) != len(x) or len(algebraic) != len(z):
+        if len(differential) != self.n_x or len(algebraic) != self.n_z:
             raise UnsupportedStructure(
-                f"{len(differential)} differential equations for {len(x)} states and {len(algebraic)} "
-                f"algebraic equations for {len(z)} outputs at time {tstar}"
+                f"{len(differential)} differential equations for {self.n_x} states and {len(algebraic)} "
+                f"algebraic equations for {self.n_z} outputs at time {max(self.time_set)}"
             )
-
-        # initial conditions: scalar constraints on states at t0
-        self.x0_unknown = [i for i, s in enumerate(self.states) if not s[t0].fixed]
-        x0 = sympy.symbols(f"xinit0:{len(self.states)}")
-        init_role = {id(s[t0]): x0[i] for i, s in enumerate(self.states)}
-        u0 = sympy.symbols(f"uinit0:{len(self.inputs)}")
-        init_inputs = {id(v[t0]): u0[k] for k, v in enumerate(self.inputs)}
         init_eqs = []
-        for con in model.component_data_objects(pyo.Constraint, active=True, descend_into=True):
-            if con.parent_component().is_indexed() and _time_indexed(con.parent_component(), time_set):
-                continue
-            from pyomo.core.expr.visitor import identify_variables
-
-            vars_in = list(identify_variables(con.body))
-            if any(id(v) in init_role for v in vars_in):
-                try:
-                    init_eqs.append(convert(con.body - con.upper, {**init_role, **init_inputs}))
-                except UnsupportedStructure as exc:
-                    raise UnsupportedStructure(f"initial condition {con.name}: {exc}") from None
+        for con in initial:
+            try:
+                init_eqs.append(convert(con.body - con.upper, s["init_role"]))
+            except UnsupportedStructure as exc:
+                raise UnsupportedStructure(f"initial condition {con.name}: {exc}") from None
+        x0 = sympy.symbols(f"xinit0:{self.n_x}")
+        u0 = sympy.symbols(f"uinit0:{len(self.inputs)}")
         unknown_syms = [x0[i] for i in self.x0_unknown]
         if len(init_eqs) != len(unknown_syms):
             raise UnsupportedStructure(
                 f"{len(init_eqs)} initial-condition equations for {len(unknown_syms)} unfixed initial states"
             )
 
-        p = sympy.symbols(f"p0:{len(self.params)}") if self.params else ()
-        args = list(x) + list(z) + list(u) + list(p)
-        self._output_source = (convert, role, args, z, param_symbols, role0)
-        self.n_x, self.n_z = len(x), len(z)
-        if x:
+        args = self._args()
+        p = args[self.n_x + self.n_z + len(self.inputs) :]
+        functions = {}
+        if self.n_x:
             D = sympy.Matrix(differential)
-            A = D.jacobian(dx)
-            b = D.xreplace({d: 0 for d in dx})
-            self._A = sympy.lambdify(args, A, "numpy")
-            self._b = sympy.lambdify(args, b, "numpy")
-        if z:
+            functions["A"] = sympy.lambdify(args, D.jacobian(dx), "numpy")
+            functions["b"] = sympy.lambdify(args, D.xreplace({d: 0 for d in dx}), "numpy")
+        if self.n_z:
             G = sympy.Matrix(algebraic)
-            self._g = sympy.lambdify(args, G, "numpy")
-            self._Jg = sympy.lambdify(args, G.jacobian(z), "numpy")
+            functions["g"] = sympy.lambdify(args, G, "numpy")
+            functions["Jg"] = sympy.lambdify(args, G.jacobian(s["z"]), "numpy")
         if unknown_syms:
             Iq = sympy.Matrix(init_eqs)
             init_args = list(x0) + list(p) + list(u0)
-            self._init = sympy.lambdify(init_args, Iq, "numpy")
-            self._Jinit = sympy.lambdify(init_args, Iq.jacobian(unknown_syms), "numpy")
+            functions["init"] = sympy.lambdify(init_args, Iq, "numpy")
+            functions["Jinit"] = sympy.lambdify(init_args, Iq.jacobian(unknown_syms), "numpy")
+        self._set_functions(functions)
+        sources = {name: compile_cache.source_of(f) for name, f in functions.items()}
+        if any(text is None for text in sources.values()):
+            return {}  # a function reads a name outside NumPy's: this process keeps it, no entry is written
+        return {
+            "functions": sources,
+            "params": [v.name for v in self.params],
+            "time_explicit": list(self.time_explicit),
+        }
+
+    def _load(self, payload) -> bool:
+        """Take the functions an earlier process compiled for the same equations; False if unusable."""
+        try:
+            params = [self.pyomo_model.find_component(name) for name in payload["params"]]
+            if any(v is None for v in params):
+                return False
+            functions = {name: compile_cache.function_from(text) for name, text in payload["functions"].items()}
+        except (KeyError, TypeError, ValueError, SyntaxError):
+            return False
+        self.params[:] = params
+        self.time_explicit = list(payload["time_explicit"])
+        self._set_functions(functions)
+        return True
+
+    def _set_functions(self, functions) -> None:
+        self._A, self._b = functions.get("A"), functions.get("b")
+        self._g, self._Jg = functions.get("g"), functions.get("Jg")
+        self._init, self._Jinit = functions.get("init"), functions.get("Jinit")
 
     # ------------------------------------------------------------------
     def require_autonomous(self, what: str) -> None:
@@ -453,7 +549,9 @@ class ForwardIntegrator:
                     return float(self._solve_algebraic(np.asarray(x, float), u, list(p), guess)[j])
 
                 return algebraic
-        convert, role, args, z_symbols, param_symbols, role0 = self._output_source
+        s = self._symbolic()
+        convert, role, role0, z_symbols, param_symbols = s["convert"], s["role"], s["role0"], s["z"], s["param_symbols"]
+        args = self._args()
         t0 = min(self.time_set)
         n_params = len(self.params)
 
