@@ -53,6 +53,14 @@ def test_cli_replay_writes_the_record_and_refuses_to_overwrite_it(stream, tmp_pa
     assert summary["parameters"]["mu_max"]["value"] == pytest.approx(0.55, rel=0.05)
     assert stream.read_bytes() == before  # the stream is only read
     assert cli.main(args) == 2 and "--resume" in capsys.readouterr().err
+    assert summary["residual_model"] == "independent" and summary["autocorrelation_given"] == {}
+    assert set(summary["innovation_autocorrelation_lag1"]) == {"X", "S"}
+    # AR(1) errors with a given autocorrelation: every value's variance widened by (1 + 0.5)/(1 - 0.5) = 3
+    ar1 = ["--residual-model", "ar1", "--autocorrelation", "0.5", "--out", str(tmp_path / "ar1")]
+    assert cli.main(args[:-2] + ar1) == 0, capsys.readouterr().err
+    widened = json.loads((tmp_path / "ar1" / "summary.json").read_text())
+    assert widened["residual_model"] == "ar1" and widened["autocorrelation_given"] == {"all": 0.5}
+    assert widened["parameters"]["mu_max"]["sd"] > 1.3 * summary["parameters"]["mu_max"]["sd"]
 
 
 def test_resume_after_a_crash_loses_and_repeats_nothing(stream, tmp_path):

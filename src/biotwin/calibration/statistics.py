@@ -118,6 +118,8 @@ def _informed_inverse(fisher, rank_tol):
 #: Lag-1 autocorrelation of the residuals above which a calibration warns that intervals assuming
 #: independent errors are too narrow (a variance understated by (1 + rho)/(1 - rho) = 3 at 0.5).
 AUTOCORRELATION_WARNING = 0.5
+#: Consecutive residual pairs below which a lag-1 autocorrelation is not measured (NaN).
+MIN_AUTOCORRELATION_PAIRS = 10
 
 
 def residual_autocorrelation(observations, residuals, weights) -> tuple[float, int]:
@@ -133,7 +135,7 @@ def residual_autocorrelation(observations, residuals, weights) -> tuple[float, i
     Returns
     -------
     (rho, pairs) : (float, int)
-        ``rho`` is NaN with fewer than 10 consecutive pairs.
+        ``rho`` is NaN with fewer than :data:`MIN_AUTOCORRELATION_PAIRS` (10) consecutive pairs.
     """
     z = np.sqrt(weights) * residuals
     series = {}
@@ -148,7 +150,7 @@ def residual_autocorrelation(observations, residuals, weights) -> tuple[float, i
             continue
         weighted += (len(r) - 1) * float(np.sum(r[1:] * r[:-1])) / den
         pairs += len(r) - 1
-    if pairs < 10:
+    if pairs < MIN_AUTOCORRELATION_PAIRS:
         return float("nan"), pairs
     return weighted / pairs, pairs
 

@@ -772,6 +772,19 @@ def _add_twin_options(q) -> None:
         help="estimator: extended Kalman filter (default) or moving-horizon estimation",
     )
     q.add_argument("--window", type=int, default=8, help="rows in the moving horizon (--method mhe)")
+    q.add_argument(
+        "--residual-model",
+        choices=["independent", "ar1"],
+        default="independent",
+        help="measurement errors independent (default) or AR(1) per variable: each value's variance widened "
+        "by (1+rho)/(1-rho) from its innovations' lag-1 autocorrelation (a densely sampled probe)",
+    )
+    q.add_argument(
+        "--autocorrelation",
+        type=float,
+        help="the errors' lag-1 autocorrelation when known, in [0, 1) (--residual-model ar1; default: the "
+        "--prior calibration's, else measured online)",
+    )
     q.add_argument("--forecast-every", type=float, default=24.0, help="forecast interval [model time unit]")
     q.add_argument("--out", required=True, help="folder of the record (estimates.csv, forecasts.csv, ...)")
     q.add_argument("--resume", action="store_true", help="continue the record in --out after its last update")
@@ -806,6 +819,8 @@ def _twin_from_args(args):
         prior_rsd=args.prior_rsd,
         method=args.method,
         window=args.window,
+        residual_model=args.residual_model,
+        autocorrelation=args.autocorrelation,
     )
 
 

@@ -6,7 +6,9 @@
 ``DIR/alarms.json``    ``[{update_time, kind, variables, statistic, threshold, message}]``;
 ``DIR/refused.json``   rows refused, each with its reason;
 ``DIR/summary.json``   ``n_updates``, ``median_update_s``, ``max_update_s``, ``first_alarm_time``, the
-                       parameters at the last update, ``refused_rows``.
+                       parameters at the last update, ``refused_rows``, ``residual_model``, the ``autocorrelation_given``
+                       (``all`` for every variable) and each measured variable's
+                       ``innovation_autocorrelation_lag1`` (null before 10 consecutive pairs).
 
 Each update appends its lines at once and flushes them. ``resume=True`` re-runs the filter silently over
 the rows already recorded (the filter is deterministic) and appends after them: a killed twin loses
@@ -152,6 +154,11 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
             else {}
         ),
         "refused_rows": len(refused),
+        "residual_model": twin.residual_model,
+        "autocorrelation_given": {str(k) if k is not None else "all": v for k, v in twin.autocorrelation.items()},
+        "innovation_autocorrelation_lag1": {
+            name: (rho if np.isfinite(rho) else None) for name, (rho, _) in twin.innovation_autocorrelation.items()
+        },
     }
     _write_json(out / "summary.json", summary)
     return summary
