@@ -72,9 +72,12 @@ def server(stream):
             time.sleep(0.02)
         for _, row in stream.iterrows():
             nodes["SampleTime"].write_value(float("nan"))  # a sample in progress: readers wait
-            nodes["Biomass"].write_value(float("nan") if pd.isna(row["X"]) else float(row["X"]) * 1000.0)
-            nodes["Biomass_sd"].write_value(float("nan") if pd.isna(row["X"]) else float(row["X_sigma"]) * 1000.0)
-            nodes["Substrate"].write_value(float("nan") if pd.isna(row["S"]) else float(row["S"]))
+            # only what is measured in this sample is written (a node not written is not measured again)
+            if not pd.isna(row["X"]):
+                nodes["Biomass"].write_value(float(row["X"]) * 1000.0)
+                nodes["Biomass_sd"].write_value(float(row["X_sigma"]) * 1000.0)
+            if not pd.isna(row["S"]):
+                nodes["Substrate"].write_value(float(row["S"]))
             nodes["SampleTime"].write_value(float(row["time"]) * 60.0)  # the time last: the row is complete
 
     publisher = threading.Thread(target=publish, daemon=True)
@@ -179,6 +182,12 @@ def test_rows_are_assembled_by_timestamp_whatever_order_a_publish_delivers_its_i
     change("SampleTime", 180.0, 10)
     change("SampleTime", 180.0, 11)  # the same sample time again is no new row
     assert rows.rows() == [{"time": 3.0}]
+    # a value is a measurement once: a node not written since the last sample is not measured again
+    change("SampleTime", 240.0, 12)
+    assert rows.rows() == [{"time": 4.0}]  # Substrate 4.0 and Biomass 1700 were used by samples 1 and 2
+    change("Substrate", 4.0, 13)  # the same value written again is a new measurement (trigger with timestamp)
+    change("SampleTime", 300.0, 14)
+    assert rows.rows() == [{"time": 5.0, "S": 4.0, "S_sigma": 0.05}]
     # a value without any timestamp cannot be placed: the stream stops by name instead of guessing
     bare = ua.DataValue(ua.Variant(2.0))
     node = SimpleNamespace(nodeid=ua.NodeId.from_string("ns=2;s=Substrate"))

@@ -9,20 +9,24 @@ unit, and the node that carries the sample time::
       Xv:  {node: "ns=2;s=VCD", unit: "1e6/mL", sigma_node: "ns=2;s=VCD_sd"}
 
 The client (``asyncua``) holds one subscription with a monitored item on every node, each with a
-server-side FIFO queue (``queue_size``) and a sampling interval of 0, and reads it in its own thread and
-event loop, so an update of the twin never delays it. The server's side of the convention: a sample's
+server-side FIFO queue (``queue_size``), a sampling interval of 0 and the data-change trigger
+StatusValueTimestamp (every write is reported, also one that repeats the last value: a probe can read the
+same value twice), and reads it in its own thread and event loop, so an update of the twin never delays it. The server's side of the convention: a sample's
 values are written first and its sample time last, every value stamped (source or server timestamp)
 from one clock with strictly increasing stamps from one write to the next. A row is emitted for every
 new finite sample time; it holds, for each variable, the latest value whose timestamp is not later
 than the sample time's own (a publish delivers its changes grouped per node, so the arrival order
-cannot be used). This assumes what an event-driven server such as asyncua's does: every write queued
+cannot be used), if that value was written after the one the previous row used: a value is a
+measurement once. A node not written since the last sample is not measured in this row (a titer
+sampled daily is not read into every hourly row, which would count one measurement 24 times); a
+sigma node keeps its last value (it describes the sensor, not a sample). This assumes what an event-driven server such as asyncua's does: every write queued
 at once, in order, and a publish carrying all queued changes. A sampling server (one that reads
 its values at a rate rather than on every write) or one that splits a publish can deliver a value
 after the sample time that followed it; there, publish samples more slowly than the server samples.
 A node whose queue overflowed is logged (raise ``queue_size``); a node without timestamps, a node the
 server refuses to monitor and a lost connection stop the stream with a named error (``--resume``
 continues a recorded run). A variable node holding NaN (or nothing, or a bad status) is not measured in
-that row; a variable that did not change keeps its last value (OPC UA reports changes only). Values
+that row. Values
 are converted to the model's units; a map whose unit cannot be converted, or that names an unknown
 state, is refused before connecting.
 """
@@ -140,7 +144,7 @@ def opcua_chunks(
         try:
             subscription = await client.create_subscription(publish_s * 1000.0, assembler)
             nodes = [client.get_node(i) for i in assembler.node_ids]
-            handles = await subscription.subscribe_data_change(nodes, queuesize=queue_size, sampling_interval=0)
+            handles = await subscription.create_monitored_items(_monitored_items(nodes, queue_size))
             refused = [f"{i} ({h.name})" for i, h in zip(assembler.node_ids, handles) if isinstance(h, ua.StatusCode)]
             if refused:
                 raise DataError(f"the server refused to monitor node(s) {', '.join(refused)}: check the node map")
@@ -211,6 +215,7 @@ class _RowAssembler:
         self.changes = {i: [] for i in self.node_ids}  # node -> [(timestamp, value)], in arrival order
         self.times = []  # [(timestamp, sample time)] not yet turned into rows
         self.last_time = None
+        self.used = {}  # value node -> timestamp of the change the last row used (a value is used once)
         self.error = None  # why the stream cannot go on (read by the reader's loop)
 
     def datachange_notification(self, node, val, data):
@@ -243,8 +248,11 @@ class _RowAssembler:
             self.last_time = t
             row = {"time": t * self.time_factor}
             for name, (node, f, sigma, sigma_node) in self.variables.items():
-                value = self._at(node, stamp)
-                sd = self._at(sigma_node, stamp) if sigma_node else sigma
+                written, value = self._at(node, stamp)
+                if written is None or written <= self.used.get(node, float("-inf")):
+                    continue  # not written since the last row: not measured in this one
+                self.used[node] = written
+                sd = self._at(sigma_node, stamp)[1] if sigma_node else sigma
                 if not is_number(value) or not is_number(sd):
                     continue  # not measured in this row (empty or NaN)
                 row[name], row[f"{name}_sigma"] = float(value) * f, float(sd) * f
@@ -258,14 +266,40 @@ class _RowAssembler:
         return out
 
     def _at(self, node, stamp):
-        value = None
+        """``(timestamp, value)`` of the node's latest change at or before ``stamp``; ``(None, None)`` if none."""
+        found = (None, None)
         for key, v in self.changes[node]:
             if key <= stamp:
-                value = v
-        return value
+                found = (key, v)
+        return found
 
 
 _OVERFLOW = 0x480  # StatusCode info bits: InfoType DataValue + Overflow (OPC UA Part 4, 7.34.1)
+
+
+def _monitored_items(nodes, queue_size: int) -> list:
+    """One monitored item per node on a fresh subscription: the Value attribute, sampled on every write,
+    queued on the server (oldest dropped first, logged), reported on every write even of the same value
+    (trigger StatusValueTimestamp; asyncua's ``subscribe_data_change`` reports value changes only)."""
+    from asyncua import ua
+
+    items = []
+    for handle, node in enumerate(nodes, start=1):  # client handles unique within this subscription
+        read = ua.ReadValueId()
+        read.NodeId = node.nodeid
+        read.AttributeId = ua.AttributeIds.Value
+        params = ua.MonitoringParameters()
+        params.ClientHandle = handle
+        params.SamplingInterval = 0
+        params.QueueSize = queue_size
+        params.DiscardOldest = True
+        params.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+        item = ua.MonitoredItemCreateRequest()
+        item.ItemToMonitor = read
+        item.MonitoringMode = ua.MonitoringMode.Reporting
+        item.RequestedParameters = params
+        items.append(item)
+    return items
 
 
 def _canonical(node_id: str) -> str:
