@@ -81,6 +81,46 @@ def test_resume_after_a_crash_loses_and_repeats_nothing(stream, tmp_path):
     pd.testing.assert_frame_equal(a.drop(columns="update_s"), b.drop(columns="update_s"), rtol=1e-10)
 
 
+def test_a_kill_between_an_updates_writes_loses_and_repeats_nothing(stream, tmp_path, monkeypatch):
+    """The process dies after an update wrote its forecast and its alarm but before its estimates line (the
+    update's commit mark): --resume writes that update's forecast and alarm once, and every file equals an
+    uninterrupted run's."""
+    from biotwin.twin import runner
+
+    model = biotwin.load_model(MONOD)
+    frame = pd.read_csv(stream)
+    k = int(frame.index[(frame["time"] >= 10) & frame["X"].notna()][0])  # a forecast is due at t >= 10
+    frame.loc[k, "X"] += 20 * frame.loc[k, "X_sigma"]  # an upset: an alarm at that update
+    t_k = float(frame.loc[k, "time"])
+
+    def run(out, resume=False):
+        return run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame, out, resume, forecast_every=5)
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run(whole)
+    real = runner._append
+
+    def dies_at_the_estimates_line(path, data):
+        if path.name == "estimates.csv" and data["update_time"].iloc[0] == t_k:
+            raise KeyboardInterrupt  # killed here
+        real(path, data)
+
+    monkeypatch.setattr(runner, "_append", dies_at_the_estimates_line)
+    with pytest.raises(KeyboardInterrupt):
+        run(killed)
+    monkeypatch.undo()
+    assert t_k in set(pd.read_csv(killed / "forecasts.csv")["update_time"])  # written before the kill
+    assert any(a["update_time"] == t_k for a in json.loads((killed / "alarms.json").read_text()))
+    assert t_k not in set(pd.read_csv(killed / "estimates.csv")["update_time"])
+    run(killed, resume=True)
+    a, b = pd.read_csv(whole / "estimates.csv"), pd.read_csv(killed / "estimates.csv")
+    pd.testing.assert_frame_equal(a.drop(columns="update_s"), b.drop(columns="update_s"))
+    pd.testing.assert_frame_equal(pd.read_csv(whole / "forecasts.csv"), pd.read_csv(killed / "forecasts.csv"))
+    for name in ("alarms.json", "refused.json"):
+        assert json.loads((killed / name).read_text()) == json.loads((whole / name).read_text()), name
+    assert [x["update_time"] for x in json.loads((whole / "alarms.json").read_text())].count(t_k) >= 1
+
+
 def test_a_twin_run_and_its_alarms_are_recorded_in_the_registry(stream, tmp_path):
     """--registry: the run is a twin_run event holding the stream's hash and every alarm it raised (here one
     value 20 sd off at the last sample), and the audit chain stays intact."""

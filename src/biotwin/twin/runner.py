@@ -10,9 +10,11 @@
                        (``all`` for every variable) and each measured variable's
                        ``innovation_autocorrelation_lag1`` (null before 10 consecutive pairs).
 
-Each update appends its lines at once and flushes them. ``resume=True`` re-runs the filter silently over
-the rows already recorded (the filter is deterministic) and appends after them: a killed twin loses
-nothing and writes nothing twice.
+Each update writes its forecast, alarms and refused rows first and its ``estimates.csv`` line last, each
+flushed to disk: the estimates line marks the update as recorded. ``resume=True`` drops whatever a killed
+process wrote after its last recorded update (half a line, a forecast or an alarm of an update whose
+estimates line is missing), re-runs the filter silently over the rows already recorded (the filter is
+deterministic) and appends after them: a killed twin loses nothing and writes nothing twice.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def _drop_partial_line(path: Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Replace ``path`` by ``frame`` atomically (a killed process leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _write_json(path: Path, data) -> None:
@@ -92,50 +101,63 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
         raise BiotwinError(f"--resume: {out} holds no estimates.csv to continue")
     out.mkdir(parents=True, exist_ok=True)
     done_until, alarms, refused = -math.inf, [], []
+    forecast_times = set()  # updates whose forecast is in forecasts.csv
     if resume:
         _drop_partial_line(out / "estimates.csv")
         _drop_partial_line(out / "forecasts.csv")
         done = pd.read_csv(out / "estimates.csv")
         done_until = float(done["update_time"].iloc[-1]) if len(done) else -math.inf
+        # what a killed process wrote for an update it did not finish (no estimates line) is written again
+        if (out / "forecasts.csv").exists() and (out / "forecasts.csv").stat().st_size:
+            forecasts = pd.read_csv(out / "forecasts.csv")
+            kept = forecasts[forecasts["update_time"] <= done_until]
+            if len(kept) < len(forecasts):
+                _write_csv(out / "forecasts.csv", kept)
+            forecast_times = set(kept["update_time"])
         alarms = json.loads((out / "alarms.json").read_text()) if (out / "alarms.json").exists() else []
         refused = json.loads((out / "refused.json").read_text()) if (out / "refused.json").exists() else []
+        alarms = [a for a in alarms if a["update_time"] <= done_until]
+        refused = [r for r in refused if r.get("update_time", -math.inf) <= done_until]
         say(f"resuming after update time {done_until:g} {twin.time_unit}")
     next_forecast = 0.0
-    last, forecast_time = None, None
+    last = None
 
     def write_forecast(update):
         forecast = update.forecast()
         forecast.insert(0, "update_time", update.time)
         _append(out / "forecasts.csv", forecast)
-        return update.time, (math.floor(update.time / forecast_every) + 1) * forecast_every
+        forecast_times.add(update.time)
 
     for rows in chunks:
         update = twin.update(rows)
-        if update.time <= done_until:
-            if update.time >= next_forecast:
-                next_forecast = (math.floor(update.time / forecast_every) + 1) * forecast_every
-            continue  # already recorded before the resume
         last = update
+        if update.time >= next_forecast:
+            next_forecast = (math.floor(update.time / forecast_every) + 1) * forecast_every
+            due = True
+        else:
+            due = update.time >= twin.t_end
+        if update.time <= done_until:
+            continue  # recorded before the resume
         row = {"update_time": update.time}
         for s, (v, sd) in update.states.items():
             row[s], row[f"{s}_sd"] = v, sd
         for p, (v, sd) in update.parameters.items():
             row[p], row[f"{p}_sd"] = v, sd
         row.update({"nis": update.nis, "n_measured": update.n_measured, "update_s": update.update_s})
-        _append(out / "estimates.csv", pd.DataFrame([row]))
-        if update.time >= next_forecast or update.time >= twin.t_end:
-            forecast_time, next_forecast = write_forecast(update)
+        if due:
+            write_forecast(update)
         if update.alarms:
             alarms.extend(update.alarms)
             _write_json(out / "alarms.json", alarms)
         if update.refused:
-            refused.extend(update.refused)
+            refused.extend({**r, "update_time": update.time} for r in update.refused)
             _write_json(out / "refused.json", refused)
+        _append(out / "estimates.csv", pd.DataFrame([row]))  # last: the update is recorded
         say(
             f"t = {update.time:g} {twin.time_unit}: NIS {update.nis:.2f} ({update.n_measured} values), "
             f"{update.update_s * 1e3:.0f} ms" + (f", ALARM {update.alarms[0]['kind']}" if update.alarms else "")
         )
-    if last is not None and forecast_time != last.time:  # the record ends with a forecast from its last update
+    if last is not None and last.time not in forecast_times:  # the record ends with its last update's forecast
         write_forecast(last)
     _write_json(out / "alarms.json", alarms)
     _write_json(out / "refused.json", refused)
