@@ -183,11 +183,13 @@ def test_rows_are_assembled_by_timestamp_whatever_order_a_publish_delivers_its_i
     change("SampleTime", 180.0, 11)  # the same sample time again is no new row
     assert rows.rows() == [{"time": 3.0}]
     # a value is a measurement once: a node not written since the last sample is not measured again
-    change("SampleTime", 240.0, 12)
-    assert rows.rows() == [{"time": 4.0}]  # Substrate 4.0 and Biomass 1700 were used by samples 1 and 2
-    change("Substrate", 4.0, 13)  # the same value written again is a new measurement (trigger with timestamp)
-    change("SampleTime", 300.0, 14)
-    assert rows.rows() == [{"time": 5.0, "S": 4.0, "S_sigma": 0.05}]
+    change("Biomass", 1800.0, 12)
+    change("SampleTime", 240.0, 13)
+    change("SampleTime", 300.0, 14)  # nothing written for sample 5
+    assert rows.rows() == [{"time": 4.0, "X": 1.8, "X_sigma": 0.03}, {"time": 5.0}]
+    change("Biomass", 1800.0, 15)  # the same value written again is a new measurement (trigger with timestamp)
+    change("SampleTime", 360.0, 16)
+    assert rows.rows() == [{"time": 6.0, "X": 1.8, "X_sigma": 0.03}]
     # a value without any timestamp cannot be placed: the stream stops by name instead of guessing
     bare = ua.DataValue(ua.Variant(2.0))
     node = SimpleNamespace(nodeid=ua.NodeId.from_string("ns=2;s=Substrate"))
