@@ -121,6 +121,36 @@ def test_a_kill_between_an_updates_writes_loses_and_repeats_nothing(stream, tmp_
     assert [x["update_time"] for x in json.loads((whole / "alarms.json").read_text())].count(t_k) >= 1
 
 
+def test_a_live_twin_resumed_after_a_kill_continues_from_its_archive(stream, tmp_path):
+    """A live source cannot send its past again: the record archives every chunk as it arrives and a resumed
+    twin re-feeds the archive, so it goes on from where it was, not from its prior. The reconnected source
+    first re-sends its current sample (dropped, not refused), then new ones; every file equals an
+    uninterrupted run's."""
+    from biotwin.twin.runner import record
+
+    model = biotwin.load_model(MONOD)
+    frame = pd.read_csv(stream)
+    chunks = [frame.iloc[[k]] for k in range(len(frame))]
+
+    def twin():
+        return biotwin.Twin(model, "default", estimate=["mu_max"])
+
+    def killed_after(n):
+        yield from chunks[:n]
+        raise KeyboardInterrupt  # the process is killed while waiting for the next sample
+
+    whole, live = tmp_path / "whole", tmp_path / "live"
+    record(twin(), iter(chunks), whole, forecast_every=5, archive=True)
+    with pytest.raises(KeyboardInterrupt):
+        record(twin(), killed_after(20), live, forecast_every=5, archive=True)
+    record(twin(), iter(chunks[19:]), live, resume=True, forecast_every=5, archive=True)  # re-sends sample 20
+    a, b = pd.read_csv(whole / "estimates.csv"), pd.read_csv(live / "estimates.csv")
+    pd.testing.assert_frame_equal(a.drop(columns="update_s"), b.drop(columns="update_s"))
+    pd.testing.assert_frame_equal(pd.read_csv(whole / "forecasts.csv"), pd.read_csv(live / "forecasts.csv"))
+    assert json.loads((live / "refused.json").read_text()) == json.loads((whole / "refused.json").read_text())
+    assert (live / "stream.jsonl").read_text() == (whole / "stream.jsonl").read_text()
+
+
 def test_a_twin_run_and_its_alarms_are_recorded_in_the_registry(stream, tmp_path):
     """--registry: the run is a twin_run event holding the stream's hash and every alarm it raised (here one
     value 20 sd off at the last sample), and the audit chain stays intact."""

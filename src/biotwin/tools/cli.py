@@ -537,7 +537,7 @@ def cmd_twin_serve(args) -> int:
     chunks = opcua_chunks(
         args.opcua, node_map, publish_s=args.publish_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
     )
-    summary = record(twin, chunks, args.out, **_record_options(args))
+    summary = record(twin, chunks, args.out, archive=True, **_record_options(args))
     _record_twin_run(args, twin, summary, {"opcua": args.opcua, "nodes_sha256": _file_sha(Path(args.nodes))})
     return _print_record(summary)
 

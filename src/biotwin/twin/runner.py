@@ -8,7 +8,9 @@
 ``DIR/summary.json``   ``n_updates``, ``median_update_s``, ``max_update_s``, ``first_alarm_time``, the
                        parameters at the last update, ``refused_rows``, ``residual_model``, the ``autocorrelation_given``
                        (``all`` for every variable) and each measured variable's
-                       ``innovation_autocorrelation_lag1`` (null before 10 consecutive pairs).
+                       ``innovation_autocorrelation_lag1`` (null before 10 consecutive pairs);
+``DIR/stream.jsonl``   (a live source: ``archive=True``, ``biotwin twin serve``) every chunk of rows as it
+                       arrived, what ``--resume`` re-feeds.
 
 Each update writes its forecast, alarms and refused rows first and its ``estimates.csv`` line last, each
 flushed to disk: the estimates line marks the update as recorded. ``resume=True`` drops whatever a killed
@@ -31,7 +33,7 @@ from biotwin.core.errors import BiotwinError
 from biotwin.twin.streams import replay
 from biotwin.twin.twin import Twin
 
-FILES = ("estimates.csv", "forecasts.csv", "alarms.json", "refused.json", "summary.json")
+FILES = ("estimates.csv", "forecasts.csv", "alarms.json", "refused.json", "summary.json", "stream.jsonl")
 
 
 def _append(path: Path, frame: pd.DataFrame) -> None:
@@ -50,6 +52,32 @@ def _drop_partial_line(path: Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _archived(path: Path, chunks, resume: bool, say):
+    """``chunks`` kept in ``path`` as they arrive; on resume, the archive's chunks first."""
+    last_time = -math.inf
+    if resume and path.exists():
+        _drop_partial_line(path)
+        with open(path, encoding="utf-8") as f:
+            stored = [json.loads(line) for line in f if line.strip()]
+        say(f"re-feeding {len(stored)} archived chunk(s) of the live stream")
+        for rows in stored:
+            frame = pd.DataFrame(rows)
+            if "time" in frame and frame["time"].notna().any():
+                last_time = max(last_time, float(frame["time"].max()))
+            yield frame
+    for frame in chunks:
+        if "time" in frame:
+            frame = frame[~(pd.to_numeric(frame["time"], errors="coerce") <= last_time)]  # re-sent after reconnect
+            if frame.empty:
+                continue
+        line = json.dumps(frame.to_dict(orient="records"), default=float) + "\n"
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        yield frame
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -74,7 +102,7 @@ def run_replay(twin: Twin, stream, out_dir, resume=False, forecast_every=24.0, c
     return record(twin, replay(frame, chunk), out_dir, resume=resume, forecast_every=forecast_every, progress=progress)
 
 
-def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progress=None) -> dict:
+def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progress=None, archive=False) -> dict:
     """Feed ``chunks`` (DataFrames of rows, as they arrive: a replay, an OPC UA subscription) to ``twin``.
 
     Parameters
@@ -89,6 +117,12 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
     forecast_every : float
         A forecast is written at the first update at or after each multiple of this [model time unit],
         and at the last update.
+    archive : bool
+        Keep every chunk as it arrives in ``DIR/stream.jsonl`` (a JSON list of rows per line, written
+        before the twin uses it): a live source (OPC UA) cannot send its past again, so ``resume`` re-feeds
+        the archive first and then takes from ``chunks`` only rows after the archive's last time (a
+        reconnected subscription first re-sends the current sample). Without it a resumed live twin would
+        start again from its prior.
     """
     out = Path(out_dir)
     say = progress or (lambda text: None)
@@ -121,6 +155,8 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
         say(f"resuming after update time {done_until:g} {twin.time_unit}")
     next_forecast = 0.0
     last = None
+    if archive:
+        chunks = _archived(out / "stream.jsonl", chunks, resume, say)
 
     def write_forecast(update):
         forecast = update.forecast()
