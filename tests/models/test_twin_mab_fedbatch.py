@@ -60,6 +60,21 @@ def test_forecast_after_day_7_and_no_alarm_on_noise(model):
     # the normalized innovations of a well-specified filter: chi-square with m degrees of freedom
     per_value = [h.nis / h.n_measured for h in twin.history if h.n_measured]
     assert 0.6 < np.mean(per_value) < 1.4
+    # the linearized band checked by sampling (issue #14): 200 draws of states and parameters, each integrated
+    sampled = update.forecast(method="sampling", samples=200)
+    for name in ("titer", "Xv", "Glc", "Lac"):
+        lin = forecast[forecast["variable"] == name].iloc[-1]
+        smp = sampled[sampled["variable"] == name].iloc[-1]
+        width = lin.hi95 - lin.lo95
+        print(
+            f"day-14 {name}: linearized [{lin.lo95:.4g}, {lin.hi95:.4g}], sampled [{smp.lo95:.4g}, {smp.hi95:.4g}] "
+            f"(bounds differ by {abs(smp.lo95 - lin.lo95) / width:.1%}, {abs(smp.hi95 - lin.hi95) / width:.1%} of the width)"
+        )
+        assert abs(smp.lo95 - lin.lo95) < 0.15 * width and abs(smp.hi95 - lin.hi95) < 0.15 * width, name
+    titer = sampled[sampled["variable"] == "titer"].iloc[-1]
+    assert titer.lo95 <= final_titer <= titer.hi95
+    with pytest.raises(biotwin.BiotwinError, match="forecast method 'monte carlo'"):
+        update.forecast(method="monte carlo")
 
 
 def test_bad_rows_are_refused_by_name_and_the_twin_goes_on(model):
