@@ -144,3 +144,26 @@ def test_the_twin_measures_an_output_the_vial_bottom_temperature():
         value, sd = update.parameters[name]
         assert abs(value - true) < 1.96 * sd, (name, value, sd)
         assert sd < 0.3 * true  # informed by the record, narrower than the 30 % prior
+
+
+def test_a_chamber_pressure_excursion_the_recipe_does_not_know_is_alarmed():
+    """A recipe step that did not happen (issue #14): SYNTHETIC batches of case 1 read by a vial-bottom
+    thermocouple every 0.02 h (sd 0.3 K) for 3 h. In one the chamber pressure rose from 150 to 400 mTorr at
+    2.0-2.5 h (a vacuum fault: more gas conduction, the product warms); the twin runs the recipe as written
+    (150 mTorr throughout). The excursion is alarmed at its first sample; the same batch without it, at
+    the same noise, raises no alarm."""
+    from biotwin.twin.streams import replay, synthetic_stream
+
+    model = biotwin.load_model("lyophilization")
+    recipe = model.load_scenario("case1_standard").raw
+    pressure = [[0, 150], [2.0, 150], [2.02, 400], [2.5, 400], [2.52, 150], [12, 150]]
+    fault = {**recipe, "chamber_pressure": {"unit": "mtorr", "points": pressure}}
+    first = {}
+    for name, truth_recipe in (("noise only", "case1_standard"), ("excursion", fault)):
+        stream, _ = synthetic_stream(model, truth_recipe, {}, {"T_bottom": (0.02, 0.3, 0)}, t_end=3.0, seed=8)
+        twin = biotwin.Twin(model, "case1_standard", estimate=["R0"])
+        alarms = [a for rows in replay(stream) for a in twin.update(rows).alarms]
+        first[name] = alarms[0] if alarms else None
+        print(f"\n{name}: {len(alarms)} alarms" + (f", first {alarms[0]['message']}" if alarms else ""))
+    assert first["noise only"] is None
+    assert 2.0 < first["excursion"]["update_time"] <= 2.05 and first["excursion"]["variables"] == ["T_bottom"]
