@@ -77,7 +77,7 @@ def test_forecast_after_day_7_and_no_alarm_on_noise(model):
         update.forecast(method="monte carlo")
 
 
-def test_bad_rows_are_refused_by_name_and_the_twin_goes_on(model):
+def test_bad_rows_are_refused_by_name_and_the_twin_goes_on(model, caplog):
     twin = biotwin.Twin(model, "nominal_14d", estimate=["mu_max"])
     twin.update({"time": [0.0], "Glc": [35.0], "Glc_sigma": [0.7]})
     cases = [
@@ -95,5 +95,13 @@ def test_bad_rows_are_refused_by_name_and_the_twin_goes_on(model):
     late = twin.update({"time": [1.0], "Glc": [34.0], "Glc_sigma": [0.7]})
     assert "late or out of order" in late.refused[0]["reason"]
     assert len(twin.refused) == len(cases) + 1
+    # a unit in a column name: refused, with the conversion when the unit is of the variable's kind
+    wrong = twin.update({"time": [3.0], "Glc [mmol/L]": [30.0], "Lac [g/L]": [1.0], "Glc": [33.0], "Glc_sigma": [0.7]})
+    reasons = [r["reason"] for r in wrong.refused]
+    assert any("'Glc [mmol/L]'" in r and "1 mmol/L = 1 mM: convert the values" in r for r in reasons), reasons
+    assert any("'Lac [g/L]'" in r and "'g/L' is not a unit of Lac (mM)" in r for r in reasons), reasons
+    assert twin.t == 3.0 and wrong.n_measured == 1  # the row's good part was used
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "biotwin.twin.twin"]
+    assert len(logged) == len(twin.refused) and "refused row at 0.0: time 0 h was already used" in " ".join(logged)
     with pytest.raises(biotwin.BiotwinError, match="unknown parameter 'mu_maxx'"):
         biotwin.Twin(model, "nominal_14d", estimate=["mu_maxx"])

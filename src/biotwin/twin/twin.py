@@ -19,8 +19,10 @@ so.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
+import re
 import time as _time
 import warnings
 from dataclasses import dataclass, field
@@ -33,12 +35,14 @@ import pyomo.environ as pyo
 from biotwin.calibration.statistics import AUTOCORRELATION_WARNING, MIN_AUTOCORRELATION_PAIRS, ar1_variance_inflation
 from biotwin.core.errors import BiotwinError, DataError, ModelDefinitionError
 from biotwin.core.model import Model, load_model
-from biotwin.core.units import unit_string
+from biotwin.core.units import convert_value, parse_unit, unit_string
 from biotwin.engine.forward import UnsupportedStructure
 from biotwin.engine.simulation import Simulation
 from biotwin.twin.alarms import AlarmRule
 
 Z95 = 1.959963984540054
+log = logging.getLogger(__name__)
+_UNIT_IN_NAME = re.compile(r"^\s*([A-Za-z_]\w*)\s*[\[(]\s*(.+?)\s*[\])]\s*$")  # "Glc [g/L]", "Xv (1e6/mL)"
 
 
 def _autocorrelation(value, residual_model) -> dict:
@@ -364,13 +368,21 @@ class Twin:
         time unit], one column per measured state or output (:attr:`measurable`), ``<name>_sigma`` its
         standard deviation (required),
         empty = not measured. A row that cannot be used -- time not after the last update, no time, a
-        negative or non-finite value, a value without its sigma, an unknown column -- is refused with
-        its reason (in ``update.refused`` and ``twin.refused``) and the twin goes on.
+        negative or non-finite value, a value without its sigma, an unknown column, a column that names a
+        measured variable with a unit (``Glc [g/L]``: values are read in the model's unit) -- is refused with
+        its reason (in ``update.refused`` and ``twin.refused``, and logged as a warning on the
+        ``biotwin.twin.twin`` logger) and the twin goes on.
         """
         wall0 = _time.perf_counter()
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
         refused, nis_total, m_total, contributions = [], 0.0, 0, {}
         unknown = [c for c in frame.columns if c != "time" and c.removesuffix("_sigma") not in self.measurable]
+        for column in list(unknown):
+            reason = self._unit_in_name(column)
+            if reason:
+                refused.append({"time": None, "reason": reason})
+                unknown.remove(column)
+                frame = frame.drop(columns=column)
         if unknown:
             refused.append(
                 {
@@ -401,6 +413,13 @@ class Twin:
             for k, v in contrib.items():
                 contributions[k] = contributions.get(k, 0.0) + v
         self.refused.extend(refused)
+        for r in refused:
+            log.warning(
+                "twin of '%s': refused %s: %s",
+                self.model.name,
+                f"row at {r['time']}" if r["time"] is not None else "input",
+                r["reason"],
+            )
         if self.horizon is not None and m_total:
             try:
                 self.a, self.P = self.horizon.solve()
@@ -425,6 +444,23 @@ class Twin:
         )
         self.history.append(update)
         return update
+
+    def _unit_in_name(self, column: str) -> str | None:
+        """The reason to refuse a column that names a measured variable with a unit (``Glc [g/L]``), or None."""
+        match = _UNIT_IN_NAME.match(column)
+        name = match.group(1).removesuffix("_sigma") if match else None
+        if name not in self.measurable:
+            return None
+        unit, expected = match.group(2), self.unit_of(name)
+        try:
+            factor = convert_value(1.0, parse_unit(unit, f"column {column!r}"), parse_unit(expected))
+            kind = f"1 {unit} = {factor:.6g} {expected}: convert the values"
+        except Exception:  # noqa: BLE001 - an unknown unit or one of another kind: the same refusal
+            kind = f"{unit!r} is not a unit of {name} ({expected})"
+        return (
+            f"column {column!r}: the twin reads {name} in the model's unit ({expected}) from a column named "
+            f"{match.group(1)!r}, never a unit from a column name ({kind}); the column is not used"
+        )
 
     def _check_row(self, row):
         t = row.get("time")
