@@ -7,6 +7,10 @@ right), and the update times. Then the same with the day-8.5 glucose top-up miss
 24 h is right). Baseline in the same run: re-calibrating from scratch on all data up to day 7 (the
 naive way to keep a model in step).
 
+Then, per model, the update time of the EKF and of moving-horizon estimation on the same stream in the
+same run: lyophilization (SYNTHETIC case-1 batch, vial bottom every 0.02 h for 3 h, R0 and A1 estimated)
+and HEK293 (SYNTHETIC batch_transfection, daily count, metabolites and titer, k_expr estimated).
+
     python benchmarks/twin.py --replicates 20
 """
 
@@ -121,6 +125,37 @@ def main():
         f"(mu_max {fit.parameters['mu_max']['value']:.5f}, beta_P {fit.parameters['beta_P']['value']:.3f}); "
         f"the twin's median update is {naive / np.median(walls):.0f}x faster"
     )
+    other_models(args.window)
+
+
+def other_models(window: int) -> None:
+    """Median and maximum update time of the EKF and the moving horizon on the other model folders."""
+    cases = [
+        ("lyophilization", "case1_standard", {"R0": 1.0, "A1": 12.0}, {"T_bottom": (0.02, 0.3, 0)}, 3.0, ["R0", "A1"]),
+        (
+            "hek293_vlp",
+            "batch_transfection",
+            {"k_expr": 120.0},
+            {"Xv": (24, 0, 0.05), "Glc": (24, 0.3, 0), "Lac": (24, 0.3, 0), "Gln": (24, 0.1, 0), "VLP": (24, 0, 0.1)},
+            None,
+            ["k_expr"],
+        ),
+    ]
+    for name, recipe, truth_p, schedule, t_end, estimate in cases:
+        model = biotwin.load_model(name)
+        stream, _ = synthetic_stream(model, recipe, truth_p, schedule, t_end=t_end, seed=1)
+        walls = {}
+        for method in ("ekf", "mhe"):
+            twin = biotwin.Twin(model, recipe, estimate=estimate, method=method, window=window)
+            for rows in replay(stream):
+                twin.update(rows)
+            walls[method] = [h.update_s for h in twin.history]
+        ekf, mhe = (np.array(walls[m]) for m in ("ekf", "mhe"))
+        print(
+            f"{name}: {len(ekf)} updates; EKF median {1e3 * np.median(ekf):.0f} ms (max {1e3 * ekf.max():.0f} ms), "
+            f"moving horizon ({window} rows) median {1e3 * np.median(mhe):.0f} ms (max {1e3 * mhe.max():.0f} ms); "
+            f"ratio {np.median(mhe) / np.median(ekf):.1f}"
+        )
 
 
 if __name__ == "__main__":
