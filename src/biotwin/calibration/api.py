@@ -354,7 +354,6 @@ def calibrate(
     for w in result_warnings:
         if "correlated" in w or "near-null" in w or "NOT IDENTIFIABLE" in w or "autocorrelat" in w:
             warnings.warn(w, stacklevel=2)
-    result._problem = problem  # in-memory only: the solved Pyomo problem, for further analysis
     say(f"done in {result.wall_time_s:.2f} s: {result.objective_kind} {objective:.6g}")
     return result
 

@@ -8,6 +8,7 @@ notebooks end to end).
 
 from __future__ import annotations
 
+import weakref
 from functools import cache
 
 EXERCISES = {
@@ -259,15 +260,19 @@ def _beta_p_doubled(explorer):
     the sliders are not moved)."""
     if explorer is None or not hasattr(explorer, "start_values"):
         raise ValueError("pass the fed-batch explorer as context")
-    cached = getattr(explorer, "_training_beta_p", None)
+    cached = _BETA_P_RUNS.get(explorer)
     if cached is None:
         from biotwin.engine.knobs import evaluate
 
         start = dict(explorer.start_values)
         doubled = {**start, "beta_P": 2.0 * start["beta_P"]}
         cached = tuple(evaluate(explorer.model, explorer.spec, v, explorer.base_raw)[1] for v in (start, doubled))
-        explorer._training_beta_p = cached
+        _BETA_P_RUNS[explorer] = cached
     return cached
+
+
+#: the two runs of :func:`_beta_p_doubled` per explorer (kept here, not written onto the explorer)
+_BETA_P_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _unchanged(before, after) -> list[str]:
