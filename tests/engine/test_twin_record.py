@@ -151,6 +151,57 @@ def test_a_live_twin_resumed_after_a_kill_continues_from_its_archive(stream, tmp
     assert (live / "stream.jsonl").read_text() == (whole / "stream.jsonl").read_text()
 
 
+def test_an_update_whose_rows_were_all_refused_is_recorded_once_across_a_resume(stream, tmp_path):
+    """An update whose rows are all refused (a late row) keeps the time of the update before it: a resume
+    that skipped updates by time lost its estimates line and its refused row (review of 2223c67). Updates
+    are counted: killed right after the late row, the resumed record equals an uninterrupted one."""
+    from biotwin.twin.runner import record
+
+    model = biotwin.load_model(MONOD)
+    frame = pd.read_csv(stream)
+    chunks = [frame.iloc[[k]] for k in range(len(frame))]
+    chunks.insert(7, frame.iloc[[3]])  # a late row: refused, the update keeps the time of the 7th
+
+    def twin():
+        return biotwin.Twin(model, "default", estimate=["mu_max"])
+
+    def killed_after(n):
+        yield from chunks[:n]
+        raise KeyboardInterrupt
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    record(twin(), iter(chunks), whole, forecast_every=5)
+    with pytest.raises(KeyboardInterrupt):
+        record(twin(), killed_after(7), killed, forecast_every=5)  # the late row not yet used
+    record(twin(), iter(chunks), killed, resume=True, forecast_every=5)
+    a, b = pd.read_csv(whole / "estimates.csv"), pd.read_csv(killed / "estimates.csv")
+    assert len(a) == len(chunks) and list(a["update_time"]).count(a["update_time"].iloc[7]) == 2
+    pd.testing.assert_frame_equal(a.drop(columns="update_s"), b.drop(columns="update_s"))
+    refused = json.loads((killed / "refused.json").read_text())
+    assert refused == json.loads((whole / "refused.json").read_text()) and [r["update"] for r in refused] == [7]
+    pd.testing.assert_frame_equal(pd.read_csv(whole / "forecasts.csv"), pd.read_csv(killed / "forecasts.csv"))
+
+
+def test_a_forecast_cut_short_by_a_kill_is_written_again_whole(stream, tmp_path):
+    """The last update's forecast is written after its estimates line; a kill in the middle of it leaves
+    whole lines of a partial forecast, which a resume drops and writes again."""
+    model = biotwin.load_model(MONOD)
+    frame = pd.read_csv(stream)
+
+    def run(out, resume=False):
+        return run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame, out, resume, forecast_every=5)
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run(whole)
+    run(cut)
+    lines = (cut / "forecasts.csv").read_text().splitlines(keepends=True)
+    last = pd.read_csv(cut / "forecasts.csv")["update"].value_counts().sort_index().iloc[-1]  # rows of the last
+    assert last >= 2
+    (cut / "forecasts.csv").write_text("".join(lines[: -last + 1]) + lines[-last + 1][:10])  # killed mid-write
+    run(cut, resume=True)
+    pd.testing.assert_frame_equal(pd.read_csv(whole / "forecasts.csv"), pd.read_csv(cut / "forecasts.csv"))
+
+
 def test_a_twin_run_and_its_alarms_are_recorded_in_the_registry(stream, tmp_path):
     """--registry: the run is a twin_run event holding the stream's hash and every alarm it raised (here one
     value 20 sd off at the last sample), and the audit chain stays intact."""

@@ -2,9 +2,10 @@
 
 ``DIR/estimates.csv``  one row per update: ``update_time``, every state ``<s>`` and ``<s>_sd``, every
                        estimated parameter ``<p>`` and ``<p>_sd``, ``nis``, ``n_measured``, ``update_s``;
-``DIR/forecasts.csv``  ``update_time, time, variable, value, lo95, hi95, unit`` of each forecast;
-``DIR/alarms.json``    ``[{update_time, kind, variables, statistic, threshold, message}]``;
-``DIR/refused.json``   rows refused, each with its reason;
+``DIR/forecasts.csv``  ``update_time, update, time, variable, value, lo95, hi95, unit`` of each forecast
+                       (``update``: the update's number, counting from 0: the row of estimates.csv);
+``DIR/alarms.json``    ``[{update_time, kind, variables, statistic, threshold, message, update}]``;
+``DIR/refused.json``   rows refused, each with its reason, ``update_time`` and ``update``;
 ``DIR/summary.json``   ``n_updates``, ``median_update_s``, ``max_update_s``, ``first_alarm_time``, the
                        parameters at the last update, ``refused_rows``, ``residual_model``, the ``autocorrelation_given``
                        (``all`` for every variable) and each measured variable's
@@ -13,7 +14,8 @@
                        arrived, what ``--resume`` re-feeds.
 
 Each update writes its forecast, alarms and refused rows first and its ``estimates.csv`` line last, each
-flushed to disk: the estimates line marks the update as recorded. ``resume=True`` drops whatever a killed
+flushed to disk: the estimates line marks the update as recorded, and updates are counted, not timed (an
+update whose rows were all refused keeps the time of the one before). ``resume=True`` drops whatever a killed
 process wrote after its last recorded update (half a line, a forecast or an alarm of an update whose
 estimates line is missing), re-runs the filter silently over the rows already recorded (the filter is
 deterministic) and appends after them: a killed twin loses nothing and writes nothing twice.
@@ -32,6 +34,9 @@ import pandas as pd
 from biotwin.core.errors import BiotwinError
 from biotwin.twin.streams import replay
 from biotwin.twin.twin import Twin
+
+#: time points of each forecast written to forecasts.csv (to the end of the recipe)
+FORECAST_POINTS = 40
 
 FILES = ("estimates.csv", "forecasts.csv", "alarms.json", "refused.json", "summary.json", "stream.jsonl")
 
@@ -52,6 +57,44 @@ def _drop_partial_line(path: Path) -> None:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _recorded(out: Path, twin: Twin):
+    """What a record holds of its updates, for a resume: ``(updates, alarms, refused, updates with a forecast)``.
+
+    An update is recorded when its estimates line is (the line is written last). Whatever a killed process
+    wrote for a later update -- its forecast rows, alarms, refused rows, half a line -- is dropped, and a
+    forecast cut short is dropped whole; they are written again when the update is."""
+    _drop_partial_line(out / "estimates.csv")
+    _drop_partial_line(out / "forecasts.csv")
+    done = len(pd.read_csv(out / "estimates.csv"))
+    try:
+        return _recorded_updates(out, twin, done)
+    except KeyError as exc:  # no "update" numbers: a record of an older biotwin
+        raise BiotwinError(
+            f"--resume: {out} was written by an older biotwin (its forecasts, alarms or refused rows carry no "
+            f"update number: {exc}); start a new record with another --out"
+        ) from None
+
+
+def _recorded_updates(out: Path, twin: Twin, done: int):
+    forecasts_of = set()
+    if (out / "forecasts.csv").exists() and (out / "forecasts.csv").stat().st_size:
+        forecasts = pd.read_csv(out / "forecasts.csv")
+        expected = len(twin.state_names) * np.where(forecasts["update_time"] >= twin.t_end, 1, FORECAST_POINTS)
+        size = forecasts.groupby("update")["update"].transform("size")
+        kept = forecasts[(forecasts["update"] < done) & (size == expected)]
+        if len(kept) < len(forecasts):
+            _write_csv(out / "forecasts.csv", kept)
+        forecasts_of = set(kept["update"])
+    alarms = json.loads((out / "alarms.json").read_text()) if (out / "alarms.json").exists() else []
+    refused = json.loads((out / "refused.json").read_text()) if (out / "refused.json").exists() else []
+    return done, [a for a in alarms if a["update"] < done], [r for r in refused if r["update"] < done], forecasts_of
+
+
+def _last_time(out: Path) -> float:
+    estimates = pd.read_csv(out / "estimates.csv")
+    return float(estimates["update_time"].iloc[-1]) if len(estimates) else math.nan
 
 
 def _archived(path: Path, chunks, resume: bool, say):
@@ -134,37 +177,31 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
     if resume and not (out / "estimates.csv").exists():
         raise BiotwinError(f"--resume: {out} holds no estimates.csv to continue")
     out.mkdir(parents=True, exist_ok=True)
-    done_until, alarms, refused = -math.inf, [], []
-    forecast_times = set()  # updates whose forecast is in forecasts.csv
+    done, alarms, refused = 0, [], []  # done: updates recorded (one estimates line each)
+    forecasts_of = set()  # updates whose whole forecast is in forecasts.csv
     if resume:
-        _drop_partial_line(out / "estimates.csv")
-        _drop_partial_line(out / "forecasts.csv")
-        done = pd.read_csv(out / "estimates.csv")
-        done_until = float(done["update_time"].iloc[-1]) if len(done) else -math.inf
-        # what a killed process wrote for an update it did not finish (no estimates line) is written again
-        if (out / "forecasts.csv").exists() and (out / "forecasts.csv").stat().st_size:
-            forecasts = pd.read_csv(out / "forecasts.csv")
-            kept = forecasts[forecasts["update_time"] <= done_until]
-            if len(kept) < len(forecasts):
-                _write_csv(out / "forecasts.csv", kept)
-            forecast_times = set(kept["update_time"])
-        alarms = json.loads((out / "alarms.json").read_text()) if (out / "alarms.json").exists() else []
-        refused = json.loads((out / "refused.json").read_text()) if (out / "refused.json").exists() else []
-        alarms = [a for a in alarms if a["update_time"] <= done_until]
-        refused = [r for r in refused if r.get("update_time", -math.inf) <= done_until]
-        say(f"resuming after update time {done_until:g} {twin.time_unit}")
+        done, alarms, refused, forecasts_of = _recorded(out, twin)
+        say(f"resuming after update {done} ({twin.time_unit} {_last_time(out):g})")
+        if archive and done and not (out / "stream.jsonl").exists():
+            raise BiotwinError(
+                f"--resume: {out} holds no stream.jsonl (the archive of a live stream, written by biotwin twin "
+                "serve since it keeps one): the twin's past rows cannot be fed again, so it would restart from its "
+                "prior; start a new record with another --out"
+            )
     next_forecast = 0.0
     last = None
     if archive:
         chunks = _archived(out / "stream.jsonl", chunks, resume, say)
 
-    def write_forecast(update):
-        forecast = update.forecast()
+    def write_forecast(k, update):
+        forecast = update.forecast(points=FORECAST_POINTS)
+        forecast.insert(0, "update", k)
         forecast.insert(0, "update_time", update.time)
         _append(out / "forecasts.csv", forecast)
-        forecast_times.add(update.time)
+        forecasts_of.add(k)
 
-    for rows in chunks:
+    k = -1
+    for k, rows in enumerate(chunks):
         update = twin.update(rows)
         last = update
         if update.time >= next_forecast:
@@ -172,8 +209,8 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
             due = True
         else:
             due = update.time >= twin.t_end
-        if update.time <= done_until:
-            continue  # recorded before the resume
+        if k < done:
+            continue  # recorded before the resume (an update whose rows were all refused too: counted, not timed)
         row = {"update_time": update.time}
         for s, (v, sd) in update.states.items():
             row[s], row[f"{s}_sd"] = v, sd
@@ -181,20 +218,20 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
             row[p], row[f"{p}_sd"] = v, sd
         row.update({"nis": update.nis, "n_measured": update.n_measured, "update_s": update.update_s})
         if due:
-            write_forecast(update)
+            write_forecast(k, update)
         if update.alarms:
-            alarms.extend(update.alarms)
+            alarms.extend({**a, "update": k} for a in update.alarms)
             _write_json(out / "alarms.json", alarms)
         if update.refused:
-            refused.extend({**r, "update_time": update.time} for r in update.refused)
+            refused.extend({**r, "update_time": update.time, "update": k} for r in update.refused)
             _write_json(out / "refused.json", refused)
         _append(out / "estimates.csv", pd.DataFrame([row]))  # last: the update is recorded
         say(
             f"t = {update.time:g} {twin.time_unit}: NIS {update.nis:.2f} ({update.n_measured} values), "
             f"{update.update_s * 1e3:.0f} ms" + (f", ALARM {update.alarms[0]['kind']}" if update.alarms else "")
         )
-    if last is not None and last.time not in forecast_times:  # the record ends with its last update's forecast
-        write_forecast(last)
+    if last is not None and k not in forecasts_of:  # the record ends with its last update's forecast
+        write_forecast(k, last)
     _write_json(out / "alarms.json", alarms)
     _write_json(out / "refused.json", refused)
     estimates = pd.read_csv(out / "estimates.csv") if (out / "estimates.csv").exists() else pd.DataFrame()
