@@ -197,6 +197,41 @@ def test_rows_are_assembled_by_timestamp_whatever_order_a_publish_delivers_its_i
     assert "ns=2;s=Substrate carries neither a source nor a server timestamp" in rows.error
 
 
+def test_a_resumed_subscription_does_not_count_the_values_it_finds_again():
+    """Reconnecting after a kill, the subscription first sends each node's current value with its original
+    timestamp: a titer written before the kill (and archived) would be counted again in the first row. A
+    resumed assembler takes those first values as used; values written after the connection count."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from asyncua import ua
+
+    from biotwin.twin.opcua import _RowAssembler
+
+    twin = biotwin.Twin(biotwin.load_model(MONOD), "default", estimate=["mu_max"])
+    t0 = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def feeder(rows):
+        def change(node, value, ms):
+            dv = ua.DataValue(ua.Variant(value), SourceTimestamp=t0 + timedelta(milliseconds=ms))
+            node = SimpleNamespace(nodeid=ua.NodeId.from_string(f"ns=2;s={node}"))
+            rows.datachange_notification(node, value, SimpleNamespace(monitored_item=SimpleNamespace(Value=dv)))
+
+        return change
+
+    for resume, expected in ((False, {"X": 1.5, "X_sigma": 0.03, "S": 4.0, "S_sigma": 0.05}), (True, {})):
+        rows = _RowAssembler(read_node_map(NODE_MAP, twin), resume=resume)
+        change = feeder(rows)
+        change("SampleTime", 1500.0, 20)  # the current sample (25 h) as the subscription starts
+        change("Biomass", 1500.0, 1)  # written at an earlier sample, before the kill
+        change("Biomass_sd", 30.0, 1)
+        change("Substrate", 4.0, 1)
+        assert rows.rows() == [{"time": 25.0, **expected}], resume
+        change("Substrate", 3.5, 21)  # written after the connection: a measurement
+        change("SampleTime", 1560.0, 22)
+        assert rows.rows() == [{"time": 26.0, "S": 3.5, "S_sigma": 0.05}], resume
+
+
 def _bare_server():
     """A started server with the four nodes of NODE_MAP holding NaN (no publisher)."""
     from asyncua import ua

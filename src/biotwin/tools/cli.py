@@ -535,7 +535,12 @@ def cmd_twin_serve(args) -> int:
     twin = _twin_from_args(args)
     node_map = read_node_map(Path(args.nodes), twin)
     chunks = opcua_chunks(
-        args.opcua, node_map, publish_s=args.publish_s, idle_timeout_s=args.idle_timeout_s, stop_time=twin.t_end
+        args.opcua,
+        node_map,
+        publish_s=args.publish_s,
+        idle_timeout_s=args.idle_timeout_s,
+        stop_time=twin.t_end,
+        resume=args.resume,
     )
     summary = record(twin, chunks, args.out, archive=True, **_record_options(args))
     _record_twin_run(args, twin, summary, {"opcua": args.opcua, "nodes_sha256": _file_sha(Path(args.nodes))})

@@ -99,6 +99,7 @@ def opcua_chunks(
     idle_timeout_s: float | None = None,
     stop_time: float | None = None,
     queue_size: int = 10000,
+    resume: bool = False,
 ):
     """Rows from an OPC UA subscription as one-row DataFrames (the twin's input), as they are published.
 
@@ -117,6 +118,12 @@ def opcua_chunks(
     queue_size : int
         Changes the server keeps per node between two publishes; more changes than this within one
         publishing interval lose the oldest.
+    resume : bool
+        The twin has used this batch's values before (``--resume``): a subscription first sends every node's
+        current value with its original timestamp, and a value written before the connection may be one
+        the archive already holds (a titer written at sample 18, archived, re-sent when the twin reconnects at
+        sample 25). Those first values are taken as used; only values written after the connection are
+        measurements. (Samples written while the twin was down are lost, never counted twice.)
     """
     if not (is_number(publish_s) and publish_s > 0):
         raise DataError(f"publish_s must be a positive number of seconds, got {publish_s!r}")
@@ -124,7 +131,7 @@ def opcua_chunks(
         raise DataError(f"queue_size must be an integer of at least 2 (changes kept per node), got {queue_size!r}")
     rows: queue.Queue = queue.Queue()
     stop = threading.Event()
-    assembler = _RowAssembler(node_map)
+    assembler = _RowAssembler(node_map, resume=resume)
 
     async def follow():
         from asyncua import Client, ua
@@ -201,7 +208,7 @@ class _RowAssembler:
     publish's changes are all filed before ``rows`` runs (they are dispatched together).
     """
 
-    def __init__(self, node_map):
+    def __init__(self, node_map, resume=False):
         time_node, self.time_factor = node_map["time"]
         self.time_node = _canonical(time_node)
         self.variables = {
@@ -216,6 +223,8 @@ class _RowAssembler:
         self.times = []  # [(timestamp, sample time)] not yet turned into rows
         self.last_time = None
         self.used = {}  # value node -> timestamp of the change the last row used (a value is used once)
+        # resuming: each value node's first notification is its value at connection time, possibly used before
+        self.initial = {node for node, _, _, _ in self.variables.values()} if resume else set()
         self.error = None  # why the stream cannot go on (read by the reader's loop)
 
     def datachange_notification(self, node, val, data):
@@ -238,6 +247,9 @@ class _RowAssembler:
             return
         good = value.StatusCode is None or value.StatusCode.is_good()
         self.changes[nid].append((key, val if good else None))
+        if nid in self.initial:  # the value at connection time, not a new measurement (resume)
+            self.initial.discard(nid)
+            self.used[nid] = max(key, self.used.get(nid, float("-inf")))
 
     def rows(self):
         """Rows for the sample times received so far, in order; each change is kept until superseded."""
