@@ -21,7 +21,7 @@ R0 and A1 inside the calibration's 95 % intervals.
 The twin reads the record twice. Taking the 450 rows as independent (the default) it ends at
 R0 0.194 +- 0.008 and A1 5.86 +- 0.04 (sds a tenth of the calibration's AR(1) ones) and warns that its
 innovations are autocorrelated. With ``residual_model="ar1"`` (rho measured from the innovations as
-rows arrive) it ends at R0 0.28 +- 0.05 and A1 5.81 +- 0.21: sds of the calibration's order, asserted
+rows arrive) it ends at R0 0.29 +- 0.06 and A1 6.08 +- 0.41: sds of the calibration's order, asserted
 to be at least a third of them.
 """
 
@@ -166,4 +166,5 @@ def test_a_chamber_pressure_excursion_the_recipe_does_not_know_is_alarmed():
         first[name] = alarms[0] if alarms else None
         print(f"\n{name}: {len(alarms)} alarms" + (f", first {alarms[0]['message']}" if alarms else ""))
     assert first["noise only"] is None
-    assert 2.0 < first["excursion"]["update_time"] <= 2.05 and first["excursion"]["variables"] == ["T_bottom"]
+    assert first["excursion"]["update_time"] == pytest.approx(2.02)  # the first sample of the excursion
+    assert first["excursion"]["variables"] == ["T_bottom"]

@@ -9,7 +9,7 @@ against the chain.
 import numpy as np
 import pytest
 
-from biotwin.twin.alarms import KNOWN_THRESHOLDS, AlarmRule, cusum_run_length
+from biotwin.twin.alarms import KNOWN_THRESHOLDS, AlarmRule, cusum_run_length, cusum_threshold
 
 
 def simulated_run_length(k, h, m, chains, rng):
@@ -38,7 +38,10 @@ def test_the_cusum_run_length_agrees_with_a_simulation(h, m):
 
 def test_the_default_threshold_gives_the_stated_run_length():
     ((k, run_length), h), *_ = KNOWN_THRESHOLDS.items()
-    assert cusum_run_length(k, h) == pytest.approx(run_length, rel=0.01)
+    assert cusum_threshold(k, run_length) == pytest.approx(h, abs=1e-3)  # the constant is the chain's answer
+    # and the chain has converged: four times the cells, the same run length (a grid half a cell off gave
+    # 50 003 at 800 cells and 47 695 at 3 200; review of 5f21bd8)
+    assert cusum_run_length(k, h, 1, 3200) == pytest.approx(run_length, rel=0.005)
     rule = AlarmRule()
     assert (rule.cusum_k, rule.cusum_run_length, rule.cusum_h) == (k, run_length, h)
     assert AlarmRule(cusum_h=h).cusum_run_length == pytest.approx(run_length, rel=0.01)  # h given: its run length
@@ -66,3 +69,6 @@ def test_bad_thresholds_are_refused():
         AlarmRule(cusum_run_length=1.0)
     with pytest.raises(ValueError, match="cusum_h"):
         AlarmRule(cusum_h=-1.0)
+    with pytest.raises(ValueError, match="raise cusum_k"):  # no allowance: noise accumulates without bound
+        AlarmRule(cusum_k=0.0)
+    assert AlarmRule(1e-4, 0.5, 8.0).cusum_h == 8.0  # the positional order of earlier versions still holds

@@ -13,7 +13,7 @@ a false-alarm rate of a well-specified model:
   ``cusum_run_length``) by the Markov-chain method of Brook & Evans (1972, *Biometrika* 59:539) for the
   exact distribution of ``z`` with one value per update (chi2(1), the most skewed: more values per update
   make false alarms rarer). Defaults: 2e-5 per update and 50 000 updates, about one false alarm per
-  36 000 updates in all; the CHO fed-batch twin's 20 noise-only batches of 337 updates expect 0.3.
+  25 000 updates in all; the CHO fed-batch twin's 20 noise-only batches of 337 updates expect 0.3.
 """
 
 from __future__ import annotations
@@ -28,35 +28,48 @@ from scipy import optimize, stats
 @functools.lru_cache(maxsize=64)
 def cusum_run_length(k: float, h: float, m: int = 1, cells: int = 800) -> float:
     """In-control average run length [updates] of the CUSUM ``s = max(0, s + z - k) > h`` on
-    ``z = (X - m)/sqrt(2 m)``, ``X ~ chi2(m)`` (Brook & Evans 1972: ``cells`` states on [0, h], the run
-    length's mean from ``(I - R)^-1 1``)."""
-    width = h / cells
-    centres = (np.arange(cells) + 0.5) * width
-    centres[0] = 0.0  # the reflecting state at zero
+    ``z = (X - m)/sqrt(2 m)``, ``X ~ chi2(m)``.
+
+    Brook & Evans (1972): ``cells`` states of width ``w = 2h/(2 cells - 1)``, state ``j`` at ``j w``
+    standing for ``((j - 1/2) w, (j + 1/2) w]`` (state 0 for ``[0, w/2]``, the reflection at zero), the
+    alarm beyond ``h = (cells - 1/2) w``; the mean run length from state 0 is the first entry of
+    ``(I - R)^-1 1``.
+    """
+    width = 2.0 * h / (2 * cells - 1)
+    states = np.arange(cells) * width
     dist = stats.chi2(m)
     scale = np.sqrt(2.0 * m)
 
-    def cdf(s_next, s):  # P(max(0, s + z - k) <= s_next)
-        return dist.cdf(m + scale * (s_next - s + k))
+    def below(target, s):  # P(s + z - k <= target)
+        return dist.cdf(m + scale * (target - s + k))
 
-    edges = np.concatenate([[0.0], (np.arange(1, cells) + 0.5) * width, [h]])
-    upper = cdf(edges[None, 1:], centres[:, None])
-    lower = np.concatenate([np.zeros((cells, 1)), cdf(edges[None, 1:-1], centres[:, None])], axis=1)
-    R = upper - lower
+    upper = below((np.arange(cells)[None, :] + 0.5) * width, states[:, None])
+    lower = np.concatenate([np.zeros((cells, 1)), upper[:, :-1]], axis=1)
+    R = upper - lower  # state 0 takes everything at or below w/2, the reflection at zero included
     arl = np.linalg.solve(np.eye(cells) - R, np.ones(cells))
     return float(arl[0])
-
-
-#: ``h`` of the default CUSUM (allowance 0.5, 50 000 updates): :func:`cusum_threshold` takes 5 s, so it is
-#: kept here (``tests/unit/test_alarms.py`` checks it against the Markov chain and a simulation).
-KNOWN_THRESHOLDS = {(0.5, 50_000.0): 16.508}
 
 
 @functools.lru_cache(maxsize=64)
 def cusum_threshold(k: float, run_length: float) -> float:
     """The decision interval ``h`` whose in-control average run length is ``run_length`` [updates]
-    (one value per update; :func:`cusum_run_length`)."""
-    return float(optimize.brentq(lambda h: np.log(cusum_run_length(k, h)) - np.log(run_length), 0.5, 40.0, xtol=1e-4))
+    (one value per update; :func:`cusum_run_length`). Raises ``ValueError`` when no ``h`` up to 60 gives it
+    (an allowance near 0 accumulates noise too fast for a long run length)."""
+
+    def gap(h):
+        return np.log(cusum_run_length(k, h)) - np.log(run_length)
+
+    if not gap(60.0) > 0:
+        raise ValueError(
+            f"no CUSUM threshold up to 60 gives an in-control run length of {run_length:g} updates with allowance "
+            f"cusum_k={k:g}: raise cusum_k (0.5 is usual) or give cusum_h"
+        )
+    return float(optimize.brentq(gap, 0.5, 60.0, xtol=1e-4))
+
+
+#: ``h`` of the default CUSUM (allowance 0.5, 50 000 updates): :func:`cusum_threshold` takes about a second,
+#: so it is kept here (``tests/unit/test_alarms.py`` checks it against the Markov chain).
+KNOWN_THRESHOLDS = {(0.5, 50_000.0): 16.635}
 
 
 @dataclass
@@ -68,20 +81,20 @@ class AlarmRule:
     false_alarm_rate : float
         Probability that one update of a well-specified model raises the chi-square alarm [-]
         (default 2e-5).
-    cusum_run_length : float
-        Average number of updates of a well-specified model between two CUSUM alarms [-] (default 50 000);
-        sets ``cusum_h``.
     cusum_k : float
         Allowance of the CUSUM on the standardized NIS [-] (default 0.5: tuned to a drift of one
         standard deviation).
     cusum_h : float, optional
         Decision interval [-]; given, it overrides ``cusum_run_length`` (whose value it then implies).
+    cusum_run_length : float
+        Average number of updates of a well-specified model between two CUSUM alarms [-] (default 50 000);
+        sets ``cusum_h``.
     """
 
     false_alarm_rate: float = 2e-5
-    cusum_run_length: float = 50_000.0
     cusum_k: float = 0.5
     cusum_h: float | None = None
+    cusum_run_length: float = 50_000.0
     _cusum: float = field(default=0.0, repr=False)
     _limits: dict = field(default_factory=dict, repr=False)
 
