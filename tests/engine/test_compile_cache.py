@@ -96,12 +96,15 @@ def test_a_broken_entry_is_compiled_again_and_the_cache_can_be_off(cache_dir, mo
     m0 = toy()
     ForwardIntegrator(m0, m0.t)
     (entry,) = cache_dir.glob("*.json")
-    entry.write_text('{"functions": {"A": "def broken(:\\n"}')  # half-written, or another format
-    monkeypatch.setattr(compile_cache, "_memory", {})
-    m = toy()
-    integ = ForwardIntegrator(m, m.t)
-    assert integ.rates([1.0], [1.0], [1.0], [0.5])[0] == pytest.approx(1.5)
-    assert json.loads(entry.read_text())["key"] == entry.stem  # rewritten whole
+    good = json.loads(entry.read_text())
+    broken = {**good, "functions": {**good["functions"], "A": "def broken(:"}}  # its own key, bad source
+    for text in (entry.read_text()[:40], json.dumps(broken)):  # half-written; whole but not compilable
+        entry.write_text(text)
+        monkeypatch.setattr(compile_cache, "_memory", {})
+        m = toy()
+        integ = ForwardIntegrator(m, m.t)
+        assert integ.rates([1.0], [1.0], [1.0], [0.5])[0] == pytest.approx(1.5)
+        assert json.loads(entry.read_text()) == good  # compiled again and rewritten whole
     monkeypatch.setenv("BIOTWIN_COMPILE_CACHE", "off")
     monkeypatch.setenv("BIOTWIN_CACHE_DIR", str(cache_dir.parent / "elsewhere"))
     monkeypatch.setattr(compile_cache, "_memory", {})

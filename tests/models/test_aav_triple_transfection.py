@@ -110,6 +110,7 @@ def test_the_twin_on_the_real_e3_measurements_flags_what_the_model_cannot_explai
             + ", ".join(f"{a['kind']} ({', '.join(a['variables'])})" for a in u.alarms)
         )
     first = updates[0]
+    assert all(u.alarms for u in updates)  # every sample: the misfit the calibration's chi-square measured
     assert first.time == 10.0 and first.alarms
     assert first.alarms[0]["kind"] == "chi-square" and first.alarms[0]["variables"][0] == "log10_total_capsids"
     assert not any(u.refused for u in updates)  # every real row is in the twin's format and units

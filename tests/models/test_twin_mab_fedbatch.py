@@ -96,10 +96,12 @@ def test_bad_rows_are_refused_by_name_and_the_twin_goes_on(model, caplog):
     assert "late or out of order" in late.refused[0]["reason"]
     assert len(twin.refused) == len(cases) + 1
     # a unit in a column name: refused, with the conversion when the unit is of the variable's kind
-    wrong = twin.update({"time": [3.0], "Glc [mmol/L]": [30.0], "Lac [g/L]": [1.0], "Glc": [33.0], "Glc_sigma": [0.7]})
+    rows = {"time": [3.0], "Glc [mmol/L]": [30.0], "Lac [g/L]": [1.0], "Xv [cell/mL]": [3.0e6], "Glc": [33.0]}
+    wrong = twin.update({**rows, "Glc_sigma": [0.7]})
     reasons = [r["reason"] for r in wrong.refused]
-    assert any("'Glc [mmol/L]'" in r and "1 mmol/L = 1 mM: convert the values" in r for r in reasons), reasons
+    assert any("'Glc [mmol/L]'" in r and "mmol/L is mM: rename the column" in r for r in reasons), reasons
     assert any("'Lac [g/L]'" in r and "'g/L' is not a unit of Lac (mM)" in r for r in reasons), reasons
+    assert any("'Xv [cell/mL]'" in r and "convert the values" in r for r in reasons), reasons
     assert twin.t == 3.0 and wrong.n_measured == 1  # the row's good part was used
     logged = [rec.getMessage() for rec in caplog.records if rec.name == "biotwin.twin.twin"]
     assert len(logged) == len(twin.refused) and "refused row at 0.0: time 0 h was already used" in " ".join(logged)
