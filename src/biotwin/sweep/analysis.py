@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from biotwin.sweep.spec import SweepError
 
@@ -43,8 +44,10 @@ def probability_map(result, limits=None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per cell: the grid knobs, ``n`` samples, ``n_failed`` solves, ``probability`` [-] and
-        ``se`` [-]; and for each output and class its mean over the cell.
+        One row per cell: the grid knobs, ``n`` samples, ``n_failed`` solves, ``probability`` [-], its
+        Monte Carlo standard error ``se`` [-] and its 95 % Wilson score interval ``ci95_low``, ``ci95_high``
+        [-] (Wilson 1927, *J Am Stat Assoc* 22:209; unlike ``se``, not zero when every sample passed or
+        failed: 8 of 8 passing gives [0.68, 1]); and for each output and class its mean over the cell.
     """
     import json
 
@@ -67,6 +70,12 @@ def probability_map(result, limits=None) -> pd.DataFrame:
     cells["probability"] = group["passes"].mean()
     p, n = cells["probability"], cells["n"]
     cells["se"] = np.sqrt(p * (1 - p) / n)
+    intervals = [
+        stats.binomtest(int(k), int(size)).proportion_ci(0.95, method="wilson")
+        for k, size in zip(group["passes"].sum(), n, strict=True)
+    ]
+    cells["ci95_low"] = [ci.low for ci in intervals]
+    cells["ci95_high"] = [ci.high for ci in intervals]
     for c in outputs:
         cells[f"mean {c}"] = group[c].mean()
     return cells.reset_index()
