@@ -468,10 +468,7 @@ class Model:
         t = m.t.last()
         u = [float(inputs.get(n, pyo.value(v[t]))) for n, v in zip(input_names, integrator.inputs)]
         x = np.array([float(states[n]) for n in names])
-        p = integrator._param_values()
-        z_guess = np.array([float(a[t].value) if a[t].value is not None else 1.0 for a in integrator.algebraic])
-        z = integrator._solve_algebraic(x, u, p, z_guess)
-        dx = integrator.rates(x, z, u, p)
+        dx = integrator.rates_at(x, u)
         return {f"d{n}/dt": float(v) for n, v in zip(names, dx)}
 
     # -- simulation ---------------------------------------------------------

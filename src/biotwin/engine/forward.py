@@ -393,6 +393,15 @@ class ForwardIntegrator:
         sol = self._newton(self._g, self._Jg, full, idx, lambda y: list(y) + list(u) + p, "the algebraic equations")
         return sol[nx:]
 
+    def rates_at(self, x, u, p=None) -> np.ndarray:
+        """Time derivatives of the states at states ``x`` and inputs ``u`` [state unit / time unit], the
+        algebraic outputs solved first (Newton from the model's values at the template time); ``p``: the
+        parameters in :meth:`parameter_names` order (default: their values in the model)."""
+        p = self._param_values() if p is None else [float(v) for v in p]
+        x = np.asarray(x, dtype=float)
+        z = self._solve_algebraic(x, u, p, self._algebraic_guess(max(self.time_set)))
+        return self.rates(x, z, u, p)
+
     def rates(self, x, z, u, p) -> np.ndarray:
         """Time derivatives of the states [state unit / time unit]."""
         if not self.n_x:
