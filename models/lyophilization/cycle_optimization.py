@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from biotwin.core.units import conversion
 from biotwin.processes.freeze_drying import vapour_pressure_ice
 
 ZERO_CELSIUS = 273.15
@@ -311,7 +312,7 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     u = pyo.units
     taus = list(m.t)
     for tau in taus:
-        row = start.interpolate(tau * t_dry0)
+        row = start.interpolate(tau * t_dry0, columns=("Lck", "T_sub"))
         m.Lck[tau].set_value(row["Lck"])
         m.T_sub[tau].set_value(row["T_sub"])
         m.dLck[tau].set_value(t_dry0 * float(pyo.value(m.cake_growth_rate[tau])))
@@ -324,12 +325,10 @@ def optimize_cycle(model, scenario, nfe=40, ncp=3, options=None, progress=None) 
     equipment = spec["equipment"]
     if equipment:
         n, a, b = equipment["n_vials"], equipment["a_kg_per_h"], equipment["b_kg_per_h_per_Torr"]
+        to_kg_per_h = conversion(m.sublimation_rate[taus[0]], u.kg / u.h)  # read once, not at every point
         m.equipment_limit = pyo.Constraint(
             m.t,
-            rule=lambda m, t: (
-                n * u.convert(m.sublimation_rate[t], to_units=u.kg / u.h)
-                <= (a + b * m.P_chamber[t] / u.torr) * u.kg / u.h
-            ),
+            rule=lambda m, t: n * to_kg_per_h * m.sublimation_rate[t] <= (a + b * m.P_chamber[t] / u.torr) * u.kg / u.h,
         )
 
     if "P_chamber" in controls:

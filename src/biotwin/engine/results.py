@@ -80,12 +80,13 @@ class SimulationResult:
         rows = np.flatnonzero((times >= a - 1e-12) & (times <= b + 1e-12))
         return a, b, rows
 
-    def interpolate(self, t: float) -> dict:
-        """Every column at time ``t`` from its collocation polynomial (exact for the discretized model)."""
+    def interpolate(self, t: float, columns=None) -> dict:
+        """Every column (or only ``columns``) at time ``t`` from its collocation polynomial (exact for the
+        discretized model)."""
         a, _b, rows = self._element(t)
         times = self.wide["time"].to_numpy()[rows]
         out = {"time": float(t)}
-        for column in self.wide.columns:
+        for column in self.wide.columns if columns is None else columns:
             if column == "time":
                 continue
             values = self.wide[column].to_numpy()[rows]
