@@ -157,9 +157,11 @@ class Twin:
         variance is multiplied by ``(1 + rho)/(1 - rho)``
         (:func:`biotwin.calibration.statistics.ar1_variance_inflation`): a row then informs the estimate
         as much as an independent row would with that variance, which is what a correlated record carries.
-        The same widening as ``biotwin.calibrate(..., residual_model="ar1")``. The alarms' test keeps the
-        sds as measured (one value's error has that variance whatever its correlation with the last), so a
-        sustained deviation is alarmed as under ``"independent"``. Under ``"independent"`` a warning says
+        The same widening as ``biotwin.calibrate(..., residual_model="ar1")``. The alarms test the
+        innovations normalized with the sds as measured and whitened with the same rho, so they keep their
+        stated false-alarm rates on AR(1) noise; a sustained offset then moves them less (by
+        ``sqrt((1 - rho)/(1 + rho))``): on a densely sampled probe, a slow drift is harder to tell from
+        correlated noise. Under ``"independent"`` a warning says
         when the innovations are autocorrelated above 0.5 (the parameter sds are then too narrow).
     autocorrelation : float or dict, optional
         The errors' lag-1 autocorrelation when it is known (``residual_model="ar1"``): one number for every
@@ -515,10 +517,22 @@ class Twin:
         return a, 0.5 * (P + P.T)
 
     def _correct(self, measured, t, marginal=None):
-        """The filter's correction with ``measured`` (sds widened by the error model); the innovation test
-        and the autocorrelation are on ``marginal`` (the sds as measured: one row's error has that variance
-        whatever its correlation with the last, so the alarms keep their stated rates under either model)."""
+        """The filter's correction with ``measured`` (sds widened by the error model). The innovations are
+        normalized with the sds as measured (``marginal``: one reading's error has that variance whatever
+        its correlation with the last); under ``residual_model="ar1"`` the alarm test takes them whitened,
+        ``(v_k - rho v_(k-1)) / sqrt(1 - rho^2)`` per variable (independent again under AR(1) errors), so its
+        thresholds keep their stated false-alarm rates. The price is the usual one: a sustained offset moves
+        the whitened innovations by ``sqrt((1 - rho)/(1 + rho))`` of what it moves the raw ones."""
         self.a, self.P, nis, m, contrib, normalized = self._corrected(self.a, self.P, measured, t, marginal)
+        if self.residual_model == "ar1":
+            contrib = {}
+            for name, value in normalized.items():
+                rho, last = self._rho(name), self._innovations.get(name, [math.nan])[0]
+                if math.isfinite(last) and math.isfinite(rho) and rho > 0:
+                    rho = min(rho, 0.999)
+                    value = (value - rho * last) / math.sqrt(1.0 - rho * rho)
+                contrib[name] = value * value
+            nis = float(sum(contrib.values()))
         for name, value in normalized.items():
             stats = self._innovations.setdefault(name, [math.nan, 0.0, 0.0, 0])
             if math.isfinite(stats[0]):
@@ -546,14 +560,18 @@ class Twin:
         """``measured`` with each sd widened by the AR(1) inflation of its variable (``residual_model="ar1"``)."""
         if self.residual_model != "ar1":
             return measured
-        measured_rho = self.innovation_autocorrelation
-        out = {}
-        for name, (value, sd) in measured.items():
-            rho = self.autocorrelation.get(name, self.autocorrelation.get(None))
-            if rho is None:
-                rho = measured_rho.get(name, (math.nan, 0))[0]
-            out[name] = (value, sd * math.sqrt(ar1_variance_inflation(rho)))
-        return out
+        return {
+            name: (value, sd * math.sqrt(ar1_variance_inflation(self._rho(name))))
+            for name, (value, sd) in measured.items()
+        }
+
+    def _rho(self, name) -> float:
+        """The lag-1 autocorrelation in use for ``name``: given, else measured (NaN before 10 pairs)."""
+        rho = self.autocorrelation.get(name, self.autocorrelation.get(None))
+        if rho is None:
+            _, cross, squares, pairs = self._innovations.get(name, (math.nan, 0.0, 0.0, 0))
+            rho = cross / squares if pairs >= MIN_AUTOCORRELATION_PAIRS and squares > 0 else math.nan
+        return rho
 
     def _warn_if_autocorrelated(self) -> None:
         if self.residual_model != "independent" or self._warned_autocorrelation:
