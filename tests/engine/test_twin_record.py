@@ -202,6 +202,17 @@ def test_a_forecast_cut_short_by_a_kill_is_written_again_whole(stream, tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(whole / "forecasts.csv"), pd.read_csv(cut / "forecasts.csv"))
 
 
+def test_a_resume_on_another_stream_or_chunking_is_refused(stream, tmp_path):
+    """Updates are counted across a resume, so the resumed stream must be cut as before: another chunk size
+    (or an edited stream) is refused by name instead of skipping the wrong rows (review of 5b99c24)."""
+    model = biotwin.load_model(MONOD)
+    frame = pd.read_csv(stream)
+    out = tmp_path / "rec"
+    run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame.iloc[:10], out, chunk=1)
+    with pytest.raises(biotwin.BiotwinError, match=r"not the stream \(or the chunking\) this record was made from"):
+        run_replay(biotwin.Twin(model, "default", estimate=["mu_max"]), frame, out, resume=True, chunk=5)
+
+
 def test_a_twin_run_and_its_alarms_are_recorded_in_the_registry(stream, tmp_path):
     """--registry: the run is a twin_run event holding the stream's hash and every alarm it raised (here one
     value 20 sd off at the last sample), and the audit chain stays intact."""

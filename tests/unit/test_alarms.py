@@ -71,4 +71,6 @@ def test_bad_thresholds_are_refused():
         AlarmRule(cusum_h=-1.0)
     with pytest.raises(ValueError, match="raise cusum_k"):  # no allowance: noise accumulates without bound
         AlarmRule(cusum_k=0.0)
+    with pytest.raises(ValueError, match="lower cusum_k"):  # a large allowance: even h 0.5 runs longer
+        AlarmRule(cusum_k=2.0, cusum_run_length=10)
     assert AlarmRule(1e-4, 0.5, 8.0).cusum_h == 8.0  # the positional order of earlier versions still holds

@@ -540,11 +540,20 @@ def cmd_twin_serve(args) -> int:
         publish_s=args.publish_s,
         idle_timeout_s=args.idle_timeout_s,
         stop_time=twin.t_end,
-        resume=args.resume,
+        resume=args.resume and _recorded_updates(Path(args.out)) > 0,  # values found on connecting: used before
     )
     summary = record(twin, chunks, args.out, archive=True, **_record_options(args))
     _record_twin_run(args, twin, summary, {"opcua": args.opcua, "nodes_sha256": _file_sha(Path(args.nodes))})
     return _print_record(summary)
+
+
+def _recorded_updates(out: Path) -> int:
+    """Updates a twin record holds (its estimates.csv lines), 0 if none."""
+    path = out / "estimates.csv"
+    if not path.is_file() or not path.stat().st_size:
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return max(sum(1 for line in f if line.strip()) - 1, 0)
 
 
 def _file_sha(path: Path) -> str:

@@ -64,6 +64,11 @@ def cusum_threshold(k: float, run_length: float) -> float:
             f"no CUSUM threshold up to 60 gives an in-control run length of {run_length:g} updates with allowance "
             f"cusum_k={k:g}: raise cusum_k (0.5 is usual) or give cusum_h"
         )
+    if not gap(0.5) < 0:
+        raise ValueError(
+            f"an in-control run length of {run_length:g} updates is shorter than the CUSUM's with allowance "
+            f"cusum_k={k:g} and h 0.5 ({cusum_run_length(k, 0.5):.3g}): lower cusum_k or ask for a longer run length"
+        )
     return float(optimize.brentq(gap, 0.5, 60.0, xtol=1e-4))
 
 

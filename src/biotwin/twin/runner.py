@@ -67,7 +67,8 @@ def _recorded(out: Path, twin: Twin):
     forecast cut short is dropped whole; they are written again when the update is."""
     _drop_partial_line(out / "estimates.csv")
     _drop_partial_line(out / "forecasts.csv")
-    done = len(pd.read_csv(out / "estimates.csv"))
+    path = out / "estimates.csv"
+    done = len(pd.read_csv(path)) if path.stat().st_size else 0  # empty: killed while writing its header
     try:
         return _recorded_updates(out, twin, done)
     except KeyError as exc:  # no "update" numbers: a record of an older biotwin
@@ -92,18 +93,23 @@ def _recorded_updates(out: Path, twin: Twin, done: int):
     return done, [a for a in alarms if a["update"] < done], [r for r in refused if r["update"] < done], forecasts_of
 
 
-def _last_time(out: Path) -> float:
-    estimates = pd.read_csv(out / "estimates.csv")
-    return float(estimates["update_time"].iloc[-1]) if len(estimates) else math.nan
+def _recorded_times(out: Path) -> list:
+    path = out / "estimates.csv"
+    return pd.read_csv(path)["update_time"].tolist() if path.stat().st_size else []
 
 
-def _archived(path: Path, chunks, resume: bool, say):
+def _archived(path: Path, chunks, resume: bool, say, done: int = 0):
     """``chunks`` kept in ``path`` as they arrive; on resume, the archive's chunks first."""
     last_time = -math.inf
     if resume and path.exists():
         _drop_partial_line(path)
         with open(path, encoding="utf-8") as f:
             stored = [json.loads(line) for line in f if line.strip()]
+        if len(stored) < done:
+            raise BiotwinError(
+                f"--resume: {path} holds {len(stored)} chunk(s) for {done} recorded updates: the archive is not "
+                "this record's; start a new record"
+            )
         say(f"re-feeding {len(stored)} archived chunk(s) of the live stream")
         for rows in stored:
             frame = pd.DataFrame(rows)
@@ -177,11 +183,13 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
     if resume and not (out / "estimates.csv").exists():
         raise BiotwinError(f"--resume: {out} holds no estimates.csv to continue")
     out.mkdir(parents=True, exist_ok=True)
-    done, alarms, refused = 0, [], []  # done: updates recorded (one estimates line each)
+    done, alarms, refused, recorded_times = 0, [], [], []  # done: updates recorded (one estimates line each)
     forecasts_of = set()  # updates whose whole forecast is in forecasts.csv
     if resume:
         done, alarms, refused, forecasts_of = _recorded(out, twin)
-        say(f"resuming after update {done} ({twin.time_unit} {_last_time(out):g})")
+        recorded_times = _recorded_times(out)
+        where = f" (the last at {recorded_times[-1]:g} {twin.time_unit})" if recorded_times else ""
+        say(f"resuming after {done} recorded update(s){where}")
         if archive and done and not (out / "stream.jsonl").exists():
             raise BiotwinError(
                 f"--resume: {out} holds no stream.jsonl (the archive of a live stream, written by biotwin twin "
@@ -191,7 +199,7 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
     next_forecast = 0.0
     last = None
     if archive:
-        chunks = _archived(out / "stream.jsonl", chunks, resume, say)
+        chunks = _archived(out / "stream.jsonl", chunks, resume, say, done)
 
     def write_forecast(k, update):
         forecast = update.forecast(points=FORECAST_POINTS)
@@ -210,6 +218,12 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
         else:
             due = update.time >= twin.t_end
         if k < done:
+            if not math.isclose(update.time, recorded_times[k], rel_tol=1e-12, abs_tol=1e-12):
+                raise BiotwinError(
+                    f"--resume: update {k} of the stream is at {update.time:g} {twin.time_unit} but the record's "
+                    f"update {k} is at {recorded_times[k]:g}: not the stream (or the chunking) this record was "
+                    "made from; resume with the same stream and chunk size, or start a new record"
+                )
             continue  # recorded before the resume (an update whose rows were all refused too: counted, not timed)
         row = {"update_time": update.time}
         for s, (v, sd) in update.states.items():
