@@ -530,7 +530,7 @@ def cmd_twin_replay(args) -> int:
 
 def cmd_twin_serve(args) -> int:
     from biotwin.twin.opcua import opcua_chunks, read_node_map
-    from biotwin.twin.runner import record
+    from biotwin.twin.runner import record, recorded_times
 
     twin = _twin_from_args(args)
     node_map = read_node_map(Path(args.nodes), twin)
@@ -540,20 +540,11 @@ def cmd_twin_serve(args) -> int:
         publish_s=args.publish_s,
         idle_timeout_s=args.idle_timeout_s,
         stop_time=twin.t_end,
-        resume=args.resume and _recorded_updates(Path(args.out)) > 0,  # values found on connecting: used before
+        resume=args.resume and bool(recorded_times(args.out)),  # values found on connecting: used before
     )
     summary = record(twin, chunks, args.out, archive=True, **_record_options(args))
     _record_twin_run(args, twin, summary, {"opcua": args.opcua, "nodes_sha256": _file_sha(Path(args.nodes))})
     return _print_record(summary)
-
-
-def _recorded_updates(out: Path) -> int:
-    """Updates a twin record holds (its estimates.csv lines), 0 if none."""
-    path = out / "estimates.csv"
-    if not path.is_file() or not path.stat().st_size:
-        return 0
-    with open(path, encoding="utf-8") as f:
-        return max(sum(1 for line in f if line.strip()) - 1, 0)
 
 
 def _file_sha(path: Path) -> str:

@@ -43,7 +43,11 @@ FILES = ("estimates.csv", "forecasts.csv", "alarms.json", "refused.json", "summa
 
 def _append(path: Path, frame: pd.DataFrame) -> None:
     header = not path.exists() or path.stat().st_size == 0
-    text = frame.to_csv(index=False, header=header)
+    _append_text(path, frame.to_csv(index=False, header=header))
+
+
+def _append_text(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` and flush it to disk before returning."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -60,17 +64,17 @@ def _drop_partial_line(path: Path) -> None:
 
 
 def _recorded(out: Path, twin: Twin):
-    """What a record holds of its updates, for a resume: ``(updates, alarms, refused, updates with a forecast)``.
+    """What a record holds of its updates, for a resume: ``(update times, alarms, refused, updates with a
+    forecast)``.
 
     An update is recorded when its estimates line is (the line is written last). Whatever a killed process
     wrote for a later update -- its forecast rows, alarms, refused rows, half a line -- is dropped, and a
     forecast cut short is dropped whole; they are written again when the update is."""
     _drop_partial_line(out / "estimates.csv")
     _drop_partial_line(out / "forecasts.csv")
-    path = out / "estimates.csv"
-    done = len(pd.read_csv(path)) if path.stat().st_size else 0  # empty: killed while writing its header
+    times = recorded_times(out)
     try:
-        return _recorded_updates(out, twin, done)
+        return (times, *_recorded_updates(out, twin, len(times)))
     except KeyError as exc:  # no "update" numbers: a record of an older biotwin
         raise BiotwinError(
             f"--resume: {out} was written by an older biotwin (its forecasts, alarms or refused rows carry no "
@@ -90,12 +94,16 @@ def _recorded_updates(out: Path, twin: Twin, done: int):
         forecasts_of = set(kept["update"])
     alarms = json.loads((out / "alarms.json").read_text()) if (out / "alarms.json").exists() else []
     refused = json.loads((out / "refused.json").read_text()) if (out / "refused.json").exists() else []
-    return done, [a for a in alarms if a["update"] < done], [r for r in refused if r["update"] < done], forecasts_of
+    return [a for a in alarms if a["update"] < done], [r for r in refused if r["update"] < done], forecasts_of
 
 
-def _recorded_times(out: Path) -> list:
-    path = out / "estimates.csv"
-    return pd.read_csv(path)["update_time"].tolist() if path.stat().st_size else []
+def recorded_times(out) -> list:
+    """The update times a twin record holds (its estimates.csv lines, in order); empty if none (no file, or
+    one killed while writing its header)."""
+    path = Path(out) / "estimates.csv"
+    if not path.is_file() or not path.stat().st_size:
+        return []
+    return pd.read_csv(path)["update_time"].tolist()
 
 
 def _archived(path: Path, chunks, resume: bool, say, done: int = 0):
@@ -121,11 +129,7 @@ def _archived(path: Path, chunks, resume: bool, say, done: int = 0):
             frame = frame[~(pd.to_numeric(frame["time"], errors="coerce") <= last_time)]  # re-sent after reconnect
             if frame.empty:
                 continue
-        line = json.dumps(frame.to_dict(orient="records"), default=float) + "\n"
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_text(path, json.dumps(frame.to_dict(orient="records"), default=float) + "\n")
         yield frame
 
 
@@ -183,12 +187,12 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
     if resume and not (out / "estimates.csv").exists():
         raise BiotwinError(f"--resume: {out} holds no estimates.csv to continue")
     out.mkdir(parents=True, exist_ok=True)
-    done, alarms, refused, recorded_times = 0, [], [], []  # done: updates recorded (one estimates line each)
+    done, alarms, refused, times_done = 0, [], [], []  # done: updates recorded (one estimates line each)
     forecasts_of = set()  # updates whose whole forecast is in forecasts.csv
     if resume:
-        done, alarms, refused, forecasts_of = _recorded(out, twin)
-        recorded_times = _recorded_times(out)
-        where = f" (the last at {recorded_times[-1]:g} {twin.time_unit})" if recorded_times else ""
+        times_done, alarms, refused, forecasts_of = _recorded(out, twin)
+        done = len(times_done)
+        where = f" (the last at {times_done[-1]:g} {twin.time_unit})" if times_done else ""
         say(f"resuming after {done} recorded update(s){where}")
         if archive and done and not (out / "stream.jsonl").exists():
             raise BiotwinError(
@@ -218,10 +222,10 @@ def record(twin: Twin, chunks, out_dir, resume=False, forecast_every=24.0, progr
         else:
             due = update.time >= twin.t_end
         if k < done:
-            if not math.isclose(update.time, recorded_times[k], rel_tol=1e-12, abs_tol=1e-12):
+            if not math.isclose(update.time, times_done[k], rel_tol=1e-12, abs_tol=1e-12):
                 raise BiotwinError(
                     f"--resume: update {k} of the stream is at {update.time:g} {twin.time_unit} but the record's "
-                    f"update {k} is at {recorded_times[k]:g}: not the stream (or the chunking) this record was "
+                    f"update {k} is at {times_done[k]:g}: not the stream (or the chunking) this record was "
                     "made from; resume with the same stream and chunk size, or start a new record"
                 )
             continue  # recorded before the resume (an update whose rows were all refused too: counted, not timed)

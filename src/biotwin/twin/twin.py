@@ -61,6 +61,12 @@ def _autocorrelation(value, residual_model) -> dict:
     return out
 
 
+def _measured_rho(stats) -> float:
+    """Lag-1 autocorrelation from ``[last, sum of products, sum of squares, pairs]``; NaN before 10 pairs."""
+    _, cross, squares, pairs = stats
+    return cross / squares if pairs >= MIN_AUTOCORRELATION_PAIRS and squares > 0 else math.nan
+
+
 def _is_number(value) -> bool:
     """A real number (Python or NumPy, integer or float), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
@@ -550,11 +556,7 @@ class Twin:
         :func:`biotwin.calibration.statistics.residual_autocorrelation`); NaN before 10 consecutive pairs.
         Near 0 when the errors are independent and the model follows the process; near 1 for a dense
         record the model misses slowly."""
-        out = {}
-        for name, (_, cross, squares, pairs) in self._innovations.items():
-            rho = cross / squares if pairs >= MIN_AUTOCORRELATION_PAIRS and squares > 0 else math.nan
-            out[name] = (rho, pairs)
-        return out
+        return {name: (_measured_rho(stats), stats[3]) for name, stats in self._innovations.items()}
 
     def _error_model(self, measured: dict) -> dict:
         """``measured`` with each sd widened by the AR(1) inflation of its variable (``residual_model="ar1"``)."""
@@ -569,8 +571,7 @@ class Twin:
         """The lag-1 autocorrelation in use for ``name``: given, else measured (NaN before 10 pairs)."""
         rho = self.autocorrelation.get(name, self.autocorrelation.get(None))
         if rho is None:
-            _, cross, squares, pairs = self._innovations.get(name, (math.nan, 0.0, 0.0, 0))
-            rho = cross / squares if pairs >= MIN_AUTOCORRELATION_PAIRS and squares > 0 else math.nan
+            rho = _measured_rho(self._innovations.get(name, (math.nan, 0.0, 0.0, 0)))
         return rho
 
     def _warn_if_autocorrelated(self) -> None:
@@ -652,7 +653,7 @@ class Twin:
         S = HPH + R
         S_inv = np.linalg.inv(S)
         K = P @ H.T @ S_inv
-        if marginal is not None:
+        if marginal is not None and marginal is not measured:  # sds widened (AR(1)): test with the measured ones
             S = HPH + np.diag([s**2 for _, s in marginal.values()])
             S_test = np.linalg.inv(S)
         else:
