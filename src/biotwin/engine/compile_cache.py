@@ -110,6 +110,16 @@ def put(key: str, payload: dict) -> None:
         pass
 
 
+def fetch(key: str, load, compile_) -> None:
+    """Use the entry under ``key`` if ``load(payload)`` accepts it; else ``compile_()`` and store what it
+    returns (an empty payload -- something not portable -- is not stored)."""
+    payload = get(key)
+    if payload is None or not load(payload):
+        payload = compile_()
+        if payload:
+            put(key, payload)
+
+
 # ----------------------------------------------------------------------------------------------------
 # generated functions as source
 

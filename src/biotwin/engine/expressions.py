@@ -45,12 +45,7 @@ class CompiledExpressions:
         self.expressions = list(expressions)
         if not self.expressions:
             return
-        key = compile_cache.key("expressions", self._structure_text())
-        payload = compile_cache.get(key)
-        if payload is None or not self._load(payload):
-            payload = self._compile()
-            if payload:
-                compile_cache.put(key, payload)
+        compile_cache.fetch(compile_cache.key("expressions", self._structure_text()), self._load, self._compile)
 
     def _structure_text(self) -> str:
         """The expressions at the template time as text, series by component name (the cache key)."""

@@ -141,12 +141,11 @@ class ForwardIntegrator:
             if any(id(v) in init_ids for v in identify_variables(con.body)):
                 initial.append(con)
 
-        key = compile_cache.key("forward", self._structure_text(equations, initial))
-        payload = compile_cache.get(key)
-        if payload is None or not self._load(payload):
-            payload = self._compile(equations, initial)
-            if payload:
-                compile_cache.put(key, payload)
+        compile_cache.fetch(
+            compile_cache.key("forward", self._structure_text(equations, initial)),
+            self._load,
+            lambda: self._compile(equations, initial),
+        )
 
     # ------------------------------------------------------------------
     # compiling the equations (sympy), and loading what an earlier process compiled
